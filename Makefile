@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: run test install system bench lint clean
+
+run: install
+	$(VENV)/bin/courier up
+
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(VENV)/bin/python -m bench.throughput_latency
+
+lint: install
+	$(VENV)/bin/pip install -q ruff mypy
+	$(VENV)/bin/ruff check component tests bench
+	$(VENV)/bin/mypy component
+
+install: system $(VENV)/.installed
+
+system:
+	@sh scripts/install-system.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,147 @@
+"""Start-up: config → store → pipeline → ComponentXMPP, and the run loop.
+
+:class:`Courier` is the XEP-0114 component.  It is the pipeline's
+:class:`~component.delivery.pipeline.Transport`: acknowledgements are batched
+into one stanza per event-loop turn, releases are XEP-0356 re-injections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from datetime import datetime
+from xml.etree.ElementTree import Element
+
+from slixmpp import ComponentXMPP, Message, Presence
+
+from . import __version__
+from .config import Config
+from .delivery.pipeline import Handoff, Pipeline
+from .store import Store
+from .xep import route
+
+log = logging.getLogger("courier")
+
+
+def _parse_stamp(stamp: str) -> float:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+class Courier(ComponentXMPP):
+    """The Courier component."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        super().__init__(config.jid, config["xmpp.secret"], config["xmpp.host"], config["xmpp.port"])
+        self.config = config
+        self.store = store
+        self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"])
+        self._acks: list[str] = []
+        self._connected = asyncio.Event()
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0356")
+        self.register_plugin("courier_route", module=route, pconfig={"server": config.domain})
+        self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
+        self.add_event_handler("session_start", self._session_start)
+        self.add_event_handler("route_handoff", self._on_handoff)
+        self.add_event_handler("route_fallback", self.pipeline.fallback)
+        self.add_event_handler("presence_available", self._on_presence)
+        self.add_event_handler("presence_unavailable", self._on_presence)
+        self.add_event_handler("privileges_advertised", self._on_privileges)
+
+    async def _session_start(self, _event: object) -> None:
+        disco = self.plugin["xep_0030"]
+        disco.set_identities(identities=[("component", "generic", "Courier", None)])
+        log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
+        self._connected.set()
+
+    def _on_privileges(self, _event: object) -> None:
+        perms = self.plugin["xep_0356"].granted_privileges.get(self.config.domain)
+        log.info("Privileges granted by %s: %s", self.config.domain, perms)
+        if perms is None or getattr(perms.message, "value", perms.message) != "outgoing":
+            log.error(
+                "%s did not grant message='outgoing' (XEP-0356): held messages cannot be released. "
+                "Check privileged_entities in the Prosody config (courier prosody-config).",
+                self.config.domain,
+            )
+
+    def _on_handoff(self, msg: Message) -> None:
+        h = msg["route_handoff"]
+        inner = h.get_inner()
+        if inner is None:  # the plugin checked already
+            return
+        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _parse_stamp(h["stamp"])))
+
+    def _on_presence(self, pres: Presence) -> None:
+        sender = pres["from"]
+        if sender.domain != self.config.domain or not sender.user:
+            return
+        self.pipeline.presence(sender.full, pres["type"] != "unavailable")
+
+    # -- Transport -----------------------------------------------------------
+
+    def ack(self, hid: str) -> None:
+        if not self._acks:
+            self.loop.call_soon(self._send_acks)
+        self._acks.append(hid)
+
+    def _send_acks(self) -> None:
+        hids, self._acks = self._acks, []
+        if hids:
+            self.route.send_ack(hids)
+
+    def release(self, hid: str, inner: Element, sender_bare: str) -> None:
+        self.route.release(hid, inner, sender_bare)
+
+
+async def run(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run Courier until *stop* is set (or SIGTERM/SIGINT); reconnect when Prosody goes away."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    store = await Store.open(config["store.path"], config["store.synchronous"], config["store.batch_max"])
+    courier = Courier(config, store)
+    await courier.pipeline.start()
+    disconnected = asyncio.Event()
+    courier.add_event_handler("disconnected", lambda _e: disconnected.set())
+    courier.add_event_handler("connection_failed", lambda _e: disconnected.set())
+    delay = 0.2
+    try:
+        while not stop.is_set():
+            disconnected.clear()
+            courier._connected.clear()
+            log.info("Connecting to %s:%s as %s", config["xmpp.host"], config["xmpp.port"], config.jid)
+            courier.connect(config["xmpp.host"], config["xmpp.port"])
+            stopper = asyncio.ensure_future(stop.wait())
+            gone = asyncio.ensure_future(disconnected.wait())
+            up = asyncio.ensure_future(courier._connected.wait())
+            await asyncio.wait({stopper, gone, up}, return_when=asyncio.FIRST_COMPLETED)
+            if up.done():
+                delay = 0.2
+                await asyncio.wait({stopper, gone}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (stopper, gone, up):
+                t.cancel()
+            if stop.is_set():
+                break
+            log.warning("Disconnected from %s; reconnecting in %.1fs", config["xmpp.host"], delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    finally:
+        courier.pipeline.stop()
+        if courier.is_connected():
+            courier.disconnect()
+            try:
+                await asyncio.wait_for(disconnected.wait(), 2)
+            except TimeoutError:
+                pass
+        await courier.pipeline.drain()
+        await store.close()
+        log.info("Courier stopped")

@@ -1,0 +1,122 @@
+"""Every configuration option, declared once: name, type, default and doc.
+
+The TOML file, the ``COURIER_*`` environment variables and the README's
+configuration table (``courier config-doc``) all come from :data:`OPTIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``section.key`` in TOML, ``COURIER_SECTION_KEY`` in the environment."""
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return "COURIER_" + self.name.replace(".", "_").upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("xmpp.domain", str, "localhost", "The Prosody virtual host whose users Courier serves."),
+    Option("xmpp.jid", str, "", "Courier's component JID; empty means `courier.<domain>`."),
+    Option("xmpp.secret", str, "", "The XEP-0114 component secret (Prosody's `component_secret`). Required."),
+    Option("xmpp.host", str, "127.0.0.1", "Where Prosody's component port listens."),
+    Option("xmpp.port", int, 5347, "Prosody's component port."),
+    Option("store.path", str, "var/courier.sqlite", "The SQLite database file (created with its directory)."),
+    Option(
+        "store.synchronous",
+        str,
+        "normal",
+        "SQLite `synchronous` in WAL mode: `normal` survives a crash of Courier or Prosody; "
+        "`full` also survives power loss, at the cost of an fsync per commit.",
+    ),
+    Option("store.batch_max", int, 256, "At most this many operations are committed in one transaction."),
+    Option(
+        "delivery.undo_window",
+        float,
+        0.0,
+        "Default undo-send window in seconds: how long a message waits at the server even when the "
+        "recipient is online, so that its sender can still edit or recall it. Users may set their own.",
+    ),
+    Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
+)
+
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable that cannot be used; the message says why."""
+
+
+@dataclass
+class Config:
+    """Resolved configuration; read values with ``config["section.key"]``."""
+
+    values: dict[str, Any] = field(default_factory=lambda: {o.name: o.default for o in OPTIONS})
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def domain(self) -> str:
+        return str(self.values["xmpp.domain"])
+
+    @property
+    def jid(self) -> str:
+        return str(self.values["xmpp.jid"] or f"courier.{self.domain}")
+
+    def set(self, name: str, value: Any, source: str = "") -> None:
+        option = _BY_NAME.get(name)
+        if option is None:
+            raise ConfigError(f"unknown option {name!r}{' in ' + source if source else ''}")
+        try:
+            if option.type is bool and isinstance(value, str):
+                value = value.lower() in ("1", "true", "yes", "on")
+            self.values[name] = option.type(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be {option.type.__name__}: {value!r} ({source})") from exc
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file, then ``COURIER_*`` variables, then *overrides*."""
+    config = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            for key, value in table.items():
+                config.set(f"{section}.{key}", value, str(path))
+    environ = os.environ if env is None else env
+    for option in OPTIONS:
+        if option.env in environ:
+            config.set(option.name, environ[option.env], option.env)
+    for name, value in overrides.items():
+        config.set(name, value, "command line")
+    if not config["xmpp.secret"]:
+        raise ConfigError("xmpp.secret is required (the component_secret Prosody has for " + config.jid + ")")
+    if config["store.synchronous"] not in ("normal", "full"):
+        raise ConfigError("store.synchronous must be 'normal' or 'full'")
+    return config
+
+
+def markdown_table() -> str:
+    """The README's configuration reference."""
+    rows = ["| option (TOML `[section] key`) | environment | type | default | meaning |", "|---|---|---|---|---|"]
+    for o in OPTIONS:
+        rows.append(f"| `{o.name}` | `{o.env}` | {o.type.__name__} | `{o.default!r}` | {o.doc} |")
+    return "\n".join(rows)

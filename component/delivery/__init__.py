@@ -1,0 +1,1 @@
+"""Delivery: the state machine (pure), the pipeline and the scheduler."""

@@ -1,0 +1,101 @@
+"""The tracked-message state machine: states, events and the legal transitions.
+
+Pure data and functions, no I/O (the model is h11's ``_state.py``).  Every hop
+a message takes is an *event* applied to its *state*; the table below is the
+whole of the delivery rules of DESIGN.md, and anything not in it raises
+:class:`IllegalTransition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a tracked message is in its life."""
+
+    ACCEPTED = "accepted"  # stored at the sender's server (the patent's "sent")
+    HELD = "held"  # waiting: recipient offline, or the sender's undo-send window
+    RELEASED = "released"  # handed to the recipient's server
+    RECEIVED = "received"  # the recipient's client acknowledged it (XEP-0184)
+    READ = "read"  # the recipient's client displayed it (XEP-0333)
+    RECALLED = "recalled"  # withdrawn before delivery; never forwarded
+    RETRACTED = "retracted"  # a XEP-0424 retraction was passed on after delivery
+    FAILED = "failed"  # could not be delivered (reason in the hop)
+
+
+class Event(StrEnum):
+    """What can happen to a tracked message; each names the hop it records."""
+
+    HOLD = "held"
+    RELEASE = "released"
+    RECEIVE = "received"
+    READ = "read"
+    EDIT = "edited"
+    RECALL = "recalled"
+    RETRACT = "retracted"
+    FAIL = "failed"
+
+
+TERMINAL: frozenset[State] = frozenset({State.RECALLED, State.RETRACTED, State.FAILED})
+#: States in which the message is still at the sender's server and the sender controls it.
+OPEN: frozenset[State] = frozenset({State.ACCEPTED, State.HELD})
+DELIVERED: frozenset[State] = frozenset({State.RELEASED, State.RECEIVED, State.READ})
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.ACCEPTED, Event.HOLD): State.HELD,
+    (State.ACCEPTED, Event.RELEASE): State.RELEASED,
+    (State.ACCEPTED, Event.EDIT): State.ACCEPTED,
+    (State.ACCEPTED, Event.RECALL): State.RECALLED,
+    (State.ACCEPTED, Event.FAIL): State.FAILED,
+    (State.HELD, Event.RELEASE): State.RELEASED,
+    (State.HELD, Event.EDIT): State.HELD,
+    (State.HELD, Event.RECALL): State.RECALLED,
+    (State.HELD, Event.FAIL): State.FAILED,
+    (State.RELEASED, Event.RECEIVE): State.RECEIVED,
+    (State.RELEASED, Event.READ): State.READ,
+    (State.RECEIVED, Event.READ): State.READ,
+    (State.RELEASED, Event.FAIL): State.FAILED,
+    # After delivery an edit or retraction is passed on as the standard stanza.
+    **{(s, Event.EDIT): s for s in DELIVERED},
+    **{(s, Event.RETRACT): State.RETRACTED for s in DELIVERED},
+}
+
+
+class IllegalTransition(ValueError):
+    """An event that the current state does not allow."""
+
+    def __init__(self, state: State, event: Event) -> None:
+        super().__init__(f"a {state} message cannot be {event}")
+        self.state = state
+        self.event = event
+
+
+def next_state(state: State, event: Event) -> State:
+    """Return the state after *event*, or raise :class:`IllegalTransition`."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One entry of a message's route record: what happened, when and where."""
+
+    label: str  # the event's name, or "accepted" for the first hop
+    state: State  # the state after this hop
+    at: float  # POSIX time
+    place: str  # the entity where it happened (a server or client JID)
+    note: str = ""  # reason, route detail, retry information
+
+
+def accept(at: float, place: str, note: str = "") -> Hop:
+    """The first hop of every tracked message."""
+    return Hop(State.ACCEPTED.value, State.ACCEPTED, at, place, note)
+
+
+def apply(state: State, event: Event, at: float, place: str, note: str = "") -> Hop:
+    """Apply *event* to a message in *state* and return the hop to record."""
+    return Hop(event.value, next_state(state, event), at, place, note)

@@ -1,0 +1,167 @@
+"""The ``courier`` command: up, run, adduser, prosody-config, config-doc."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from . import __version__, prosody
+from . import config as configuration
+
+SETUP_FILE = "courier-up.json"
+
+
+def _setup_for(data: Path, args: argparse.Namespace | None = None) -> prosody.ProsodySetup:
+    """The setup saved in *data* by ``courier up``, updated from *args*."""
+    saved = data / SETUP_FILE
+    values: dict[str, object] = json.loads(saved.read_text()) if saved.exists() else {}
+    if args is not None:
+        for key in ("domain", "c2s_port", "component_port"):
+            if getattr(args, key, None) is not None:
+                values[key] = getattr(args, key)
+    values.setdefault("secret", secrets.token_urlsafe(24))
+    setup = prosody.ProsodySetup(data=data, **values)  # type: ignore[arg-type]
+    data.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({k: values[k] for k in values}, indent=1))
+    saved.chmod(0o600)
+    return setup
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    data = Path(args.data).resolve()
+    setup = _setup_for(data, args)
+    setup.render()
+    for port, what in ((setup.c2s_port, "--c2s-port"), (setup.component_port, "--component-port")):
+        if prosody._listening(port):
+            print(
+                f"courier: port {port} is in use (a system Prosody?). Stop it or choose another with {what}.",
+                file=sys.stderr,
+            )
+            return 1
+    proc = prosody.start(setup)
+    config = configuration.load(
+        None,
+        None,
+        **{
+            "xmpp.domain": setup.domain,
+            "xmpp.secret": setup.secret,
+            "xmpp.port": setup.component_port,
+            "store.path": str(data / "courier.sqlite"),
+        },
+    )
+    print(
+        f"Prosody  {setup.domain}: c2s on 127.0.0.1:{setup.c2s_port} (plain, loopback only), "
+        f"component port {setup.component_port}\n"
+        f"Courier  {config.jid}: store {config['store.path']}\n"
+        f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
+        f"Add a user: courier adduser alice@{setup.domain} PASSWORD --data {args.data}\n"
+        "Ctrl-C stops both.",
+        flush=True,
+    )
+    try:
+        asyncio.run(_run_logged(config))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        prosody.stop(proc)
+    return 0
+
+
+async def _run_logged(config: configuration.Config) -> None:
+    from .app import run
+
+    await run(config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = configuration.load(args.config)
+    except configuration.ConfigError as exc:
+        print(f"courier: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config["log.level"].upper())
+    asyncio.run(_run_logged(config))
+    return 0
+
+
+def cmd_adduser(args: argparse.Namespace) -> int:
+    setup = _setup_for(Path(args.data).resolve())
+    setup.render()
+    try:
+        prosody.adduser(setup, args.jid, args.password)
+    except (ValueError, RuntimeError) as exc:
+        print(f"courier: {exc}", file=sys.stderr)
+        return 1
+    print(f"added {args.jid}")
+    return 0
+
+
+def cmd_prosody_config(args: argparse.Namespace) -> int:
+    component = f"courier.{args.domain}"
+    print(
+        f"""-- Courier: add to your Prosody configuration, then restart Prosody.
+-- Copy prosody-config/mod_courier_route/ into a directory listed in plugin_paths.
+modules_enabled = {{ --[[ your modules ]] "privilege" }}
+
+VirtualHost "{args.domain}"
+    modules_enabled = {{ "courier_route" }}
+    courier_component = "{component}"
+    courier_ack_timeout = 5
+    privileged_entities = {{
+        ["{component}"] = {{ roster = "get"; message = "outgoing"; presence = "managed_entity" }};
+    }}
+
+Component "{component}"
+    component_secret = "{args.secret or "<the xmpp.secret of courier.toml>"}"
+    modules_enabled = {{ "privilege" }}"""
+    )
+    return 0
+
+
+def cmd_config_doc(_args: argparse.Namespace) -> int:
+    print(configuration.markdown_table())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="courier", description="Courier: tracked delivery beside Prosody.")
+    p.add_argument("--version", action="version", version=f"courier {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="render a Prosody config, run Prosody and Courier in the foreground")
+    up.add_argument("--domain", default=None, help="the XMPP domain (default: localhost)")
+    up.add_argument("--data", default="./var", help="data directory (default: ./var)")
+    up.add_argument("--c2s-port", type=int, default=None, help="client port (default: 5222)")
+    up.add_argument("--component-port", type=int, default=None, help="component port (default: 5347)")
+    up.set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="run only the component, for a Prosody you run yourself")
+    run.add_argument("--config", required=True, help="courier.toml")
+    run.set_defaults(func=cmd_run)
+
+    add = sub.add_parser("adduser", help="register a user on the Prosody of `courier up`")
+    add.add_argument("jid")
+    add.add_argument("password")
+    add.add_argument("--data", default="./var")
+    add.set_defaults(func=cmd_adduser)
+
+    pc = sub.add_parser("prosody-config", help="print the Prosody snippet for `courier run`")
+    pc.add_argument("--domain", default="localhost")
+    pc.add_argument("--secret", default="")
+    pc.set_defaults(func=cmd_prosody_config)
+
+    doc = sub.add_parser("config-doc", help="print the configuration reference (Markdown)")
+    doc.set_defaults(func=cmd_config_doc)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("slixmpp").setLevel(logging.WARNING)
+    args = parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,147 @@
+"""Prosody beside Courier: render its configuration, start it, add users.
+
+Used by ``courier up`` (the embedded default: SQLite, one machine, loopback),
+``courier adduser`` and the test fixtures.  Prosody is Debian's binary.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_DIR_ENV = "COURIER_PROSODY_CONFIG_DIR"
+
+
+def config_dir() -> Path:
+    """prosody-config/ of this checkout (or where ``COURIER_PROSODY_CONFIG_DIR`` says)."""
+    if CONFIG_DIR_ENV in os.environ:
+        return Path(os.environ[CONFIG_DIR_ENV])
+    here = Path(__file__).resolve().parent.parent / "prosody-config"
+    if not here.is_dir():
+        raise FileNotFoundError(
+            f"prosody-config/ not found at {here}; install Courier from its checkout (pip install -e .) "
+            f"or set {CONFIG_DIR_ENV}"
+        )
+    return here
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ProsodySetup:
+    """Everything one rendered Prosody needs; ``data`` holds config, data, pid and log."""
+
+    data: Path
+    domain: str = "localhost"
+    c2s_port: int = 5222
+    component_port: int = 5347
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    ack_timeout: float = 5.0
+    log_level: str = "info"
+    route: bool = True  # False: plain Prosody, no hand-off to Courier (benchmarks' baseline)
+
+    @property
+    def component(self) -> str:
+        return f"courier.{self.domain}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data / "prosody.cfg.lua"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data / "prosody.log"
+
+    def render(self) -> Path:
+        """Write the config from prosody-config/prosody.cfg.lua.in; return its path."""
+        self.data = self.data.resolve()
+        (self.data / "prosody").mkdir(parents=True, exist_ok=True)
+        template = string.Template((config_dir() / "prosody.cfg.lua.in").read_text())
+        text = template.substitute(
+            data=self.data,
+            domain=self.domain,
+            component=self.component,
+            secret=self.secret,
+            c2s_port=self.c2s_port,
+            component_port=self.component_port,
+            modules=config_dir(),
+            run_as_root="true" if os.geteuid() == 0 else "false",
+            ack_timeout=self.ack_timeout,
+            log_level=self.log_level,
+            host_modules='"courier_route"' if self.route else "",
+        )
+        self.config_file.write_text(text)
+        return self.config_file
+
+
+def find_binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if path is None:
+        raise FileNotFoundError(
+            f"{name} not found: install Debian's prosody and prosody-modules (apt-get install prosody prosody-modules)"
+        )
+    return path
+
+
+def start(setup: ProsodySetup, timeout: float = 15.0) -> subprocess.Popen[bytes]:
+    """Start Prosody in the foreground on *setup*'s rendered config; wait until c2s listens."""
+    proc = subprocess.Popen(
+        [find_binary("prosody"), "--config", str(setup.config_file), "-F"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"Prosody exited with {proc.returncode}: {err.strip()} (log: {setup.log_file})")
+        if _listening(setup.c2s_port) and _listening(setup.component_port):
+            return proc
+        time.sleep(0.05)
+    stop(proc)
+    raise TimeoutError(f"Prosody did not listen on {setup.c2s_port} within {timeout}s (log: {setup.log_file})")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after *timeout*."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def adduser(setup: ProsodySetup, jid: str, password: str) -> None:
+    """Register *jid* with prosodyctl against the rendered config."""
+    user, _, host = jid.partition("@")
+    if not user or host != setup.domain:
+        raise ValueError(f"{jid!r} is not a user of {setup.domain}")
+    result = subprocess.run(
+        [find_binary("prosodyctl"), "--config", str(setup.config_file), "register", user, host, password],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"prosodyctl register {jid} failed: {(result.stdout + result.stderr).strip()}")

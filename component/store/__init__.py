@@ -1,0 +1,314 @@
+"""The store: the only place with SQL.  One facade, :class:`Store`.
+
+Writes that belong to the delivery pipeline are *queued* (``queue_*``) and
+committed in batches by one writer task (group commit); callbacks registered
+with :meth:`Store.after_commit` run only once everything queued before them is
+durable, which is how "stored before anything else happens" is kept at
+thousands of messages a second.  Reads and rare writes are plain coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from ..delivery.states import Hop, State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class MessageRow:
+    """A tracked message as stored."""
+
+    seq: int
+    hid: str | None
+    sender: str
+    sender_resource: str
+    recipient: str
+    recipient_bare: str
+    msg_id: str
+    origin_id: str
+    kind: str
+    body: str | None
+    stanza: str
+    state: State
+    hold_reason: str
+    release_at: float | None
+    created: float
+    updated: float
+
+
+_MESSAGE_COLUMNS = (
+    "seq, hid, sender, sender_resource, recipient, recipient_bare, msg_id, origin_id, kind, body, "
+    "stanza, state, hold_reason, release_at, created, updated"
+)
+
+
+def _row_to_message(row: sqlite3.Row | tuple) -> MessageRow:
+    values = list(row)
+    values[11] = State(values[11])
+    return MessageRow(*values)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files(__package__) / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+class Store:
+    """Facade over the SQLite database (WAL mode)."""
+
+    def __init__(self, conn: aiosqlite.Connection, batch_max: int = 256) -> None:
+        self._conn = conn
+        self._batch_max = batch_max
+        self._inserts: list[tuple] = []
+        self._hops: list[tuple] = []
+        self._absorbed: list[tuple] = []
+        self._updates: list[tuple] = []
+        self._callbacks: list[Callable[[], None]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tx = asyncio.Lock()  # one transaction at a time on the shared connection
+        self.commits = 0  # for tests and benchmarks: how many transactions
+
+    # -- life cycle -------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, synchronous: str = "normal", batch_max: int = 256) -> Store:
+        """Open (creating if needed) and migrate the database at *path*."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn, batch_max)
+        await store._migrate()
+        store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = row[0] if row else 0
+        for number, sql in _migrations():
+            if number > current:
+                log.info("Applying store migration %04d", number)
+                await self._conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    async def close(self) -> None:
+        """Commit what is queued, then close."""
+        self._closing = True
+        self._wake.set()
+        if self._writer:
+            await self._writer
+        await self._conn.close()
+
+    # -- queued writes (group commit) ---------------------------------------
+
+    def queue_message(self, m: MessageRow) -> None:
+        self._inserts.append(
+            (
+                m.seq,
+                m.hid,
+                m.sender,
+                m.sender_resource,
+                m.recipient,
+                m.recipient_bare,
+                m.msg_id,
+                m.origin_id,
+                m.kind,
+                m.body,
+                m.stanza,
+                m.state.value,
+                m.hold_reason,
+                m.release_at,
+                m.created,
+                m.updated,
+            )
+        )
+        self._wake.set()
+
+    def queue_hop(self, seq: int, hop: Hop) -> None:
+        self._hops.append((seq, hop.label, hop.state.value, hop.at, hop.place, hop.note))
+        self._wake.set()
+
+    def queue_update(self, m: MessageRow) -> None:
+        """Persist the mutable fields of *m* (state, body, stanza, hold)."""
+        self._updates.append((m.state.value, m.body, m.stanza, m.hold_reason, m.release_at, m.updated, m.seq))
+        self._wake.set()
+
+    def queue_absorbed(self, hid: str, seq: int, outcome: str, at: float) -> None:
+        self._absorbed.append((hid, seq, outcome, at))
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run *callback* once everything queued so far is committed."""
+        self._callbacks.append(callback)
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inserts or self._hops or self._updates or self._absorbed or self._callbacks:
+                await self._commit_batch()
+            if self._closing:
+                return
+
+    async def _commit_batch(self) -> None:
+        n = self._batch_max
+        inserts, self._inserts = self._inserts[:n], self._inserts[n:]
+        # hops and updates can only refer to messages queued before them, so taking
+        # every hop/update queued so far is only safe when all inserts were taken
+        if self._inserts:
+            hops, updates, absorbed, callbacks = [], [], [], []
+        else:
+            hops, self._hops = self._hops, []
+            updates, self._updates = self._updates, []
+            absorbed, self._absorbed = self._absorbed, []
+            callbacks, self._callbacks = self._callbacks, []
+        async with self._tx:
+            ok = await self._write(inserts, hops, updates, absorbed)
+        if not ok:
+            return
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+    async def _write(self, inserts: list, hops: list, updates: list, absorbed: list) -> bool:
+        try:
+            await self._conn.execute("BEGIN")
+            if inserts:
+                await self._conn.executemany(
+                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})", inserts
+                )
+            if hops:
+                await self._conn.executemany(
+                    "INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops
+                )
+            if updates:
+                await self._conn.executemany(
+                    "UPDATE messages SET state=?, body=?, stanza=?, hold_reason=?, release_at=?, updated=? WHERE seq=?",
+                    updates,
+                )
+            if absorbed:
+                await self._conn.executemany(
+                    "INSERT OR IGNORE INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?)",
+                    absorbed,
+                )
+            await self._conn.execute("COMMIT")
+            self.commits += 1
+        except Exception:
+            # A failed commit must never be acknowledged: the server times out and
+            # delivers the messages itself.  Log loudly and drop the batch.
+            log.exception("Store commit failed; %d messages not acknowledged", len(inserts))
+            try:
+                await self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return False
+        return True
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.after_commit(resolve)
+        await done
+
+    # -- reads -----------------------------------------------------------
+
+    async def max_seq(self) -> int:
+        async with self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def open_messages(self) -> list[MessageRow]:
+        """Messages still at the server (accepted or held), oldest first."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE state IN ('accepted', 'held') ORDER BY seq"
+        ) as cur:
+            return [_row_to_message(r) for r in await cur.fetchall()]
+
+    async def recent_handoffs(self, since: float) -> dict[str, int]:
+        """hid -> message seq for hand-offs received since *since* (for de-duplication)."""
+        result: dict[str, int] = {}
+        async with self._conn.execute(
+            "SELECT hid, seq FROM messages WHERE hid IS NOT NULL AND created >= ?", (since,)
+        ) as cur:
+            for hid, seq in await cur.fetchall():
+                result[hid] = seq
+        async with self._conn.execute("SELECT hid, message_seq FROM absorbed_handoffs WHERE at >= ?", (since,)) as cur:
+            for hid, seq in await cur.fetchall():
+                result[hid] = seq
+        return result
+
+    async def message(self, seq: int) -> MessageRow | None:
+        async with self._conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq=?", (seq,)) as cur:
+            row = await cur.fetchone()
+        return _row_to_message(row) if row else None
+
+    async def message_by_hid(self, hid: str) -> MessageRow | None:
+        async with self._conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE hid=?", (hid,)) as cur:
+            row = await cur.fetchone()
+        return _row_to_message(row) if row else None
+
+    async def find_message(self, sender: str, recipient_bare: str, ref: str) -> MessageRow | None:
+        """The newest message *sender* sent to *recipient_bare* whose id or origin-id is *ref*."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND recipient_bare=? "
+            "AND (msg_id=? OR origin_id=?) AND kind='message' ORDER BY seq DESC LIMIT 1",
+            (sender, recipient_bare, ref, ref),
+        ) as cur:
+            row = await cur.fetchone()
+        return _row_to_message(row) if row else None
+
+    async def messages_between(self, sender: str, recipient_bare: str) -> list[MessageRow]:
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND recipient_bare=? ORDER BY seq",
+            (sender, recipient_bare),
+        ) as cur:
+            return [_row_to_message(r) for r in await cur.fetchall()]
+
+    async def hops(self, seq: int) -> list[Hop]:
+        async with self._conn.execute(
+            "SELECT label, state, at, place, note FROM hops WHERE message_seq=? ORDER BY id", (seq,)
+        ) as cur:
+            return [Hop(label, State(state), at, place, note) for label, state, at, place, note in await cur.fetchall()]
+
+    # -- settings ------------------------------------------------------------
+
+    async def undo_windows(self) -> dict[str, float]:
+        """Every user's own undo-send window (users without one use the default)."""
+        async with self._conn.execute(
+            "SELECT jid, undo_window FROM user_settings WHERE undo_window IS NOT NULL"
+        ) as cur:
+            return {jid: float(w) for jid, w in await cur.fetchall()}
+
+    async def set_undo_window(self, jid: str, seconds: float | None) -> None:
+        async with self._tx:
+            await self._conn.execute(
+                "INSERT INTO user_settings (jid, undo_window) VALUES (?, ?) "
+                "ON CONFLICT(jid) DO UPDATE SET undo_window=excluded.undo_window",
+                (jid, seconds),
+            )

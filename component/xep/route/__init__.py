@@ -1,0 +1,10 @@
+"""courier-route: the acknowledged hand-off between Prosody and Courier (xeps/courier-route.xml)."""
+
+from slixmpp.plugins.base import register_plugin
+
+from .route import XEP_CourierRoute
+from .stanza import NS, Ack, AckItem, Fallback, FallbackItem, Handoff, Release
+
+register_plugin(XEP_CourierRoute)
+
+__all__ = ["NS", "Ack", "AckItem", "Fallback", "FallbackItem", "Handoff", "Release", "XEP_CourierRoute"]

@@ -1,0 +1,88 @@
+"""The courier-route plugin: receives hand-offs and fallback notices, sends acks and releases.
+
+Events: ``route_handoff`` (the message carrying a valid ``<handoff/>``) and
+``route_fallback`` (a list of hand-off ids the server delivered itself).
+"""
+
+from __future__ import annotations
+
+import logging
+from xml.etree.ElementTree import Element, SubElement
+
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins import BasePlugin
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from . import stanza
+from .stanza import NS, NS_CLIENT, Ack
+
+log = logging.getLogger(__name__)
+
+NS_PRIVILEGE = "urn:xmpp:privilege:2"
+
+
+class XEP_CourierRoute(BasePlugin):
+    """Courier's side of courier-route (xeps/courier-route.xml)."""
+
+    name = "courier_route"
+    description = "Courier route: acknowledged hand-off from the server"
+    dependencies = {"xep_0030"}
+    stanza = stanza
+
+    def plugin_init(self) -> None:
+        stanza.register()
+        self.server = self.config.get("server") or self.xmpp.boundjid.domain.split(".", 1)[-1]
+        self.xmpp.register_handler(Callback("Route hand-off", StanzaPath("message/route_handoff"), self._handoff))
+        self.xmpp.register_handler(Callback("Route fallback", StanzaPath("message/route_fallback"), self._fallback))
+        self.xmpp.register_handler(Callback("Route forged", StanzaPath("message/route_ack"), self._forged))
+
+    def plugin_end(self) -> None:
+        for name in ("Route hand-off", "Route fallback", "Route forged"):
+            self.xmpp.remove_handler(name)
+        self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+
+    def session_bind(self, jid: object) -> None:
+        self.xmpp.plugin["xep_0030"].add_feature(NS)
+
+    def _from_server(self, msg: StanzaBase) -> bool:
+        return msg["from"].full == self.server
+
+    def _handoff(self, msg: StanzaBase) -> None:
+        if not self._from_server(msg):
+            log.warning("Refused a hand-off from %s: only %s may hand off messages", msg["from"], self.server)
+            raise XMPPError("forbidden", f"only {self.server} may hand off messages", etype="auth")
+        handoff = msg["route_handoff"]
+        inner = handoff.get_inner()
+        if not handoff["id"] or inner is None or not inner.get("from") or not inner.get("to"):
+            raise XMPPError("bad-request", "a hand-off needs an id and a forwarded jabber:client message")
+        self.xmpp.event("route_handoff", msg)
+
+    def _fallback(self, msg: StanzaBase) -> None:
+        if not self._from_server(msg):
+            raise XMPPError("forbidden", f"only {self.server} may send fallback notices", etype="auth")
+        self.xmpp.event("route_fallback", msg["route_fallback"]["ids"])
+
+    def _forged(self, msg: StanzaBase) -> None:
+        # Acks only flow from Courier to the server; one arriving here is forged.
+        raise XMPPError("forbidden", "route acknowledgements are not accepted here", etype="auth")
+
+    def send_ack(self, hids: list[str]) -> None:
+        """Tell the server these hand-offs are stored (one stanza for many)."""
+        msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
+        ack: Ack = msg["route_ack"]
+        ack["ids"] = hids
+        msg.send()
+
+    def release(self, hid: str, inner: Element, sender_bare: str) -> None:
+        """Re-inject *inner* as *sender_bare* through XEP-0356, marked with ``<release/>``."""
+        inner.tag = f"{{{NS_CLIENT}}}message"
+        inner.set("from", sender_bare)
+        SubElement(inner, f"{{{NS}}}release", id=hid)
+        wrapper = Element(f"{{{NS_PRIVILEGE}}}privilege")
+        forwarded = SubElement(wrapper, f"{{{stanza.NS_FORWARD}}}forwarded")
+        forwarded.append(inner)
+        msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
+        msg.xml.append(wrapper)
+        msg.send()

@@ -1,0 +1,134 @@
+"""Stanzas of courier-route (namespace ``https://courier.chat/ns/route/0``)."""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element
+
+from slixmpp.stanza import Message
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+
+from .. import NS_BASE
+
+NS = NS_BASE + "route/0"
+NS_CLIENT = "jabber:client"
+NS_FORWARD = "urn:xmpp:forward:0"
+NS_DELAY = "urn:xmpp:delay"
+
+
+class Handoff(ElementBase):
+    """``<handoff id recipient>``: a message the server hands to Courier (server → Courier)."""
+
+    namespace = NS
+    name = "handoff"
+    plugin_attrib = "route_handoff"
+    interfaces = {"id", "recipient", "stamp"}
+
+    def get_inner(self) -> Element | None:
+        """The forwarded ``jabber:client`` message, as an ElementTree element."""
+        return self.xml.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
+
+    def set_inner(self, message: Element) -> None:
+        self.del_inner()
+        forwarded = Element(f"{{{NS_FORWARD}}}forwarded")
+        forwarded.append(message)
+        self.xml.append(forwarded)
+
+    def del_inner(self) -> None:
+        for forwarded in self.xml.findall(f"{{{NS_FORWARD}}}forwarded"):
+            self.xml.remove(forwarded)
+
+    def get_stamp(self) -> str:
+        delay = self.xml.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_DELAY}}}delay")
+        return delay.get("stamp", "") if delay is not None else ""
+
+    def set_stamp(self, value: str) -> None:
+        forwarded = self.xml.find(f"{{{NS_FORWARD}}}forwarded")
+        if forwarded is None:
+            forwarded = Element(f"{{{NS_FORWARD}}}forwarded")
+            self.xml.append(forwarded)
+        delay = forwarded.find(f"{{{NS_DELAY}}}delay")
+        if delay is None:
+            delay = Element(f"{{{NS_DELAY}}}delay")
+            forwarded.insert(0, delay)
+        delay.set("stamp", value)
+
+    def del_stamp(self) -> None:
+        forwarded = self.xml.find(f"{{{NS_FORWARD}}}forwarded")
+        if forwarded is not None:
+            for delay in forwarded.findall(f"{{{NS_DELAY}}}delay"):
+                forwarded.remove(delay)
+
+
+class AckItem(ElementBase):
+    namespace = NS
+    name = "item"
+    plugin_attrib = "item"
+    interfaces = {"id"}
+
+
+class Ack(ElementBase):
+    """``<ack><item id/>…</ack>``: Courier has stored these hand-offs (Courier → server)."""
+
+    namespace = NS
+    name = "ack"
+    plugin_attrib = "route_ack"
+    interfaces = {"ids"}
+
+    def get_ids(self) -> list[str]:
+        return [item["id"] for item in self["substanzas"] if isinstance(item, AckItem)]
+
+    def set_ids(self, ids: list[str]) -> None:
+        self.del_ids()
+        for hid in ids:
+            item = AckItem()
+            item["id"] = hid
+            self.append(item)
+
+    def del_ids(self) -> None:
+        for item in [i for i in self.iterables if isinstance(i, AckItem)]:
+            self.iterables.remove(item)
+            self.xml.remove(item.xml)
+
+
+class FallbackItem(AckItem):
+    pass
+
+
+class Fallback(Ack):
+    """``<fallback><item id/>…</fallback>``: the server delivered these itself (server → Courier)."""
+
+    name = "fallback"
+    plugin_attrib = "route_fallback"
+
+    def get_ids(self) -> list[str]:
+        return [item["id"] for item in self["substanzas"] if isinstance(item, FallbackItem)]
+
+    def set_ids(self, ids: list[str]) -> None:
+        self.del_ids()
+        for hid in ids:
+            item = FallbackItem()
+            item["id"] = hid
+            self.append(item)
+
+    def del_ids(self) -> None:
+        for item in [i for i in self.iterables if isinstance(i, FallbackItem)]:
+            self.iterables.remove(item)
+            self.xml.remove(item.xml)
+
+
+class Release(ElementBase):
+    """``<release id/>`` inside a privileged re-injection; the server strips it."""
+
+    namespace = NS
+    name = "release"
+    plugin_attrib = "route_release"
+    interfaces = {"id"}
+
+
+def register() -> None:
+    register_stanza_plugin(Message, Handoff)
+    register_stanza_plugin(Message, Ack)
+    register_stanza_plugin(Message, Fallback)
+    register_stanza_plugin(Message, Release)
+    register_stanza_plugin(Ack, AckItem, iterable=True)
+    register_stanza_plugin(Fallback, FallbackItem, iterable=True)

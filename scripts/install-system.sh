@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install what Courier needs from Debian: Prosody, the community modules
+# (mod_privilege), and venv support for Python.  Idempotent; quiet when done.
+set -eu
+need=""
+command -v prosody >/dev/null 2>&1 || need="$need prosody"
+[ -d /usr/lib/prosody/modules/mod_privilege ] || need="$need prosody-modules"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+[ -z "$need" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "Installing from Debian:$need"
+# Do not let the package start a system-wide Prosody on the default ports:
+# Courier runs its own, with its own configuration.
+created_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+fi
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+[ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+exit 0

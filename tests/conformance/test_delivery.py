@@ -1,0 +1,176 @@
+"""P1 end to end: hold, edit and recall before delivery; straight through when online.
+
+Real Prosody (Debian), real Courier process, real slixmpp clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from .conftest import read_store
+from .xmpp import CourierProcess
+
+
+async def eventually(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def states(courier: CourierProcess, sender: str) -> dict[str, str]:
+    with read_store(courier) as db:
+        return {
+            r["msg_id"]: r["state"] for r in db.execute("SELECT msg_id, state FROM messages WHERE sender=?", (sender,))
+        }
+
+
+def hops(courier: CourierProcess, sender: str, msg_id: str) -> list[tuple[str, float, str]]:
+    with read_store(courier) as db:
+        rows = db.execute(
+            "SELECT h.label, h.at, h.place FROM hops h JOIN messages m ON m.seq = h.message_seq "
+            "WHERE m.sender=? AND m.msg_id=? ORDER BY h.id",
+            (sender, msg_id),
+        )
+        return [(r["label"], r["at"], r["place"]) for r in rows]
+
+
+async def test_offline_recipient_gets_one_corrected_message_and_nothing_recalled(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    a.chat(bob, "Meet me at nine", "m1")
+    a.chat(bob, "I love you", "m2")
+    await eventually(lambda: states(courier, alice) == {"m1": "held", "m2": "held"}, what="both held")
+
+    fix = a.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
+    fix["id"] = "m1-fix"
+    fix["replace"]["id"] = "m1"
+    fix.send()
+    recall = a.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
+    recall["id"] = "m2-retract"
+    recall["retract"]["id"] = "m2"
+    recall.send()
+    await eventually(lambda: states(courier, alice) == {"m1": "held", "m2": "recalled"}, what="recall stored")
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert got["from"].full == alice  # the bare JID of the sender
+    assert got["body"] == "Meet me at ten"
+    assert got["id"] == "m1"
+    await b.no_message(1.0)  # nothing of m2, no correction, no retraction
+
+    assert states(courier, alice) == {"m1": "released", "m2": "recalled"}
+    m1 = hops(courier, alice, "m1")
+    assert [h[0] for h in m1] == ["accepted", "held", "edited", "released"]
+    assert [h[1] for h in m1] == sorted(h[1] for h in m1)  # times never go backwards
+    assert all(h[2] == "localhost" for h in m1)
+    assert [h[0] for h in hops(courier, alice, "m2")] == ["accepted", "held", "recalled"]
+
+
+async def test_online_recipient_straight_through_with_carbons_and_archives(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    phone = await connect(alice, "phone")
+    laptop = await connect(alice, "laptop")
+    await laptop.plugin["xep_0280"].enable()
+    b = await connect(bob)
+    await eventually(lambda: True)
+    phone.chat(bob, "Hello Bob", "hello-1")
+    got = await b.next_message()
+    assert (got["from"].full, got["body"], got["id"]) == (alice, "Hello Bob", "hello-1")
+    await eventually(lambda: len(laptop.carbons) >= 1, what="carbon on the laptop")
+    await asyncio.sleep(0.5)
+    assert [c["body"] for c in laptop.carbons] == ["Hello Bob"]  # exactly once
+    assert [m["body"] for m in await phone.archive(bob)] == ["Hello Bob"]
+    assert [m["body"] for m in await b.archive(alice)] == ["Hello Bob"]
+    assert states(courier, alice) == {"hello-1": "released"}
+    assert [h[0] for h in hops(courier, alice, "hello-1")] == ["accepted", "released"]
+
+
+async def test_correction_and_retraction_after_delivery_are_passed_on(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    a.chat(bob, "Wherefore art thou", "w1")
+    assert (await b.next_message())["body"] == "Wherefore art thou"
+    fix = a.make_message(mto=bob, mbody="Wherefore art thou, Romeo?", mtype="chat")
+    fix["replace"]["id"] = "w1"
+    fix.send()
+    got = await b.next_message()
+    assert (got["replace"]["id"], got["body"]) == ("w1", "Wherefore art thou, Romeo?")
+    gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
+    gone["retract"]["id"] = "w1"
+    gone.send()
+    got = await b.next_message()
+    assert got["retract"]["id"] == "w1"
+    await eventually(lambda: states(courier, alice).get("w1") == "retracted", what="retracted recorded")
+    assert [h[0] for h in hops(courier, alice, "w1")] == ["accepted", "released", "edited", "retracted"]
+
+
+async def test_held_messages_flush_in_order_when_recipient_connects(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    for i in range(5):
+        a.chat(bob, f"line {i}", f"l{i}")
+    await eventually(lambda: len(states(courier, alice)) == 5, what="5 stored")
+    b = await connect(bob)
+    bodies = [(await b.next_message())["body"] for _ in range(5)]
+    assert bodies == [f"line {i}" for i in range(5)]
+
+
+async def test_retraction_v0_fastening_recalls_a_held_message(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    a.chat(bob, "oops", "v0-1")
+    await eventually(lambda: states(courier, alice) == {"v0-1": "held"}, what="held")
+    msg = a.make_message(mto=bob, mbody="retracted", mtype="chat")
+    msg["apply_to"]["id"] = "v0-1"
+    from xml.etree.ElementTree import SubElement
+
+    SubElement(msg["apply_to"].xml, "{urn:xmpp:message-retract:0}retract")
+    msg.send()
+    await eventually(lambda: states(courier, alice) == {"v0-1": "recalled"}, what="recalled by v0")
+    b = await connect(bob)
+    await b.no_message(1.0)
+
+
+async def test_a_retraction_by_origin_id_recalls(courier, users, connect) -> None:
+    """Converse retracts by the original's origin-id, which may differ from its id."""
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="secret", mtype="chat")
+    msg["id"] = "client-id-7"
+    msg["origin_id"]["id"] = "origin-7"
+    msg.send()
+    await eventually(lambda: states(courier, alice) == {"client-id-7": "held"}, what="held")
+    gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
+    gone["retract"]["id"] = "origin-7"
+    gone.send()
+    await eventually(lambda: states(courier, alice) == {"client-id-7": "recalled"}, what="recalled")
+
+
+async def test_undo_window_holds_online_messages_until_it_passes(stack, users, connect, tmp_path) -> None:
+    alice, bob = users("alice", "bob")
+    courier = CourierProcess(stack, tmp_path / "undo", COURIER_DELIVERY_UNDO_WINDOW="1.5").start()
+    try:
+        a = await connect(alice)
+        b = await connect(bob)
+        sent = time.monotonic()
+        a.chat(bob, "Maybe not", "u1")
+        a.chat(bob, "Second thoughts", "u2")
+        await eventually(lambda: states(courier, alice) == {"u1": "held", "u2": "held"}, what="held in window")
+        gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
+        gone["retract"]["id"] = "u1"
+        gone.send()
+        got = await b.next_message(5)
+        assert got["body"] == "Second thoughts"
+        assert time.monotonic() - sent >= 1.4
+        await b.no_message(0.7)
+        assert states(courier, alice) == {"u1": "recalled", "u2": "released"}
+    finally:
+        courier.stop()

@@ -1,0 +1,159 @@
+"""Test-side XMPP pieces: real slixmpp clients and the processes under test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from slixmpp import JID, ClientXMPP, Message
+
+from component import prosody
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Client(ClientXMPP):
+    """A real XMPP client (slixmpp) that records every message it receives."""
+
+    def __init__(self, jid: str, password: str, port: int, *, presence: bool = True) -> None:
+        super().__init__(jid, password)
+        self.port = port
+        self.send_presence_on_start = presence
+        self.received: asyncio.Queue[Message] = asyncio.Queue()
+        self.all_received: list[Message] = []
+        self.ready = asyncio.Event()
+        for plugin in ("xep_0030", "xep_0199", "xep_0280", "xep_0308", "xep_0313", "xep_0359", "xep_0422", "xep_0424"):
+            self.register_plugin(plugin)
+        self.add_event_handler("session_start", self._start)
+        self.add_event_handler("message", self._message)
+        self.add_event_handler("message_error", self._message)
+        self.add_event_handler("carbon_sent", self._carbon)
+        self.carbons: list[Message] = []
+        self.plugin["feature_mechanisms"].unencrypted_plain = True
+        self.enable_plaintext = True
+        self.enable_starttls = False
+        self.enable_direct_tls = False
+
+    async def _start(self, _event: Any) -> None:
+        if self.send_presence_on_start:
+            self.send_presence()
+        self.ready.set()
+
+    def _message(self, msg: Message) -> None:
+        if msg.xml.find("{urn:xmpp:privilege:2}privilege") is not None:
+            return  # mod_privilege's empty advertisement at login (a known quirk, see the README)
+        if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
+            return  # archive results are read through archive()
+        if (
+            msg.xml.find("{urn:xmpp:carbons:2}sent") is not None
+            or msg.xml.find("{urn:xmpp:carbons:2}received") is not None
+        ):
+            return
+        self.all_received.append(msg)
+        self.received.put_nowait(msg)
+
+    def _carbon(self, msg: Message) -> None:
+        self.carbons.append(msg["carbon_sent"])
+
+    async def start(self, timeout: float = 10) -> Client:
+        self.connect("127.0.0.1", self.port)
+        await asyncio.wait_for(self.ready.wait(), timeout)
+        return self
+
+    async def stop(self) -> None:
+        if self.is_connected():
+            done = asyncio.Event()
+            self.add_event_handler("disconnected", lambda _e: done.set())
+            self.disconnect()
+            try:
+                await asyncio.wait_for(done.wait(), 3)
+            except TimeoutError:
+                pass
+
+    async def next_message(self, timeout: float = 5) -> Message:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    async def no_message(self, wait: float = 0.7) -> None:
+        """Assert nothing arrives for *wait* seconds."""
+        try:
+            msg = await asyncio.wait_for(self.received.get(), wait)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected message: {msg}")
+
+    async def archive(self, with_jid: str) -> list[Message]:
+        """This account's MAM archive with *with_jid* (XEP-0313), oldest first."""
+        iq = await self.plugin["xep_0313"].retrieve(with_jid=JID(with_jid), rsm={"max": 100})
+        return [r["mam_result"]["forwarded"]["stanza"] for r in iq["mam"]["results"]]
+
+    def chat(self, to: str, body: str, msg_id: str | None = None, origin_id: bool = True) -> Message:
+        msg = self.make_message(mto=to, mbody=body, mtype="chat")
+        if msg_id:
+            msg["id"] = msg_id
+        if origin_id:
+            msg["origin_id"]["id"] = msg["id"]
+        msg.send()
+        return msg
+
+
+class CourierProcess:
+    """A real Courier process (``python -m component run``) with its own store and log."""
+
+    def __init__(self, setup: prosody.ProsodySetup, workdir: Path, **env: str) -> None:
+        self.setup = setup
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.db = workdir / "courier.sqlite"
+        self.log = workdir / "courier.log"
+        self.config = workdir / "courier.toml"
+        self.config.write_text(
+            f'[xmpp]\ndomain = "{setup.domain}"\nsecret = "{setup.secret}"\nport = {setup.component_port}\n'
+            f'[store]\npath = "{self.db}"\n[log]\nlevel = "DEBUG"\n'
+        )
+        self.env = {**os.environ, **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    def start(self, timeout: float = 15) -> CourierProcess:
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "component", "run", "--config", str(self.config)],
+            stdout=out,
+            stderr=out,
+            env=self.env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        out.close()
+        self.wait_log("connected to", timeout)
+        return self
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[self._log_offset :] if self.log.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"Courier exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{needle!r} not in Courier's log after {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            prosody.stop(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
