@@ -55,13 +55,20 @@ class Courier(ComponentXMPP):
 
     async def _session_start(self, _event: object) -> None:
         disco = self.plugin["xep_0030"]
-        disco.set_identities(identities=[("component", "generic", "Courier", None)])
+        disco.set_identities(identities=[("component", "generic", None, "Courier")])
         log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
         self._connected.set()
 
     def _on_privileges(self, _event: object) -> None:
         perms = self.plugin["xep_0356"].granted_privileges.get(self.config.domain)
-        log.info("Privileges granted by %s: %s", self.config.domain, perms)
+        if perms is not None:
+            log.info(
+                "Privileges granted by %s: message=%s presence=%s roster=%s",
+                self.config.domain,
+                getattr(perms.message, "value", perms.message),
+                getattr(perms.presence, "value", perms.presence),
+                getattr(perms.roster, "value", perms.roster),
+            )
         if perms is None or getattr(perms.message, "value", perms.message) != "outgoing":
             log.error(
                 "%s did not grant message='outgoing' (XEP-0356): held messages cannot be released. "

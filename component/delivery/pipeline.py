@@ -152,8 +152,8 @@ class Pipeline:
             self.flush(bare)
         else:
             resources.discard(full_jid)
-            if resources == {"?"}:
-                resources.clear()
+            if not resources or resources == {"?"}:
+                del self.available[bare]
 
     def online(self, bare: str) -> bool:
         return bool(self.available.get(bare))
@@ -187,7 +187,7 @@ class Pipeline:
         recipient_bare = _bare(recipient)
 
         # Remember what the server says about the recipient right now.
-        if h.recipient == "online" and not self.available[recipient_bare]:
+        if h.recipient == "online" and not self.available.get(recipient_bare):
             self.available[recipient_bare].add("?")
         elif h.recipient == "offline":
             self.available.pop(recipient_bare, None)
@@ -266,6 +266,8 @@ class Pipeline:
             self.store.after_commit(lambda: self.transport.ack(hid))
             if release_at is not None:
                 self._schedule()
+            elif reason == "queued" and (remote or self.online(recipient_bare)):
+                self.flush(recipient_bare)  # older messages were waiting for a recipient who is here now
 
     def _apply_to_held(
         self, h: Handoff, target_seq: int, is_retract: bool, inner: ET.Element, sender_full: str, now: float

@@ -5,6 +5,7 @@ Real Prosody (Debian), real Courier processes, real slixmpp clients.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from xml.etree.ElementTree import SubElement, fromstring
 
@@ -141,3 +142,44 @@ async def test_courier_survives_and_keeps_working_after_hostile_input(courier, s
     assert "still alive?" in bodies
     assert courier.proc is not None and courier.proc.poll() is None
     assert "Traceback" not in courier.log_text()
+
+
+async def test_prosody_restart_keeps_held_messages_and_courier_reconnects(users, tmp_path) -> None:
+    """Its own Prosody, restarted under a running Courier."""
+    from component import prosody
+
+    from .conftest import PASSWORD
+    from .xmpp import Client, CourierProcess
+
+    setup = prosody.ProsodySetup(
+        data=tmp_path / "prosody", c2s_port=prosody.free_port(), component_port=prosody.free_port()
+    )
+    setup.render()
+    proc = prosody.start(setup)
+    clients: list[Client] = []
+    courier = CourierProcess(setup, tmp_path / "courier")
+    try:
+        for user in ("alice", "bob"):
+            prosody.adduser(setup, f"{user}@localhost", PASSWORD)
+        courier.start()
+        a = await Client("alice@localhost/phone", PASSWORD, setup.c2s_port).start()
+        clients.append(a)
+        a.chat("bob@localhost", "Through the restart", "r1")
+        await eventually(lambda: states(courier, "alice@localhost") == {"r1": "held"}, what="held")
+        await a.stop()
+        prosody.stop(proc)
+        proc = prosody.start(setup)
+        deadline = time.monotonic() + 20
+        while courier.log_text().count("connected to") < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert courier.log_text().count("connected to") >= 2, "Courier did not reconnect"
+        b = await Client("bob@localhost/desk", PASSWORD, setup.c2s_port).start()
+        clients.append(b)
+        got = await b.next_message()
+        assert (got["body"], got["from"].full) == ("Through the restart", "alice@localhost")
+        await b.no_message(1.0)
+    finally:
+        for c in clients:
+            await c.stop()
+        courier.stop()
+        prosody.stop(proc)

@@ -1,0 +1,15 @@
+"""What a client learns about Courier through XEP-0030."""
+
+from __future__ import annotations
+
+from component.xep.route.stanza import NS as ROUTE
+
+
+async def test_disco_info_advertises_courier_and_its_namespaces(courier, stack, users, connect) -> None:
+    (alice,) = users("alice")
+    a = await connect(alice)
+    info = await a.plugin["xep_0030"].get_info(jid=stack.component)
+    features = set(info["disco_info"]["features"])
+    assert ROUTE in features
+    assert "http://jabber.org/protocol/disco#info" in features
+    assert ("component", "generic", None, "Courier") in set(info["disco_info"]["identities"])

@@ -1,0 +1,139 @@
+"""The pipeline's decisions with a real store and a recording transport (no network).
+
+End-to-end behaviour is covered by tests/conformance; these pin the paths that
+are hard to provoke there: re-sent hand-offs, fallback notices, ordering.
+"""
+
+from __future__ import annotations
+
+import time
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from component.delivery.pipeline import Handoff, Pipeline
+from component.store import Store
+
+JULIET = "juliet@shakespeare.lit"
+ROMEO = "romeo@shakespeare.lit"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.acks: list[str] = []
+        self.releases: list[tuple[str, str, str | None]] = []
+
+    def ack(self, hid: str) -> None:
+        self.acks.append(hid)
+
+    def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:
+        body = inner.find("{jabber:client}body")
+        self.releases.append((hid, sender_bare, body.text if body is not None else None))
+
+
+def message(msg_id: str, body: str | None = "hi", to: str = ROMEO, **children: str) -> ET.Element:
+    m = ET.Element("{jabber:client}message", {"from": f"{JULIET}/balcony", "to": to, "type": "chat", "id": msg_id})
+    if body is not None:
+        ET.SubElement(m, "{jabber:client}body").text = body
+    for tag, ref in children.items():
+        ns = {"replace": "urn:xmpp:message-correct:0", "retract": "urn:xmpp:message-retract:1"}[tag]
+        ET.SubElement(m, f"{{{ns}}}{tag}", id=ref)
+    return m
+
+
+@pytest.fixture
+async def pipeline(tmp_path):
+    store = await Store.open(tmp_path / "c.sqlite")
+    recorder = Recorder()
+    p = Pipeline(store, recorder, "shakespeare.lit")
+    await p.start()
+    p.recorder = recorder  # type: ignore[attr-defined]
+    yield p
+    p.stop()
+    await store.close()
+
+
+async def test_nothing_is_acknowledged_or_released_before_the_commit(pipeline) -> None:
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "one"), time.time()))
+    pipeline.handoff(Handoff("h2", "offline", message("m2", "two"), time.time()))
+    assert pipeline.recorder.acks == [] and pipeline.recorder.releases == []
+    await pipeline.drain()
+    assert pipeline.recorder.acks == ["h1", "h2"]
+    # Romeo came online (the server says so in the next hand-off): everything goes, in order
+    pipeline.handoff(Handoff("h3", "online", message("m3", "three"), time.time()))
+    assert pipeline.recorder.releases == []
+    await pipeline.drain()
+    assert [r[2] for r in pipeline.recorder.releases] == ["one", "two", "three"]
+
+
+async def test_a_resent_handoff_is_answered_again_and_never_stored_twice(pipeline) -> None:
+    pipeline.handoff(Handoff("h1", "offline", message("m1"), time.time()))
+    await pipeline.drain()
+    pipeline.handoff(Handoff("h1", "offline", message("m1"), time.time()))
+    await pipeline.drain()
+    assert pipeline.recorder.acks == ["h1", "h1"]
+    assert len(await pipeline.store.messages_between(JULIET, ROMEO)) == 1
+
+    pipeline.handoff(Handoff("h2", "remote", message("m2", to="benvolio@verona.lit"), time.time()))
+    await pipeline.drain()
+    pipeline.handoff(Handoff("h2", "remote", message("m2", to="benvolio@verona.lit"), time.time()))
+    await pipeline.drain()
+    # the release may have been lost with the connection: it is sent again (the server drops duplicates)
+    assert [r[0] for r in pipeline.recorder.releases] == ["h2", "h2"]
+
+
+async def test_fallback_notice_means_never_release(pipeline) -> None:
+    pipeline.handoff(Handoff("h1", "offline", message("m1"), time.time()))
+    await pipeline.drain()
+    pipeline.fallback(["h1", "unknown-hid"])
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    assert pipeline.recorder.releases == []
+    (m,) = await pipeline.store.messages_between(JULIET, ROMEO)
+    assert m.state == "released"
+    assert (await pipeline.store.hops(m.seq))[-1].note.startswith("delivered by the server")
+
+
+async def test_edit_then_recall_of_held_messages_and_flush_in_order(pipeline) -> None:
+    now = time.time()
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "first"), now))
+    pipeline.handoff(Handoff("h2", "offline", message("m2", "second"), now))
+    pipeline.handoff(Handoff("h3", "offline", message("m3", "third"), now))
+    pipeline.handoff(Handoff("h4", "offline", message("m1-fix", "first, fixed", replace="m1"), now))
+    pipeline.handoff(Handoff("h5", "offline", message("m2-del", None, retract="m2"), now))
+    await pipeline.drain()
+    assert pipeline.recorder.acks == ["h1", "h2", "h3", "h4", "h5"]
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    assert pipeline.recorder.releases == [
+        ("h1", JULIET, "first, fixed"),
+        ("h3", JULIET, "third"),
+    ]
+    # a late correction of the recalled message is dropped, not delivered
+    pipeline.handoff(Handoff("h6", "online", message("m2-fix", "never", replace="m2"), time.time()))
+    await pipeline.drain()
+    assert [r[0] for r in pipeline.recorder.releases] == ["h1", "h3"]
+    assert pipeline.recorder.acks[-1] == "h6"
+
+
+async def test_held_messages_survive_a_restart(tmp_path) -> None:
+    store = await Store.open(tmp_path / "c.sqlite")
+    first = Pipeline(store, Recorder(), "shakespeare.lit")
+    await first.start()
+    first.handoff(Handoff("h1", "offline", message("m1", "kept"), time.time()))
+    await first.drain()
+    first.stop()
+    await store.close()
+
+    store = await Store.open(tmp_path / "c.sqlite")
+    recorder = Recorder()
+    second = Pipeline(store, recorder, "shakespeare.lit")
+    await second.start()
+    second.handoff(Handoff("h1", "offline", message("m1", "kept"), time.time()))  # re-sent: known
+    await second.drain()
+    second.presence(f"{ROMEO}/orchard", True)
+    await second.drain()
+    assert recorder.acks == ["h1"]
+    assert recorder.releases == [("h1", JULIET, "kept")]
+    second.stop()
+    await store.close()
