@@ -11,18 +11,87 @@ import asyncio
 import logging
 import signal
 import time
-from datetime import datetime
-from xml.etree.ElementTree import Element
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from xml.etree.ElementTree import Element, SubElement
 
-from slixmpp import ComponentXMPP, Message, Presence
+from slixmpp import ComponentXMPP, Iq, Message, Presence
+from slixmpp.exceptions import XMPPError
 
 from . import __version__
 from .config import Config
-from .delivery.pipeline import Handoff, Pipeline
+from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
 from .store import Store
-from .xep import route
+from .xep import hops, route
 
 log = logging.getLogger("courier")
+
+
+def stamp(t: float) -> str:
+    """XEP-0082 date-time in UTC with milliseconds."""
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HopsAdapter:
+    """courier-hops requests answered from the pipeline (the plugin's HopsService)."""
+
+    def __init__(self, pipeline: Pipeline, make_iq: Callable[[], Iq]) -> None:
+        self.pipeline = pipeline
+        self.make_iq = make_iq
+
+    async def trace(self, requester: str, msg_id: str) -> Iq | None:
+        try:
+            m, hop_list = await self.pipeline.trace(requester, msg_id)
+        except NotFound:
+            return None
+        iq = self.make_iq()
+        trace = iq["hops_trace"]
+        trace["id"], trace["origin_id"], trace["to"] = m.msg_id, m.origin_id, m.recipient_bare
+        trace["state"] = m.state.value
+        for h in hop_list:
+            item = hops.Hop()
+            item["state"] = hops_state(h.label, h.note)
+            item["at"], item["place"], item["note"] = stamp(h.at), h.place, h.note
+            trace.append(item)
+        return iq
+
+    async def pending(self, requester: str) -> list[dict[str, str]]:
+        return [
+            {
+                "id": m.msg_id or m.origin_id,
+                "to": m.recipient_bare,
+                "state": "cached" if m.hold_reason == "recipient-offline" else "held",
+                "since": stamp(m.created),
+                "body": m.body or "",
+            }
+            for m in self.pipeline.pending(requester)
+        ]
+
+    async def recall(self, requester: str, msg_id: str) -> None:
+        await self._change(self.pipeline.recall(requester, msg_id))
+
+    async def edit(self, requester: str, msg_id: str, body: str) -> None:
+        await self._change(self.pipeline.edit(requester, msg_id, body))
+
+    @staticmethod
+    async def _change(operation: Awaitable[object]) -> None:
+        try:
+            await operation
+        except NotFound:
+            raise XMPPError("item-not-found", "no message of yours has that id") from None
+        except TooLate as exc:
+            raise XMPPError("not-allowed", f"{exc}: it can no longer be changed") from None
+        except ValueError as exc:
+            raise XMPPError("bad-request", str(exc)) from None
+
+
+def hops_state(label: str, note: str) -> str:
+    """A stored hop's label as a courier-hops state (held for an offline recipient = cached)."""
+    if label == "accepted":
+        return "sent"
+    if label == "held" and note == "recipient-offline":
+        return "cached"
+    return label
 
 
 def _parse_stamp(stamp: str) -> float:
@@ -46,6 +115,11 @@ class Courier(ComponentXMPP):
         self.register_plugin("xep_0356")
         self.register_plugin("courier_route", module=route, pconfig={"server": config.domain})
         self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
+        self.register_plugin(
+            "courier_hops",
+            module=hops,
+            pconfig={"service": HopsAdapter(self.pipeline, self.make_iq), "domain": config.domain},
+        )
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("route_handoff", self._on_handoff)
         self.add_event_handler("route_fallback", self.pipeline.fallback)
@@ -103,6 +177,14 @@ class Courier(ComponentXMPP):
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.route.release(hid, inner, sender_bare)
+
+    def report(self, report: Report) -> None:
+        msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")
+        r = msg["hops_report"]
+        r["id"], r["origin_id"], r["to"] = report.msg_id, report.origin_id, report.recipient
+        r["state"], r["at"], r["place"], r["note"] = report.state, stamp(report.at), report.place, report.note
+        SubElement(msg.xml, "{urn:xmpp:hints}no-store")
+        msg.send()
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:

@@ -2,9 +2,9 @@
 
 Decisions are taken synchronously, in arrival order, on in-memory state (the
 messages still at the server, who is online); their writes are queued to the
-store and every visible effect (acknowledgement, release) waits for the commit
-that makes the decision durable.  That keeps per-recipient order and lets the
-store commit in batches.
+store and every visible effect (acknowledgement, release, hop report) waits
+for the commit that makes the decision durable.  That keeps per-recipient
+order and lets the store commit in batches.
 
 The pipeline knows nothing of XMPP streams: it talks to a :class:`Transport`.
 """
@@ -16,13 +16,13 @@ import heapq
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
 from ..store import MessageRow, Store
-from .states import DELIVERED, OPEN, Event, IllegalTransition, State, accept, apply
+from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,43 @@ NS_RETRACT1 = "urn:xmpp:message-retract:1"
 NS_RETRACT0 = "urn:xmpp:message-retract:0"
 NS_FASTEN = "urn:xmpp:fasten:0"
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
+NS_RECEIPTS = "urn:xmpp:receipts"
+NS_MARKERS = "urn:xmpp:chat-markers:0"
+NS_HOPS = "https://courier.chat/ns/hops/0"
 OUR_NS_PREFIX = "{https://courier.chat/ns/"
 
 #: How long hand-off ids are remembered in memory for de-duplication (the
 #: server only re-sends hand-offs younger than its ack timeout).
 HID_MEMORY = 900.0
+#: Acknowledgements: (namespace, element) -> the event it means for the acknowledged message.
+ACKNOWLEDGEMENTS: dict[tuple[str, str], Event] = {
+    (NS_RECEIPTS, "received"): Event.RECEIVE,
+    (NS_MARKERS, "received"): Event.RECEIVE,
+    (NS_MARKERS, "displayed"): Event.READ,
+    (NS_MARKERS, "acknowledged"): Event.READ,
+}
+
+
+class NotFound(LookupError):
+    """No message of the requester has that id (also when somebody else's has)."""
+
+
+class TooLate(Exception):
+    """The message has left the server (or was recalled): it can no longer be changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One hop, as reported to the sender (courier-hops ``<report/>``)."""
+
+    sender: str
+    msg_id: str
+    origin_id: str
+    recipient: str
+    state: str  # a courier-hops report state: sent, cached, held, released, ...
+    at: float
+    place: str
+    note: str
 
 
 class Transport(Protocol):
@@ -46,6 +78,8 @@ class Transport(Protocol):
     def ack(self, hid: str) -> None: ...
 
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None: ...
+
+    def report(self, report: Report) -> None: ...
 
 
 @dataclass
@@ -60,6 +94,10 @@ class Handoff:
 
 def _bare(jid: str) -> str:
     return jid.split("/", 1)[0]
+
+
+def _domain(jid: str) -> str:
+    return _bare(jid).rpartition("@")[2]
 
 
 def _refs(inner: ET.Element) -> tuple[str, str]:
@@ -82,6 +120,16 @@ def _replace_ref(inner: ET.Element) -> str | None:
     return (replace.get("id") or None) if replace is not None else None
 
 
+def _acknowledgement(inner: ET.Element) -> tuple[str, Event] | None:
+    """A XEP-0184 receipt or XEP-0333 marker: (the acknowledged id, its event)."""
+    for child in inner:
+        ns, _, name = child.tag[1:].partition("}")
+        event = ACKNOWLEDGEMENTS.get((ns, name))
+        if event is not None and child.get("id"):
+            return child.get("id", ""), event
+    return None
+
+
 def _body(inner: ET.Element) -> str | None:
     body = inner.find(f"{{{NS_CLIENT}}}body")
     return body.text or "" if body is not None else None
@@ -91,6 +139,15 @@ def strip_ours(inner: ET.Element) -> None:
     """Remove every element of our namespaces a client put on a message (forgeries)."""
     for child in [c for c in inner if c.tag.startswith(OUR_NS_PREFIX)]:
         inner.remove(child)
+
+
+def report_state(hop: Hop, hold_reason: str) -> str:
+    """The courier-hops state a hop is reported as."""
+    if hop.label == "accepted":
+        return "sent"
+    if hop.label == "held":
+        return "cached" if hold_reason == "recipient-offline" else "held"
+    return hop.label
 
 
 class Pipeline:
@@ -109,6 +166,7 @@ class Pipeline:
         self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self.available: defaultdict[str, set[str]] = defaultdict(set)
         self.undo_windows: dict[str, float] = {}
+        self.report_defaults: set[str] = set()
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -124,6 +182,7 @@ class Pipeline:
         for hid, seq in (await self.store.recent_handoffs(now - HID_MEMORY)).items():
             self.known_hids[hid] = (now, seq)
         self.undo_windows = await self.store.undo_windows()
+        self.report_defaults = await self.store.report_defaults()
         if self.open:
             log.info("%d held messages waiting for their recipients", len(self.open))
         self._schedule()
@@ -170,6 +229,34 @@ class Pipeline:
         else:
             self.undo_windows[sender] = seconds
 
+    def reports_on(self, sender: str) -> bool:
+        return sender in self.report_defaults
+
+    async def set_reports(self, sender: str, on: bool) -> None:
+        await self.store.set_reports(sender, on)
+        (self.report_defaults.add if on else self.report_defaults.discard)(sender)
+
+    # -- recording ---------------------------------------------------------------
+
+    def _record(self, m: MessageRow, hop: Hop) -> None:
+        """Queue *hop* of *m*; report it to the sender after the commit if they asked."""
+        self.store.queue_hop(m.seq, hop)
+        if m.reports:
+            report = Report(
+                m.sender,
+                m.msg_id,
+                m.origin_id,
+                m.recipient_bare,
+                report_state(hop, m.hold_reason),
+                hop.at,
+                hop.place,
+                hop.note,
+            )
+            self.store.after_commit(lambda: self.transport.report(report))
+
+    def _after_commit(self, effect: Callable[[], None]) -> None:
+        self.store.after_commit(effect)
+
     # -- hand-offs -------------------------------------------------------------
 
     def handoff(self, h: Handoff) -> None:
@@ -177,14 +264,19 @@ class Pipeline:
         now = time.time()
         self._forget_old_hids(now)
         if h.hid in self.known_hids:
-            self._spawn(self._answer_again(h.hid, self.known_hids[h.hid][1]))
+            self._spawn(self._answer_again(h, self.known_hids[h.hid][1]))
             return
         inner = h.inner
-        strip_ours(inner)
         sender_full = inner.get("from", "")
         sender = _bare(sender_full)
         recipient = inner.get("to", "")
         recipient_bare = _bare(recipient)
+        wants_reports = (
+            sender in self.report_defaults
+            or inner.find(f"{{{NS_HOPS}}}request") is not None
+            or inner.find(f"{{{NS_RECEIPTS}}}request") is not None
+        )
+        strip_ours(inner)
 
         # Remember what the server says about the recipient right now.
         if h.recipient == "online" and not self.available.get(recipient_bare):
@@ -192,7 +284,13 @@ class Pipeline:
         elif h.recipient == "offline":
             self.available.pop(recipient_bare, None)
 
+        body = _body(inner)
         retract_ref = _retract_ref(inner)
+        if body is None and retract_ref is None:
+            acknowledgement = _acknowledgement(inner)
+            if acknowledgement is not None:
+                self._acknowledged(h, inner, sender, recipient_bare, *acknowledgement, now)
+                return
         replace_ref = None if retract_ref else _replace_ref(inner)
         ref = retract_ref or replace_ref
         if ref is not None:
@@ -203,7 +301,7 @@ class Pipeline:
             else:
                 self._spawn(self._note_on_delivered(sender, recipient_bare, ref, retract_ref is not None, now))
         kind = "retraction" if retract_ref else "correction" if replace_ref else "message"
-        self._track(h, inner, kind, sender_full, sender, recipient, recipient_bare, now)
+        self._track(h, inner, kind, sender_full, sender, recipient, recipient_bare, wants_reports, now)
 
     def _track(
         self,
@@ -214,6 +312,7 @@ class Pipeline:
         sender: str,
         recipient: str,
         recipient_bare: str,
+        wants_reports: bool,
         now: float,
     ) -> None:
         self.seq += 1
@@ -225,45 +324,27 @@ class Pipeline:
         queue = self.queues.get(recipient_bare)
         remote = h.recipient == "remote"
         if release_at is None and not queue and (remote or self.online(recipient_bare)):
-            hop = apply(
-                State.ACCEPTED,
-                Event.RELEASE,
-                now,
-                recipient_bare.split("@")[-1],
-                "recipient online" if not remote else "to a remote server",
-            )
+            note = "to a remote server" if remote else "recipient online"
+            hop = apply(State.ACCEPTED, Event.RELEASE, now, _domain(recipient_bare), note)
             reason = ""
         else:
             reason = "undo-window" if release_at is not None else "queued" if queue else "recipient-offline"
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
         row = MessageRow(
-            seq,
-            h.hid,
-            sender,
-            sender_full.partition("/")[2],
-            recipient,
-            recipient_bare,
-            msg_id,
-            origin_id,
-            kind,
-            _body(inner),
-            ET.tostring(inner, encoding="unicode"),
-            hop.state,
-            reason,
-            release_at,
-            now,
-            now,
-        )
+            seq, h.hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
+            kind, _body(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now, now,
+            wants_reports,
+        )  # fmt: skip
         self.known_hids[h.hid] = (now, seq)
         self.store.queue_message(row)
-        self.store.queue_hop(seq, accepted)
-        self.store.queue_hop(seq, hop)
+        self._record(row, accepted)
+        self._record(row, hop)
         hid = h.hid
         if hop.state is State.RELEASED:
-            self.store.after_commit(lambda: self.transport.release(hid, inner, sender))
+            self._after_commit(lambda: self.transport.release(hid, inner, sender))
         else:
             self._index_open(row)
-            self.store.after_commit(lambda: self.transport.ack(hid))
+            self._after_commit(lambda: self.transport.ack(hid))
             if release_at is not None:
                 self._schedule()
             elif reason == "queued" and (remote or self.online(recipient_bare)):
@@ -272,42 +353,70 @@ class Pipeline:
     def _apply_to_held(
         self, h: Handoff, target_seq: int, is_retract: bool, inner: ET.Element, sender_full: str, now: float
     ) -> bool:
-        """Edit or recall a message still at the server; False if it has left already."""
+        """Edit or recall a message still at the server with a XEP-0308/0424 stanza."""
         target = self.open.get(target_seq)
         hid = h.hid
+        self.known_hids[hid] = (now, target_seq)
         if target is None:
             # Recalled before: nothing of it ever reaches the recipient, nor of this.
-            self.known_hids[hid] = (now, target_seq)
             self.store.queue_absorbed(hid, target_seq, "dropped", now)
-            self.store.after_commit(lambda: self.transport.ack(hid))
-            return True
-        if is_retract:
-            hop = apply(target.state, Event.RECALL, now, self.domain, f"by {sender_full}")
-            self._close(target)
-            outcome = "recalled"
+        elif is_retract:
+            self._recall_held(target, f"by {sender_full}", now)
+            self.store.queue_absorbed(hid, target.seq, "recalled", now)
         else:
-            hop = apply(target.state, Event.EDIT, now, self.domain, f"by {sender_full}")
-            original = ET.fromstring(target.stanza)
-            new_body = _body(inner) or ""
-            body = original.find(f"{{{NS_CLIENT}}}body")
-            if body is None:
-                body = ET.SubElement(original, f"{{{NS_CLIENT}}}body")
-            body.text = new_body
-            for html in original.findall(f"{{{NS_XHTML_IM}}}html"):
-                original.remove(html)
-            target.body = new_body
-            target.stanza = ET.tostring(original, encoding="unicode")
-            outcome = "edited"
-        target.state = hop.state
-        target.updated = now
-        self.known_hids[hid] = (now, target_seq)
-        self.store.queue_hop(target.seq, hop)
-        self.store.queue_update(target)
-        self.store.queue_absorbed(hid, target.seq, outcome, now)
-        self.store.after_commit(lambda: self.transport.ack(hid))
-        if is_retract:
-            self.flush(target.recipient_bare)  # later messages may have waited behind it
+            self._edit_held(target, _body(inner) or "", f"by {sender_full}", now)
+            self.store.queue_absorbed(hid, target.seq, "edited", now)
+        self._after_commit(lambda: self.transport.ack(hid))
         return True
+
+    def _recall_held(self, target: MessageRow, note: str, now: float) -> None:
+        hop = apply(target.state, Event.RECALL, now, self.domain, note)
+        self._close(target)
+        target.state, target.updated = hop.state, now
+        self._record(target, hop)
+        self.store.queue_update(target)
+        self.flush(target.recipient_bare)  # later messages may have waited behind it
+
+    def _edit_held(self, target: MessageRow, new_body: str, note: str, now: float) -> None:
+        hop = apply(target.state, Event.EDIT, now, self.domain, note)
+        original = ET.fromstring(target.stanza)
+        body = original.find(f"{{{NS_CLIENT}}}body")
+        if body is None:
+            body = ET.SubElement(original, f"{{{NS_CLIENT}}}body")
+        body.text = new_body
+        for html in original.findall(f"{{{NS_XHTML_IM}}}html"):
+            original.remove(html)
+        target.body = new_body
+        target.stanza = ET.tostring(original, encoding="unicode")
+        target.updated = now
+        self._record(target, hop)
+        self.store.queue_update(target)
+
+    def _acknowledged(
+        self, h: Handoff, inner: ET.Element, sender: str, recipient_bare: str, ref: str, event: Event, now: float
+    ) -> None:
+        """A receipt or marker from *sender* (the recipient of the acknowledged message)."""
+        # It goes on at once: nothing of the acknowledgement needs to wait for the store.
+        self.known_hids[h.hid] = (now, 0)
+        self.transport.release(h.hid, inner, sender)
+        self._spawn(self._note_acknowledgement(recipient_bare, sender, ref, event, now))
+
+    async def _note_acknowledgement(
+        self, original_sender: str, recipient: str, ref: str, event: Event, now: float
+    ) -> None:
+        target = await self.store.find_message(original_sender, recipient, ref)
+        if target is None:
+            return
+        live = self.open.get(target.seq)  # (cannot happen: acknowledged before release)
+        if live is not None:
+            return
+        try:
+            hop = apply(target.state, event, now, _domain(recipient), f"by {recipient}")
+        except IllegalTransition:
+            return  # e.g. "received" after "read", or a duplicate: nothing new to say
+        target.state, target.updated = hop.state, now
+        self._record(target, hop)
+        self.store.queue_update(target)
 
     def _close(self, m: MessageRow) -> None:
         """Take *m* off the open set and its recipient's queue (its refs stay, for late edits)."""
@@ -330,32 +439,29 @@ class Pipeline:
             return
         now = time.time()
         online = self.online(recipient_bare)
+        remote = _domain(recipient_bare) != self.domain
         while queue:
             m = self.open[queue[0]]
-            remote = recipient_bare.split("@")[-1] != self.domain
             if m.release_at is not None and m.release_at > now:
                 break
             if not (online or remote):
                 if m.hold_reason != "recipient-offline":
-                    m.hold_reason = "recipient-offline"
-                    m.release_at = None
+                    m.hold_reason, m.release_at, m.updated = "recipient-offline", None, now
+                    self._record(m, apply(m.state, Event.HOLD, now, self.domain, "recipient-offline"))
                     self.store.queue_update(m)
                 break
-            self._release(m, now, "recipient online" if not remote else "to a remote server")
+            self._release(m, now, "to a remote server" if remote else "recipient online")
         if not queue:
             self.queues.pop(recipient_bare, None)
 
     def _release(self, m: MessageRow, now: float, note: str) -> None:
-        hop = apply(m.state, Event.RELEASE, now, m.recipient_bare.split("@")[-1], note)
-        m.state = hop.state
-        m.updated = now
-        m.hold_reason = ""
-        m.release_at = None
+        hop = apply(m.state, Event.RELEASE, now, _domain(m.recipient_bare), note)
+        m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
         self._close(m)
-        self.store.queue_hop(m.seq, hop)
+        self._record(m, hop)
         self.store.queue_update(m)
         hid, stanza, sender = m.hid or f"courier-{m.seq}", m.stanza, m.sender
-        self.store.after_commit(lambda: self.transport.release(hid, ET.fromstring(stanza), sender))
+        self._after_commit(lambda: self.transport.release(hid, ET.fromstring(stanza), sender))
 
     def fallback(self, hids: Iterable[str]) -> None:
         """The server delivered these hand-offs itself: never release them."""
@@ -369,15 +475,59 @@ class Pipeline:
                 log.warning(
                     "Message %d (%s -> %s) was delivered by the server's fallback", m.seq, m.sender, m.recipient
                 )
-                hop = apply(
-                    m.state, Event.RELEASE, now, self.domain, "delivered by the server (fallback: Courier was late)"
-                )
+                note = "delivered by the server (fallback: Courier was late)"
+                hop = apply(m.state, Event.RELEASE, now, self.domain, note)
                 m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
-                recipient = m.recipient_bare
                 self._close(m)
-                self.store.queue_hop(m.seq, hop)
+                self._record(m, hop)
                 self.store.queue_update(m)
-                self.flush(recipient)
+                self.flush(m.recipient_bare)
+
+    # -- the sender's own operations (courier-hops, commands) ---------------------
+
+    def _held_by(self, sender: str, ref: str) -> MessageRow | None:
+        for m in sorted(self.open.values(), key=lambda m: -m.seq):
+            if m.sender == sender and ref in (m.msg_id, m.origin_id):
+                return m
+        return None
+
+    async def _not_held(self, sender: str, ref: str) -> Exception:
+        row = await self.store.find_sent(sender, ref)
+        if row is None:
+            return NotFound(ref)
+        return TooLate(f"the message is already {row.state}")
+
+    def pending(self, sender: str) -> list[MessageRow]:
+        """*sender*'s messages still at the server, oldest first."""
+        return sorted((m for m in self.open.values() if m.sender == sender), key=lambda m: m.seq)
+
+    async def trace(self, sender: str, ref: str) -> tuple[MessageRow, list[Hop]]:
+        """The newest message of *sender* with id or origin-id *ref*, and its hops."""
+        await self.store.flush()
+        row = await self.store.find_sent(sender, ref)
+        if row is None:
+            raise NotFound(ref)
+        return row, await self.store.hops(row.seq)
+
+    async def recall(self, sender: str, ref: str, note: str = "by command") -> MessageRow:
+        """Withdraw a held message of *sender*; durable when this returns."""
+        m = self._held_by(sender, ref)
+        if m is None:
+            raise await self._not_held(sender, ref)
+        self._recall_held(m, note, time.time())
+        await self.store.flush()
+        return m
+
+    async def edit(self, sender: str, ref: str, body: str, note: str = "by command") -> MessageRow:
+        """Replace the text of a held message of *sender*; durable when this returns."""
+        if not body.strip():
+            raise ValueError("the new text is empty")
+        m = self._held_by(sender, ref)
+        if m is None:
+            raise await self._not_held(sender, ref)
+        self._edit_held(m, body, note, time.time())
+        await self.store.flush()
+        return m
 
     # -- time ------------------------------------------------------------------------
 
@@ -421,18 +571,22 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
 
-    async def _answer_again(self, hid: str, seq: int) -> None:
+    async def _answer_again(self, h: Handoff, seq: int) -> None:
         """A re-sent hand-off: answer as the first time, never store it twice."""
+        if seq == 0:  # an acknowledgement, passed on at once the first time
+            strip_ours(h.inner)
+            self.transport.release(h.hid, h.inner, _bare(h.inner.get("from", "")))
+            return
         await self.store.flush()
         if seq in self.open:
-            self.transport.ack(hid)
+            self.transport.ack(h.hid)
             return
-        m = await self.store.message_by_hid(hid)
+        m = await self.store.message_by_hid(h.hid)
         if m is not None and m.state in DELIVERED:
             # The release may have been lost with the connection; the server drops a duplicate.
-            self.transport.release(hid, ET.fromstring(m.stanza), m.sender)
+            self.transport.release(h.hid, ET.fromstring(m.stanza), m.sender)
         else:
-            self.transport.ack(hid)
+            self.transport.ack(h.hid)
 
     async def _note_on_delivered(
         self, sender: str, recipient_bare: str, ref: str, is_retract: bool, now: float
@@ -446,7 +600,7 @@ class Pipeline:
         except IllegalTransition:
             return
         target.state, target.updated = hop.state, now
-        self.store.queue_hop(target.seq, hop)
+        self._record(target, hop)
         self.store.queue_update(target)
 
     async def drain(self) -> None:
@@ -466,4 +620,4 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("pipeline task failed", exc_info=task.exception())
 
 
-__all__ = ["Handoff", "Pipeline", "Transport", "strip_ours", "OPEN"]
+__all__ = ["Handoff", "NotFound", "Pipeline", "Report", "TooLate", "Transport", "strip_ours"]

@@ -49,6 +49,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.ACCEPTED, Event.EDIT): State.ACCEPTED,
     (State.ACCEPTED, Event.RECALL): State.RECALLED,
     (State.ACCEPTED, Event.FAIL): State.FAILED,
+    (State.HELD, Event.HOLD): State.HELD,  # held again for another reason (window passed, recipient offline)
     (State.HELD, Event.RELEASE): State.RELEASED,
     (State.HELD, Event.EDIT): State.HELD,
     (State.HELD, Event.RECALL): State.RECALLED,

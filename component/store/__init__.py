@@ -44,17 +44,19 @@ class MessageRow:
     release_at: float | None
     created: float
     updated: float
+    reports: bool = False  # the sender asked for a report at every hop
 
 
 _MESSAGE_COLUMNS = (
     "seq, hid, sender, sender_resource, recipient, recipient_bare, msg_id, origin_id, kind, body, "
-    "stanza, state, hold_reason, release_at, created, updated"
+    "stanza, state, hold_reason, release_at, created, updated, reports"
 )
 
 
 def _row_to_message(row: sqlite3.Row | tuple) -> MessageRow:
     values = list(row)
     values[11] = State(values[11])
+    values[16] = bool(values[16])
     return MessageRow(*values)
 
 
@@ -82,6 +84,8 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._tx = asyncio.Lock()  # one transaction at a time on the shared connection
+        self._ckpt_conn: aiosqlite.Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
 
     # -- life cycle -------------------------------------------------------
@@ -98,7 +102,25 @@ class Store:
         store = cls(conn, batch_max)
         await store._migrate()
         store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
+        if str(path) != ":memory:":
+            # Checkpoint the WAL from a second connection, off the commit path: SQLite's
+            # automatic checkpoint would run inside a commit and stall that batch (p99).
+            await conn.execute("PRAGMA wal_autocheckpoint=0")
+            store._ckpt_conn = await aiosqlite.connect(str(path), isolation_level=None)
+            store._checkpointer = asyncio.create_task(store._checkpoint_loop(), name="courier-store-checkpoint")
         return store
+
+    async def _checkpoint_loop(self, interval: float = 1.0) -> None:
+        assert self._ckpt_conn is not None
+        done = 0
+        while not self._closing:
+            await asyncio.sleep(interval)
+            if self.commits != done:
+                done = self.commits
+                try:
+                    await self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed (will retry): %s", exc)
 
     async def _migrate(self) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:
@@ -115,6 +137,15 @@ class Store:
         self._wake.set()
         if self._writer:
             await self._writer
+        if self._checkpointer:
+            self._checkpointer.cancel()
+            try:
+                await self._checkpointer
+            except asyncio.CancelledError:
+                pass
+        if self._ckpt_conn is not None:
+            await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._ckpt_conn.close()
         await self._conn.close()
 
     # -- queued writes (group commit) ---------------------------------------
@@ -138,6 +169,7 @@ class Store:
                 m.release_at,
                 m.created,
                 m.updated,
+                int(m.reports),
             )
         )
         self._wake.set()
@@ -196,7 +228,7 @@ class Store:
             await self._conn.execute("BEGIN")
             if inserts:
                 await self._conn.executemany(
-                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})", inserts
+                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts
                 )
             if hops:
                 await self._conn.executemany(
@@ -283,6 +315,16 @@ class Store:
             row = await cur.fetchone()
         return _row_to_message(row) if row else None
 
+    async def find_sent(self, sender: str, ref: str) -> MessageRow | None:
+        """The newest message *sender* sent (to anyone) whose id or origin-id is *ref*."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND (msg_id=? OR origin_id=?) "
+            "ORDER BY seq DESC LIMIT 1",
+            (sender, ref, ref),
+        ) as cur:
+            row = await cur.fetchone()
+        return _row_to_message(row) if row else None
+
     async def messages_between(self, sender: str, recipient_bare: str) -> list[MessageRow]:
         async with self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND recipient_bare=? ORDER BY seq",
@@ -304,6 +346,19 @@ class Store:
             "SELECT jid, undo_window FROM user_settings WHERE undo_window IS NOT NULL"
         ) as cur:
             return {jid: float(w) for jid, w in await cur.fetchall()}
+
+    async def report_defaults(self) -> set[str]:
+        """Users who want hop reports for every message they send."""
+        async with self._conn.execute("SELECT jid FROM user_settings WHERE reports = 1") as cur:
+            return {jid for (jid,) in await cur.fetchall()}
+
+    async def set_reports(self, jid: str, on: bool) -> None:
+        async with self._tx:
+            await self._conn.execute(
+                "INSERT INTO user_settings (jid, reports) VALUES (?, ?) "
+                "ON CONFLICT(jid) DO UPDATE SET reports=excluded.reports",
+                (jid, int(on)),
+            )
 
     async def set_undo_window(self, jid: str, seconds: float | None) -> None:
         async with self._tx:

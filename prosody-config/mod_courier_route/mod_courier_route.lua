@@ -12,12 +12,16 @@ local jid_bare = require "util.jid".bare;
 local uuid = require "util.uuid".generate;
 local datetime = require "util.datetime".datetime;
 local time_now = require "util.time".now;
+local user_exists = require "core.usermanager".user_exists;
 
 local NS = "https://courier.chat/ns/route/0";
 local NS_FORWARD = "urn:xmpp:forward:0";
 local NS_DELAY = "urn:xmpp:delay";
 local NS_RETRACT1 = "urn:xmpp:message-retract:1";
 local NS_FASTEN = "urn:xmpp:fasten:0";
+local NS_RECEIPTS = "urn:xmpp:receipts";
+local NS_MARKERS = "urn:xmpp:chat-markers:0";
+local OUR_NS_PREFIX = "https://courier.chat/ns/";
 
 local host = module.host;
 local courier_host = module:get_option_string("courier_component", "courier." .. host);
@@ -64,7 +68,8 @@ local function is_online(username, user_host)
 	return false;
 end
 
--- Which messages Courier processes: chat/normal with a body or a retraction.
+-- Which messages Courier processes: chat/normal with a body or a retraction,
+-- and the receipts and markers that acknowledge messages (hop tracking).
 local function wanted(stanza)
 	local t = stanza.attr.type;
 	if t ~= nil and t ~= "chat" and t ~= "normal" then return false; end
@@ -72,7 +77,28 @@ local function wanted(stanza)
 	if stanza:get_child("retract", NS_RETRACT1) then return true; end
 	local fasten = stanza:get_child("apply-to", NS_FASTEN);
 	if fasten and fasten:get_child("retract", "urn:xmpp:message-retract:0") then return true; end
+	if stanza:get_child("received", NS_RECEIPTS) then return true; end
+	for marker in stanza:childtags(nil, NS_MARKERS) do
+		if marker.name ~= "markable" then return true; end
+	end
 	return false;
+end
+
+-- Only Courier speaks Courier's namespaces: a client's forgeries are removed
+-- from every message it sends, handed off or not.
+local function strip_ours(stanza)
+	local forged = false;
+	for child in stanza:childtags() do
+		local xmlns = child.attr.xmlns;
+		if xmlns and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX then forged = true; break; end
+	end
+	if forged then
+		stanza:maptags(function(child)
+			local xmlns = child.attr.xmlns;
+			if xmlns and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX then return nil; end
+			return child;
+		end);
+	end
 end
 
 -- "online" | "offline" | "remote" | nil (nil: not ours to hand off)
@@ -86,8 +112,10 @@ local function recipient_kind(stanza, origin)
 	if h then
 		if h.type ~= "local" then return nil; end -- MUC and other components
 		if node == origin.username and to_host == origin.host then return nil; end -- own resources
-		if not require "core.usermanager".user_exists(node, to_host) then return nil; end
-		return is_online(node, to_host) and "online" or "offline";
+		if is_online(node, to_host) then return "online"; end
+		-- (a user with a session exists; only look the account up for the others)
+		if not bare_sessions[node .. "@" .. to_host] and not user_exists(node, to_host) then return nil; end
+		return "offline";
 	end
 	return "remote";
 end
@@ -98,20 +126,30 @@ local function stamp(t)
 	return datetime(whole):sub(1, -2) .. string.format(".%03dZ", math.floor((t - whole) * 1000));
 end
 
-local function build_handoff(hid, entry)
-	local inner = st.clone(entry.stanza);
+-- Send the hand-off for a pending entry; kind = the recipient's state now.
+local function send_handoff(hid, entry, kind)
+	if not kind then
+		local node, to_host = jid_split(entry.stanza.attr.to);
+		kind = hosts[to_host] and (is_online(node, to_host) and "online" or "offline") or "remote";
+	end
+	-- The original is serialised in place (no deep copy): the component
+	-- session writes it out synchronously, then the namespace is restored.
+	local inner = entry.stanza;
+	local old_xmlns = inner.attr.xmlns;
 	inner.attr.xmlns = "jabber:client";
-	local node, to_host = jid_split(entry.stanza.attr.to);
-	local kind = hosts[to_host] and (is_online(node, to_host) and "online" or "offline") or "remote";
-	return st.message({ from = host, to = courier_host, id = hid })
+	local handoff = st.message({ from = host, to = courier_host, id = hid })
 		:tag("handoff", { xmlns = NS, id = hid, recipient = kind })
 			:tag("forwarded", { xmlns = NS_FORWARD })
 				:tag("delay", { xmlns = NS_DELAY, stamp = entry.stamp }):up()
 				:add_child(inner);
+	local ok, err = pcall(module.send, module, handoff);
+	inner.attr.xmlns = old_xmlns;
+	if not ok then error(err, 0); end
 end
 
 local function deliver_normally(entry)
 	-- No pre-events: the sender's archive and carbons already saw it.
+	strip_ours(entry.stanza);
 	core_post_stanza(entry.origin, entry.stanza, false);
 end
 
@@ -134,16 +172,30 @@ local function send_fallback_notice(hids)
 	module:send(notice);
 end
 
+local function resolve(hid)
+	local entry = pending[hid];
+	if entry then
+		pending[hid] = nil;
+		pending_count = pending_count - 1;
+	end
+	return entry;
+end
+
 -- Intercept: priority -2 runs after mod_mam (0), mod_carbons (-0.5) and
 -- mod_mam's stanza-id stripping (-1) on the sender's side.
 local function intercept(event)
 	local origin, stanza = event.origin, event.stanza;
 	if origin.type ~= "c2s" or not origin.full_jid then return; end -- re-injections and s2s
-	if not wanted(stanza) then return; end
-	local kind = recipient_kind(stanza, origin);
-	if not kind then return; end
+	local _, to_host = jid_split(stanza.attr.to);
+	if to_host == courier_host then return; end -- what is addressed to Courier, Courier judges
+	local kind = wanted(stanza) and recipient_kind(stanza, origin);
+	if not kind then
+		strip_ours(stanza);
+		return;
+	end
 	local session = component_session();
 	if not session then
+		strip_ours(stanza);
 		bypassed = bypassed + 1;
 		module:log(bypassed == 1 and "warn" or "debug",
 			"Courier (%s) is not connected: delivering %s -> %s normally", courier_host, origin.full_jid, stanza.attr.to);
@@ -157,7 +209,11 @@ local function intercept(event)
 	};
 	pending[hid] = entry;
 	pending_count = pending_count + 1;
-	module:send(build_handoff(hid, entry));
+	local ok, err = pcall(send_handoff, hid, entry, kind);
+	if not ok then
+		resolve(hid); -- not handed off: the caller delivers it normally
+		error(err, 0);
+	end
 	return true;
 end
 
@@ -172,14 +228,6 @@ end
 module:hook("pre-message/bare", safe_intercept, -2);
 module:hook("pre-message/full", safe_intercept, -2);
 
-local function resolve(hid)
-	local entry = pending[hid];
-	if entry then
-		pending[hid] = nil;
-		pending_count = pending_count - 1;
-	end
-	return entry;
-end
 
 -- Courier's privileged re-injection: mod_privilege posts it with a session
 -- that has no full_jid. Deliver directly, without a second pass through the
@@ -288,7 +336,7 @@ function resend_pending(session)
 	end
 	for _, hid in ipairs(order) do
 		pending[hid].session = session;
-		module:send(build_handoff(hid, pending[hid]));
+		send_handoff(hid, pending[hid]);
 	end
 end
 

@@ -1,0 +1,1 @@
+"""Benchmarks of Courier against a plain Prosody (see bench/README.md)."""

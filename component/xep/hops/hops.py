@@ -1,0 +1,154 @@
+"""The courier-hops plugin, for both sides.
+
+Component side (``pconfig={"service": HopsService}``): answers ``<trace/>``,
+``<pending/>``, ``<recall/>`` and ``<edit/>`` for the requesting user only.
+Client side: :meth:`XEP_CourierHops.get_trace` and friends, and the
+``hops_report`` event for every ``<report/>`` that arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from slixmpp import JID, Iq, Message
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins import BasePlugin
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from . import stanza
+from .stanza import NS
+
+log = logging.getLogger(__name__)
+
+
+class HopsService(Protocol):
+    """What the component side needs (implemented over the pipeline and store).
+
+    Every method is scoped to *requester* (a bare JID): a message of anybody
+    else is reported as not found, so ids do not leak.
+    """
+
+    async def trace(self, requester: str, msg_id: str) -> Iq | None: ...
+    async def pending(self, requester: str) -> list[dict[str, str]]: ...
+    async def recall(self, requester: str, msg_id: str) -> None: ...
+    async def edit(self, requester: str, msg_id: str, body: str) -> None: ...
+
+
+class XEP_CourierHops(BasePlugin):
+    """courier-hops: hop reports and message traces (xeps/courier-hops.xml)."""
+
+    name = "courier_hops"
+    description = "Courier hops: hop reports, trace, pending, recall and edit"
+    dependencies = {"xep_0030"}
+    stanza = stanza
+
+    def plugin_init(self) -> None:
+        stanza.register()
+        self.service: HopsService | None = self.config.get("service")
+        self.local_domain: str | None = self.config.get("domain")
+        if self.xmpp.is_component:
+            for name, path, handler in (
+                ("Hops trace", "iq@type=get/hops_trace", self._trace),
+                ("Hops pending", "iq@type=get/hops_pending", self._pending),
+                ("Hops recall", "iq@type=set/hops_recall", self._recall),
+                ("Hops edit", "iq@type=set/hops_edit", self._edit),
+            ):
+                self.xmpp.register_handler(Callback(name, StanzaPath(path), handler))
+        else:
+            self.xmpp.register_handler(Callback("Hops report", StanzaPath("message/hops_report"), self._report))
+
+    def plugin_end(self) -> None:
+        for name in ("Hops trace", "Hops pending", "Hops recall", "Hops edit", "Hops report"):
+            self.xmpp.remove_handler(name)
+        self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+
+    def session_bind(self, jid: Any) -> None:
+        self.xmpp.plugin["xep_0030"].add_feature(NS)
+
+    # -- component side -------------------------------------------------------
+
+    def _requester(self, iq: StanzaBase) -> str:
+        sender: JID = iq["from"]
+        if self.service is None:
+            raise XMPPError("service-unavailable")
+        if not sender.user or (self.local_domain and sender.domain != self.local_domain):
+            raise XMPPError("forbidden", "only users of this server have messages here", etype="auth")
+        return str(sender.bare)
+
+    def _id(self, element: Any) -> str:
+        msg_id = element["id"]
+        if not msg_id:
+            raise XMPPError("bad-request", "the id of one of your messages is required")
+        return str(msg_id)
+
+    async def _trace(self, iq: StanzaBase) -> None:
+        requester = self._requester(iq)
+        assert self.service is not None
+        reply = await self.service.trace(requester, self._id(iq["hops_trace"]))
+        if reply is None:
+            raise XMPPError("item-not-found", "no message of yours has that id")
+        reply["to"] = iq["from"]
+        reply["from"] = iq["to"]
+        reply["id"] = iq["id"]
+        reply["type"] = "result"
+        reply.send()
+
+    async def _pending(self, iq: StanzaBase) -> None:
+        requester = self._requester(iq)
+        assert self.service is not None
+        reply = iq.reply(clear=True)
+        pending = reply["hops_pending"]
+        for item in await self.service.pending(requester):
+            element = stanza.PendingMessage()
+            for key, value in item.items():
+                element[key] = value
+            pending.append(element)
+        reply.send()
+
+    async def _recall(self, iq: StanzaBase) -> None:
+        requester = self._requester(iq)
+        assert self.service is not None
+        await self.service.recall(requester, self._id(iq["hops_recall"]))
+        iq.reply(clear=True).send()
+
+    async def _edit(self, iq: StanzaBase) -> None:
+        requester = self._requester(iq)
+        assert self.service is not None
+        edit = iq["hops_edit"]
+        await self.service.edit(requester, self._id(edit), edit["body"])
+        iq.reply(clear=True).send()
+
+    # -- client side ------------------------------------------------------------
+
+    def _report(self, msg: StanzaBase) -> None:
+        self.xmpp.event("hops_report", msg)
+
+    @staticmethod
+    def request_reports(msg: Message) -> Message:
+        """Add ``<request/>`` to *msg*: Courier reports every hop to the sender."""
+        msg.enable("hops_request")
+        return msg
+
+    async def get_trace(self, courier: JID | str, msg_id: str, **iqkwargs: Any) -> Iq:
+        iq = self.xmpp.make_iq_get(ito=courier)
+        iq["hops_trace"]["id"] = msg_id
+        return await iq.send(**iqkwargs)
+
+    async def get_pending(self, courier: JID | str, **iqkwargs: Any) -> Iq:
+        iq = self.xmpp.make_iq_get(ito=courier)
+        iq.enable("hops_pending")
+        return await iq.send(**iqkwargs)
+
+    async def recall(self, courier: JID | str, msg_id: str, **iqkwargs: Any) -> Iq:
+        iq = self.xmpp.make_iq_set(ito=courier)
+        iq["hops_recall"]["id"] = msg_id
+        return await iq.send(**iqkwargs)
+
+    async def edit(self, courier: JID | str, msg_id: str, body: str, **iqkwargs: Any) -> Iq:
+        iq = self.xmpp.make_iq_set(ito=courier)
+        iq["hops_edit"]["id"] = msg_id
+        iq["hops_edit"]["body"] = body
+        return await iq.send(**iqkwargs)

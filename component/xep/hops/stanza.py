@@ -1,0 +1,157 @@
+"""Stanzas of courier-hops (namespace ``https://courier.chat/ns/hops/0``).
+
+- ``<request/>`` on a message: the sender wants a report at every hop.
+- ``<report/>`` in a message from Courier to the sender: one hop happened.
+- ``<trace id/>`` IQ get: the whole route record of one of your messages.
+- ``<pending/>`` IQ get: your messages still held at the server.
+- ``<recall id/>`` / ``<edit id>text</edit>`` IQ set: change a held message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from slixmpp.stanza import Iq, Message
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+
+from .. import NS_BASE
+
+NS = NS_BASE + "hops/0"
+
+#: The states a report or trace names, in the order a message can pass them.
+REPORT_STATES = (
+    "sent",  # stored at the sender's server (the patent's "sent")
+    "cached",  # held: the recipient is offline
+    "held",  # held: the sender's undo-send window, or queued behind such a message
+    "released",  # handed to the recipient's server
+    "received",  # the recipient's client received it (XEP-0184 / XEP-0333)
+    "read",  # the recipient's client displayed it (XEP-0333)
+    "edited",  # corrected (before delivery: the stored text; after: passed on)
+    "recalled",  # withdrawn before delivery: never forwarded
+    "retracted",  # a retraction passed on after delivery
+    "failed",  # not deliverable
+)
+
+
+class Request(ElementBase):
+    """``<request/>``: report every hop of this message to me."""
+
+    namespace = NS
+    name = "request"
+    plugin_attrib = "hops_request"
+    interfaces: ClassVar[set[str]] = set()
+
+
+class _HopFields(ElementBase):
+    """state, at (XEP-0082), place; the text is a note (reason, route detail)."""
+
+    namespace = NS
+    interfaces = {"state", "at", "place", "note"}
+
+    def get_note(self) -> str:
+        return self.xml.text or ""
+
+    def set_note(self, value: str) -> None:
+        self.xml.text = value or None
+
+    def del_note(self) -> None:
+        self.xml.text = None
+
+
+class Report(_HopFields):
+    """``<report id origin-id to state at place>note</report>``: one hop of message *id*."""
+
+    name = "report"
+    plugin_attrib = "hops_report"
+    interfaces = _HopFields.interfaces | {"id", "origin_id", "to"}
+
+    def get_origin_id(self) -> str:
+        return self.xml.get("origin-id", "")
+
+    def set_origin_id(self, value: str) -> None:
+        if value:
+            self.xml.set("origin-id", value)
+
+    def del_origin_id(self) -> None:
+        self.xml.attrib.pop("origin-id", None)
+
+
+class Hop(_HopFields):
+    """``<hop state at place>note</hop>`` inside a trace."""
+
+    name = "hop"
+    plugin_attrib = "hop"
+    plugin_multi_attrib = "hops"
+
+
+class Trace(Report):
+    """``<trace id/>`` (get) and its result: the message's current state and every hop."""
+
+    name = "trace"
+    plugin_attrib = "hops_trace"
+
+
+class PendingMessage(ElementBase):
+    """``<message id to state since>body</message>`` inside ``<pending/>``."""
+
+    namespace = NS
+    name = "message"
+    plugin_attrib = "message"
+    plugin_multi_attrib = "messages"
+    interfaces = {"id", "to", "state", "since", "body"}
+
+    def get_body(self) -> str:
+        return self.xml.text or ""
+
+    def set_body(self, value: str) -> None:
+        self.xml.text = value or None
+
+    def del_body(self) -> None:
+        self.xml.text = None
+
+
+class Pending(ElementBase):
+    """``<pending/>`` (get) and its result: the requester's held messages."""
+
+    namespace = NS
+    name = "pending"
+    plugin_attrib = "hops_pending"
+    interfaces: ClassVar[set[str]] = set()
+
+
+class Recall(ElementBase):
+    """``<recall id/>`` (set): withdraw a held message."""
+
+    namespace = NS
+    name = "recall"
+    plugin_attrib = "hops_recall"
+    interfaces = {"id"}
+
+
+class Edit(ElementBase):
+    """``<edit id>new text</edit>`` (set): replace the text of a held message."""
+
+    namespace = NS
+    name = "edit"
+    plugin_attrib = "hops_edit"
+    interfaces = {"id", "body"}
+
+    def get_body(self) -> str:
+        return self.xml.text or ""
+
+    def set_body(self, value: str) -> None:
+        self.xml.text = value or None
+
+    def del_body(self) -> None:
+        self.xml.text = None
+
+
+def register() -> None:
+    register_stanza_plugin(Message, Request)
+    register_stanza_plugin(Message, Report)
+    register_stanza_plugin(Iq, Trace)
+    register_stanza_plugin(Trace, Hop, iterable=True)
+    register_stanza_plugin(Iq, Pending)
+    register_stanza_plugin(Pending, PendingMessage, iterable=True)
+    register_stanza_plugin(Iq, Recall)
+    register_stanza_plugin(Iq, Edit)
