@@ -328,7 +328,12 @@ class Pipeline:
             hop = apply(State.ACCEPTED, Event.RELEASE, now, _domain(recipient_bare), note)
             reason = ""
         else:
-            reason = "undo-window" if release_at is not None else "queued" if queue else "recipient-offline"
+            if release_at is not None:
+                reason = "undo-window"
+            elif remote or self.online(recipient_bare):
+                reason = "queued"  # behind an older message still in its undo-send window
+            else:
+                reason = "recipient-offline"
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
         row = MessageRow(
             seq, h.hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,

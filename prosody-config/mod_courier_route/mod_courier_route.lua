@@ -88,7 +88,7 @@ end
 -- from every message it sends, handed off or not.
 local function strip_ours(stanza)
 	local forged = false;
-	for child in stanza:childtags() do
+	for _, child in ipairs(stanza.tags) do -- (childtags() would only see jabber:client children)
 		local xmlns = child.attr.xmlns;
 		if xmlns and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX then forged = true; break; end
 	end

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from slixmpp import JID, ClientXMPP, Message
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from component import prosody
+from component.xep import hops
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,11 +30,18 @@ class Client(ClientXMPP):
         self.received: asyncio.Queue[Message] = asyncio.Queue()
         self.all_received: list[Message] = []
         self.ready = asyncio.Event()
-        for plugin in ("xep_0030", "xep_0199", "xep_0280", "xep_0308", "xep_0313", "xep_0359", "xep_0422", "xep_0424"):
+        for plugin in (
+            "xep_0030", "xep_0184", "xep_0199", "xep_0280", "xep_0308", "xep_0313", "xep_0333", "xep_0359",
+            "xep_0422", "xep_0424",
+        ):  # fmt: skip
             self.register_plugin(plugin)
+        self.plugin["xep_0184"].auto_ack = False  # tests send receipts explicitly
+        self.plugin["xep_0184"].auto_request = False
+        self.register_plugin("courier_hops", module=hops)
+        self.reports: list[Message] = []
         self.add_event_handler("session_start", self._start)
-        self.add_event_handler("message", self._message)
-        self.add_event_handler("message_error", self._message)
+        # every message, with or without a body (slixmpp's "message" event needs a body)
+        self.register_handler(Callback("Test: every message", MatchXPath("{jabber:client}message"), self._message))
         self.add_event_handler("carbon_sent", self._carbon)
         self.carbons: list[Message] = []
         self.plugin["feature_mechanisms"].unencrypted_plain = True
@@ -47,6 +57,9 @@ class Client(ClientXMPP):
     def _message(self, msg: Message) -> None:
         if msg.xml.find("{urn:xmpp:privilege:2}privilege") is not None:
             return  # mod_privilege's empty advertisement at login (a known quirk, see the README)
+        if msg.xml.find(f"{{{hops.NS}}}report") is not None:
+            self.reports.append(msg)
+            return
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
             return  # archive results are read through archive()
         if (

@@ -15,7 +15,7 @@ from slixmpp import JID, Iq, Message
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins import BasePlugin
 from slixmpp.xmlstream import StanzaBase
-from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from . import stanza
@@ -56,7 +56,7 @@ class XEP_CourierHops(BasePlugin):
                 ("Hops recall", "iq@type=set/hops_recall", self._recall),
                 ("Hops edit", "iq@type=set/hops_edit", self._edit),
             ):
-                self.xmpp.register_handler(Callback(name, StanzaPath(path), handler))
+                self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), handler))
         else:
             self.xmpp.register_handler(Callback("Hops report", StanzaPath("message/hops_report"), self._report))
 

@@ -1,0 +1,196 @@
+"""P1 hop reports and traces (courier-hops), end to end against a real Prosody."""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import SubElement
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from component.xep import hops
+
+from .test_delivery import eventually
+
+
+def report_states(client) -> list[str]:
+    return [r["hops_report"]["state"] for r in client.reports]
+
+
+async def test_sender_who_asks_sees_every_hop_once_and_in_order(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    phone = await connect(alice, "phone")
+    laptop = await connect(alice, "laptop")
+    msg = phone.make_message(mto=bob, mbody="Thou art more lovely", mtype="chat")
+    msg["id"] = "sonnet-18"
+    msg["request_receipt"] = True  # what a stock client sends; counts as asking
+    msg.send()
+    await eventually(lambda: report_states(phone) == ["sent", "cached"], what="sent, cached")
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert got["body"] == "Thou art more lovely"
+    assert got["request_receipt"]  # the XEP-0184 request still reaches Bob's client
+    assert got.xml.find(f"{{{hops.NS}}}request") is None
+    await eventually(lambda: report_states(phone)[-1:] == ["released"], what="released")
+
+    receipt = b.make_message(mto=got["from"], mtype="chat")
+    receipt["receipt"] = "sonnet-18"
+    receipt.send()
+    await eventually(lambda: report_states(phone)[-1:] == ["received"], what="received")
+    b.plugin["xep_0333"].send_marker(got["from"], "sonnet-18", "displayed")
+    await eventually(lambda: report_states(phone)[-1:] == ["read"], what="read")
+
+    assert report_states(phone) == ["sent", "cached", "released", "received", "read"]
+    assert report_states(laptop) == report_states(phone)  # every device of the sender
+    reports = [r["hops_report"] for r in phone.reports]
+    assert {r["id"] for r in reports} == {"sonnet-18"}
+    assert {r["to"] for r in reports} == {bob}
+    assert [r["at"] for r in reports] == sorted(r["at"] for r in reports)  # monotonic times
+    assert [r["place"] for r in reports] == ["localhost"] * 5
+    # and Alice still gets Bob's receipt itself, as with plain Prosody
+    assert [m["receipt"] for m in phone.all_received if m["receipt"]] == ["sonnet-18"]
+    assert [r["from"].full for r in phone.reports] == [stack.component] * 5
+
+
+async def test_no_reports_for_a_sender_who_did_not_ask(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    a.chat(bob, "Quietly", "q1")
+    b = await connect(bob)
+    assert (await b.next_message())["body"] == "Quietly"
+    await b.no_message(0.5)
+    assert a.reports == []
+
+
+async def test_our_own_request_element_asks_too_and_is_stripped(courier, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    msg = a.make_message(mto=bob, mbody="Tracked", mtype="chat")
+    msg["id"] = "t-1"
+    a.plugin["courier_hops"].request_reports(msg)
+    msg.send()
+    got = await b.next_message()
+    assert got.xml.find(f"{{{hops.NS}}}request") is None
+    await eventually(lambda: report_states(a) == ["sent", "released"], what="sent, released")
+
+
+async def test_trace_from_another_device_and_nobody_else(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    phone = await connect(alice, "phone")
+    phone.chat(bob, "Where is this?", "where-1")
+    await eventually(lambda: courier.log_text().count("where-1") or True)
+    laptop = await connect(alice, "laptop")
+
+    async def trace(client, msg_id):
+        return (await client.plugin["courier_hops"].get_trace(stack.component, msg_id))["hops_trace"]
+
+    result = await eventually_trace(trace, laptop, "where-1", "held")
+    assert (result["id"], result["to"], result["state"]) == ("where-1", bob, "held")
+    assert [(h["state"], h["place"]) for h in result["hops"]] == [("sent", "localhost"), ("cached", "localhost")]
+    assert result["hops"][0]["note"] == f"from {alice}/phone"
+
+    b = await connect(bob)
+    await b.next_message()
+    result = await eventually_trace(trace, laptop, "where-1", "released")
+    assert [h["state"] for h in result["hops"]] == ["sent", "cached", "released"]
+
+    for client, msg_id in ((b, "where-1"), (laptop, "no-such-id")):
+        with pytest.raises(IqError) as err:
+            await trace(client, msg_id)
+        assert err.value.iq["error"]["condition"] == "item-not-found"
+
+
+async def eventually_trace(trace, client, msg_id, state):
+    result = None
+
+    async def check():
+        nonlocal result
+        result = await trace(client, msg_id)
+        return result["state"] == state
+
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + 5
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"trace never reached {state}: {result}")
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def test_pending_recall_and_edit_by_iq(courier, stack, users, connect) -> None:
+    alice, bob, mallory = users("alice", "bob", "mallory")
+    a = await connect(alice)
+    m = await connect(mallory)
+    a.chat(bob, "first draft", "p1")
+    a.chat(bob, "regrettable", "p2")
+    hops_a = a.plugin["courier_hops"]
+
+    async def pending(client):
+        return [
+            (x["id"], x["to"], x["state"], x["body"])
+            for x in (await client.plugin["courier_hops"].get_pending(stack.component))["hops_pending"]["messages"]
+        ]
+
+    await eventually_async(lambda: pending(a), lambda p: len(p) == 2)
+    assert await pending(a) == [("p1", bob, "cached", "first draft"), ("p2", bob, "cached", "regrettable")]
+    assert await pending(m) == []  # only the owner sees them
+
+    for attempt in (m.plugin["courier_hops"].recall(stack.component, "p2"),
+                    m.plugin["courier_hops"].edit(stack.component, "p1", "hacked")):  # fmt: skip
+        with pytest.raises(IqError) as err:
+            await attempt
+        assert err.value.iq["error"]["condition"] == "item-not-found"
+
+    await hops_a.edit(stack.component, "p1", "final text")
+    await hops_a.recall(stack.component, "p2")
+    assert await pending(a) == [("p1", bob, "cached", "final text")]
+    with pytest.raises(IqError) as err:
+        await hops_a.edit(stack.component, "p1", "")
+    assert err.value.iq["error"]["condition"] == "bad-request"
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (got["id"], got["body"]) == ("p1", "final text")
+    await b.no_message(0.7)
+    with pytest.raises(IqError) as err:
+        await hops_a.recall(stack.component, "p1")
+    assert err.value.iq["error"]["condition"] == "not-allowed"
+
+
+async def eventually_async(fetch, ok, timeout: float = 5.0):
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never satisfied: {value}")
+        await asyncio.sleep(0.05)
+
+
+async def test_forged_reports_are_stripped_before_delivery(courier, users, connect) -> None:
+    mallory, bob = users("mallory", "bob")
+    m = await connect(mallory)
+    b = await connect(bob)
+    for body in ("with body", None):
+        msg = m.make_message(mto=bob, mbody=body, mtype="chat")
+        report = SubElement(msg.xml, f"{{{hops.NS}}}report", id="x", state="read")
+        report.text = "forged"
+        SubElement(msg.xml, "{urn:xmpp:chat-markers:0}markable")
+        msg.send()
+    await eventually(lambda: len(b.all_received) + len(b.reports) >= 2, what="both messages")
+    assert b.reports == []
+    assert [g.xml.find(f"{{{hops.NS}}}report") for g in b.all_received] == [None, None]
+
+
+async def test_disco_advertises_hops(courier, stack, users, connect) -> None:
+    (alice,) = users("alice")
+    a = await connect(alice)
+    info = await a.plugin["xep_0030"].get_info(jid=stack.component)
+    assert hops.NS in info["disco_info"]["features"]
