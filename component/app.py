@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, SubElement
 
-from slixmpp import ComponentXMPP, Iq, Message, Presence
+from slixmpp import JID, ComponentXMPP, Iq, Message, Presence
 from slixmpp.exceptions import XMPPError
 
 from . import __version__
+from .commands import Context, all_commands, xep_0050_fix
+from .commands.adhoc import AdhocCommands, forbidden
+from .commands.bot import Bot
 from .config import Config
-from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
+from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, stored_hop_state
 from .store import Store
 from .xep import hops, route
 
@@ -50,7 +53,7 @@ class HopsAdapter:
         trace["state"] = m.state.value
         for h in hop_list:
             item = hops.Hop()
-            item["state"] = hops_state(h.label, h.note)
+            item["state"] = stored_hop_state(h.label, h.note)
             item["at"], item["place"], item["note"] = stamp(h.at), h.place, h.note
             trace.append(item)
         return iq
@@ -85,15 +88,6 @@ class HopsAdapter:
             raise XMPPError("bad-request", str(exc)) from None
 
 
-def hops_state(label: str, note: str) -> str:
-    """A stored hop's label as a courier-hops state (held for an offline recipient = cached)."""
-    if label == "accepted":
-        return "sent"
-    if label == "held" and note == "recipient-offline":
-        return "cached"
-    return label
-
-
 def _parse_stamp(stamp: str) -> float:
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
@@ -120,6 +114,13 @@ class Courier(ComponentXMPP):
             module=hops,
             pconfig={"service": HopsAdapter(self.pipeline, self.make_iq), "domain": config.domain},
         )
+        self.register_plugin("xep_0004")
+        xep_0050_fix.install()
+        self.register_plugin("xep_0050")
+        self.commands = all_commands()
+        self.adhoc = AdhocCommands(self, self.commands, self.command_context)
+        self.bot = Bot(self.commands)
+        self.add_event_handler("message", self._on_chat)
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("route_handoff", self._on_handoff)
         self.add_event_handler("route_fallback", self.pipeline.fallback)
@@ -130,6 +131,7 @@ class Courier(ComponentXMPP):
     async def _session_start(self, _event: object) -> None:
         disco = self.plugin["xep_0030"]
         disco.set_identities(identities=[("component", "generic", None, "Courier")])
+        self.adhoc.register()  # after the session binds: disco data is reset then
         log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
         self._connected.set()
 
@@ -149,6 +151,31 @@ class Courier(ComponentXMPP):
                 "Check privileged_entities in the Prosody config (courier prosody-config).",
                 self.config.domain,
             )
+
+    def command_context(self, jid: JID) -> Context:
+        """Who may run commands: users of our domain; anyone else is refused."""
+        if not jid.user or jid.domain != self.config.domain:
+            raise forbidden(jid, self.config.domain)
+        return Context(requester=str(jid.bare), pipeline=self.pipeline)
+
+    async def _on_chat(self, msg: Message) -> None:
+        """The text bot: a chat message to Courier's JID is a command."""
+        if msg["type"] not in ("chat", "normal") or msg["to"].bare != self.boundjid.bare:
+            return
+        if any(child.tag.startswith("{https://courier.chat/ns/") for child in msg.xml):
+            return  # a (forged) route stanza, refused by its plugin
+        try:
+            ctx = self.command_context(msg["from"])
+        except XMPPError:
+            msg.reply(f"Courier serves the users of {self.config.domain} only.").send()
+            return
+        try:
+            answer = await self.bot.answer(ctx, msg["body"])
+        except Exception:
+            log.exception("bot command %r from %s failed", msg["body"][:80], msg["from"])
+            answer = "Sorry, that failed on the server; it has been logged."
+        reply = self.make_message(mto=msg["from"], mfrom=self.boundjid.bare, mbody=answer, mtype="chat")
+        reply.send()
 
     def _on_handoff(self, msg: Message) -> None:
         h = msg["route_handoff"]

@@ -150,6 +150,15 @@ def report_state(hop: Hop, hold_reason: str) -> str:
     return hop.label
 
 
+def stored_hop_state(label: str, note: str) -> str:
+    """A stored hop (label, note) as a courier-hops state: held for an offline recipient = cached."""
+    if label == "accepted":
+        return "sent"
+    if label == "held" and note == "recipient-offline":
+        return "cached"
+    return label
+
+
 class Pipeline:
     """Tracked messages from hand-off to release."""
 

@@ -1,0 +1,100 @@
+"""Declarative commands, one class each, served both as XEP-0050 ad-hoc commands
+(:mod:`.adhoc`) and by the text bot on Courier's JID (:mod:`.bot`).
+
+A command declares its node, its name, who may run it, its form fields and the
+words the bot knows it by; :meth:`Command.run` takes the submitted values and
+returns a :class:`Result` (text and/or a table).  Expected failures raise
+:class:`CommandError`, whose message is shown to the user as it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ..delivery.pipeline import Pipeline
+
+
+class CommandError(Exception):
+    """A failure to show the user (bad input, unknown id, too late…)."""
+
+
+@dataclass
+class Field:
+    """One form field (XEP-0004)."""
+
+    var: str
+    label: str
+    type: str = "text-single"  # text-single | list-single | boolean | fixed
+    required: bool = False
+    options: list[tuple[str, str]] = field(default_factory=list)  # (value, label)
+    default: str = ""
+    desc: str = ""
+
+
+@dataclass
+class Result:
+    """What a command answers: a line of text, and optionally a table."""
+
+    text: str
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (key, label)
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """Who runs a command, and the services it may use."""
+
+    requester: str  # bare JID, already checked to be a user of this server
+    pipeline: Pipeline
+
+
+class Command(ABC):
+    """A command; subclasses are declarations plus :meth:`run`."""
+
+    node: ClassVar[str]
+    name: ClassVar[str]
+    help: ClassVar[str]  # one line, for the bot's help
+    example: ClassVar[str]  # a bot example
+    words: ClassVar[tuple[str, ...]]  # the bot's verbs for it
+
+    def fields(self, ctx: Context) -> list[Field]:
+        """The form (no fields: the command runs at once, single-stage)."""
+        return []
+
+    def parse(self, word: str, args: str) -> dict[str, str]:
+        """Bot text after the verb → form values; raise CommandError with usage."""
+        return {}
+
+    @abstractmethod
+    async def run(self, ctx: Context, values: dict[str, Any]) -> Result: ...
+
+
+def text_value(values: dict[str, Any], var: str) -> str:
+    """A submitted value as text (forms may give lists, booleans or nothing)."""
+    value = values.get(var)
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value)
+    return "" if value is None else str(value).strip()
+
+
+def bool_value(values: dict[str, Any], var: str) -> bool | None:
+    value = values.get(var)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise CommandError(f"{var}: say on or off")
+
+
+def all_commands() -> list[Command]:
+    from .builtin import COMMANDS
+
+    return [c() for c in COMMANDS]

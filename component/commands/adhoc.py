@@ -1,0 +1,116 @@
+"""XEP-0050: every :class:`~component.commands.Command` as an ad-hoc command.
+
+Tolerates every submission style seen in the wild (INTEROP.md): no ``action``
+(Profanity), ``next`` where only ``complete`` was offered (Poezio), the whole
+form echoed back (Gajim/nbxmpp), values only (Converse).  A command without
+fields completes at once (single stage).  Validation errors come back as the
+same form with an error note, so the user can correct and resubmit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slixmpp import JID
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins.xep_0004 import Form
+
+from . import Command, CommandError, Context, Field, Result
+
+log = logging.getLogger(__name__)
+
+
+class AdhocCommands:
+    """Registers the commands with slixmpp's xep_0050 plugin."""
+
+    def __init__(self, xmpp: Any, commands: list[Command], context: Callable[[JID], Context]) -> None:
+        self.xmpp = xmpp
+        self.commands = commands
+        self.context = context
+
+    def register(self) -> None:
+        """(Re-)register every command; safe to call on each (re)connection."""
+        adhoc = self.xmpp.plugin["xep_0050"]
+        disco = self.xmpp.plugin["xep_0030"]
+        disco.del_items(jid=self.xmpp.boundjid, node="http://jabber.org/protocol/commands")
+        for command in self.commands:
+            adhoc.add_command(node=command.node, name=command.name, handler=self._starter(command))
+
+    def _starter(self, command: Command) -> Callable[..., Any]:
+        async def start(iq: Any, session: dict[str, Any]) -> dict[str, Any]:
+            ctx = self.context(iq["from"])  # raises forbidden for strangers
+            session["courier_requester"] = ctx.requester
+            fields = command.fields(ctx)
+            if not fields:
+                return await self._finish(command, ctx, {}, session)
+            session["payload"] = self._form(command, fields)
+            session["next"] = self._submitter(command)
+            session["has_next"] = False
+            return session
+
+        return start
+
+    def _submitter(self, command: Command) -> Callable[..., Any]:
+        async def submit(payload: Any, session: dict[str, Any]) -> dict[str, Any]:
+            ctx = self.context(JID(session["courier_requester"]))
+            form = payload[0] if isinstance(payload, list) and payload else payload
+            values = form.get_values() if isinstance(form, Form) else {}
+            if form is not None and isinstance(form, Form) and form["type"] == "cancel":
+                session["payload"], session["next"] = None, None
+                return session
+            return await self._finish(command, ctx, values, session)
+
+        return submit
+
+    async def _finish(
+        self, command: Command, ctx: Context, values: dict[str, Any], session: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            missing = [f.label for f in command.fields(ctx) if f.required and not values.get(f.var)]
+            if missing:
+                raise CommandError("Please fill in: " + ", ".join(missing))
+            result = await command.run(ctx, values)
+        except CommandError as exc:
+            # Same form again, with what was submitted, and the reason in a note.
+            session["payload"] = self._form(command, command.fields(ctx), values)
+            session["notes"] = [("error", str(exc))]
+            session["next"] = self._submitter(command)
+            session["has_next"] = False
+            return session
+        session["payload"] = self._result(command, result)
+        session["notes"] = [("info", result.text)]
+        session["next"] = None
+        session["has_next"] = False
+        return session
+
+    def _form(self, command: Command, fields: list[Field], values: dict[str, Any] | None = None) -> Form:
+        form = self.xmpp.plugin["xep_0004"].make_form(ftype="form", title=command.name)
+        for f in fields:
+            options = [{"value": v, "label": label} for v, label in f.options]
+            value: Any = f.default
+            if values and f.var in values and values[f.var] not in (None, ""):
+                value = values[f.var]
+            if f.type == "boolean":
+                value = str(value).lower() in ("1", "true", "on", "yes")
+            form.add_field(
+                var=f.var, ftype=f.type, label=f.label, desc=f.desc, required=f.required, options=options, value=value
+            )
+        return form
+
+    def _result(self, command: Command, result: Result) -> Form:
+        form = self.xmpp.plugin["xep_0004"].make_form(ftype="result", title=command.name)
+        if result.columns:
+            for key, label in result.columns:
+                form.add_reported(key, label=label, type="text-single")
+            for row in result.rows:
+                form.add_item({key: row.get(key, "") for key, _ in result.columns})
+        else:
+            form.add_field(var="result", ftype="fixed", value=result.text)
+        return form
+
+
+def forbidden(jid: JID, domain: str) -> XMPPError:
+    log.info("Refused a command from %s: not a user of %s", jid, domain)
+    return XMPPError("forbidden", f"Courier serves the users of {domain}", etype="auth")

@@ -1,0 +1,191 @@
+"""Courier's command surface from a stock client's point of view: XEP-0050 ad-hoc
+commands (every submission style of INTEROP.md) and the text bot."""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_delivery import eventually, states
+
+
+async def execute(client, component: str, node: str, action=None, sessionid=None, values=None, echo=None):
+    """One XEP-0050 request the way a given client sends it."""
+    iq = client.make_iq_set(ito=component)
+    iq["command"]["node"] = node
+    if action:
+        iq["command"]["action"] = action
+    if sessionid:
+        iq["command"]["sessionid"] = sessionid
+    if echo is not None:  # Gajim/nbxmpp: the whole form back, labels and options included
+        form = echo
+        form["type"] = "submit"
+        for var, value in (values or {}).items():
+            form.get_fields()[var]["value"] = value
+        iq["command"].append(form)
+    elif values is not None:
+        form = client.plugin["xep_0004"].make_form(ftype="submit")
+        for var, value in values.items():
+            form.add_field(var=var, value=value)
+        iq["command"].append(form)
+    return (await iq.send(timeout=5))["command"]
+
+
+async def bot(client, component: str, text: str) -> str:
+    client.chat(component, text, origin_id=False)
+    reply = await client.next_message()
+    assert reply["from"].bare == component
+    return reply["body"]
+
+
+@pytest.fixture
+def with_commands(connect):
+    async def make(*jids):
+        clients = []
+        for jid in jids:
+            c = await connect(jid)
+            c.register_plugin("xep_0004")
+            c.register_plugin("xep_0050")
+            clients.append(c)
+        return clients
+
+    return make
+
+
+async def test_commands_are_listed_and_advertised(courier, stack, users, with_commands) -> None:
+    (alice,) = users("alice")
+    (a,) = await with_commands(alice)
+    info = await a.plugin["xep_0030"].get_info(jid=stack.component)
+    assert "http://jabber.org/protocol/commands" in info["disco_info"]["features"]
+    items = await a.plugin["xep_0030"].get_items(jid=stack.component, node="http://jabber.org/protocol/commands")
+    nodes = {item[1]: item[2] for item in items["disco_items"]["items"]}
+    assert nodes == {
+        "pending": "My pending messages",
+        "recall": "Recall a pending message",
+        "edit": "Edit a pending message",
+        "trace": "Trace a message",
+        "settings": "Settings",
+    }
+
+
+@pytest.mark.parametrize("style", ["no-action", "next", "complete", "echo-whole-form"])
+async def test_settings_accepts_every_submission_style(courier, stack, users, with_commands, style) -> None:
+    (alice,) = users("alice")
+    (a,) = await with_commands(alice)
+    first = await execute(a, stack.component, "settings")
+    assert first["status"] == "executing"
+    assert first["sessionid"] and first["node"] == "settings"
+    form = first["form"]
+    assert form.get_fields()["undo_window"]["value"] == "0"
+    assert form.get_fields()["undo_window"]["label"] == "Undo-send window (seconds)"
+    values = {"undo_window": "2.5", "reports": "1"}
+    kwargs = {
+        "no-action": {},
+        "next": {"action": "next"},
+        "complete": {"action": "complete"},
+        "echo-whole-form": {"action": "complete", "echo": form},
+    }[style]
+    done = await execute(a, stack.component, "settings", sessionid=first["sessionid"], values=values, **kwargs)
+    assert done["status"] == "completed"
+    assert done["notes"] == [("info", "Saved. Undo-send window: 2.5 s. Hop reports for every message: on.")]
+    assert await bot(a, stack.component, "settings") == "Undo-send window: 2.5 s. Hop reports for every message: on."
+
+
+async def test_a_bad_value_comes_back_in_the_form_with_a_note(courier, stack, users, with_commands) -> None:
+    (alice,) = users("alice")
+    (a,) = await with_commands(alice)
+    first = await execute(a, stack.component, "settings")
+    again = await execute(
+        a, stack.component, "settings", "complete", first["sessionid"], {"undo_window": "soon", "reports": "0"}
+    )
+    assert again["status"] == "executing"
+    assert again["notes"] == [("error", "The undo-send window must be a number of seconds, not “soon”.")]
+    assert again["form"].get_fields()["undo_window"]["value"] == "soon"
+    fixed = await execute(a, stack.component, "settings", "complete", first["sessionid"], {"undo_window": "0"})
+    assert fixed["status"] == "completed"
+
+
+async def test_pending_recall_and_edit_through_adhoc(courier, stack, users, with_commands) -> None:
+    alice, bob = users("alice", "bob")
+    (a,) = await with_commands(alice)
+    a.chat(bob, "To be fixed", "f1")
+    a.chat(bob, "To be recalled", "r1")
+    await eventually(lambda: states(courier, alice) == {"f1": "held", "r1": "held"}, what="held")
+    first = await execute(a, stack.component, "pending")
+    options = [o["value"] for o in first["form"].get_fields()["message"]["options"]]
+    assert options == ["f1", "r1"]
+    done = await execute(
+        a, stack.component, "pending", "complete", first["sessionid"], {"message": "r1", "action": "recall"}
+    )
+    assert done["notes"] == [("info", f"Recalled r1: {bob} will never receive it.")]
+    done = await execute(a, stack.component, "edit", values=None)
+    done = await execute(a, stack.component, "edit", "complete", done["sessionid"], {"id": "f1", "text": "Fixed"})
+    assert done["notes"] == [("info", f"Edited f1: {bob} will receive only the new text.")]
+    listing = await execute(a, stack.component, "pending")
+    listing = await execute(a, stack.component, "pending", None, listing["sessionid"], {})
+    rows = listing["form"]["items"]
+    assert [(r["id"], r["to"], r["text"]) for r in rows] == [("f1", bob, "Fixed")]
+    assert states(courier, alice) == {"f1": "held", "r1": "recalled"}
+
+
+async def test_strangers_and_other_users_messages(courier, stack, users, with_commands) -> None:
+    alice, mallory, bob = users("alice", "mallory", "bob")
+    a, m = await with_commands(alice, mallory)
+    a.chat(bob, "Private", "priv-1")
+    await eventually(lambda: states(courier, alice) == {"priv-1": "held"}, what="held")
+    first = await execute(m, stack.component, "recall")
+    done = await execute(m, stack.component, "recall", "complete", first["sessionid"], {"id": "priv-1"})
+    assert done["status"] == "executing"
+    assert done["notes"] == [("error", "No message of yours has the id priv-1.")]
+    assert await bot(m, stack.component, "trace priv-1") == "No message of yours has the id priv-1."
+    assert await bot(m, stack.component, "pending") == "You have no messages waiting at the server."
+    assert states(courier, alice) == {"priv-1": "held"}
+
+
+async def test_bot_answers_every_documented_command(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    help_text = await bot(a, stack.component, "help")
+    for word, example in (
+        ("pending", "Example: pending"),
+        ("recall", "Example: recall 1a2b3c"),
+        ("edit", "Example: edit 1a2b3c Meet me at ten"),
+        ("trace", "Example: trace 1a2b3c"),
+        ("settings | undo | reports", "Example: undo 30"),
+    ):
+        assert f"{word} — " in help_text and example in help_text
+    assert await bot(a, stack.component, "pending") == "You have no messages waiting at the server."
+    a.chat(bob, "Hold me", "b1")
+    a.chat(bob, "Drop me", "b2")
+    await eventually(lambda: states(courier, alice) == {"b1": "held", "b2": "held"}, what="held")
+    listing = await bot(a, stack.component, "pending")
+    assert listing.splitlines()[0] == "2 message(s) waiting at the server."
+    assert "b1" in listing and "Hold me" in listing and bob in listing
+    assert (
+        await bot(a, stack.component, "edit b1 Held and edited") == f"Edited b1: {bob} will receive only the new text."
+    )
+    assert await bot(a, stack.component, "recall b2") == f"Recalled b2: {bob} will never receive it."
+    trace = await bot(a, stack.component, "trace b1")
+    assert trace.splitlines()[0] == "b1 to " + bob + ": held."
+    assert [line.split()[0] for line in trace.splitlines()[2:]] == ["sent", "cached", "edited"]
+    assert await bot(a, stack.component, "recall") == "Usage: recall 1a2b3c"
+    assert await bot(a, stack.component, "undo soon") == "The undo-send window must be a number of seconds, not “soon”."
+    assert (await bot(a, stack.component, "undo 0.5")).startswith("Saved. Undo-send window: 0.5 s.")
+    assert (await bot(a, stack.component, "reports on")).endswith("Hop reports for every message: on.")
+    assert await bot(a, stack.component, "frobnicate") == "Unknown command “frobnicate”. Send “help” for the list."
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (got["id"], got["body"]) == ("b1", "Held and edited")
+    await b.no_message(0.5)
+    assert await bot(a, stack.component, "recall b1") == (
+        "Too late: the message is already released. Your client can still send a retraction, which is passed on."
+    )
+
+
+async def test_reports_setting_applies_to_messages_without_a_request(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    assert (await bot(a, stack.component, "reports on")).startswith("Saved.")
+    b = await connect(bob)
+    a.chat(bob, "Reported anyway", "rep-1")
+    await b.next_message()
+    await eventually(lambda: [r["hops_report"]["state"] for r in a.reports] == ["sent", "released"], what="reports")
