@@ -205,6 +205,9 @@ class Courier(ComponentXMPP):
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.route.release(hid, inner, sender_bare)
 
+    def originate(self, inner: Element, sender_bare: str) -> None:
+        self.route.originate(inner, sender_bare)
+
     def report(self, report: Report) -> None:
         msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")
         r = msg["hops_report"]

@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import logging
 import time
+import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ class Transport(Protocol):
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None: ...
 
     def report(self, report: Report) -> None: ...
+
+    def originate(self, inner: ET.Element, sender_bare: str) -> None:
+        """Send a message Courier composed as *sender_bare* (their archive and devices see it)."""
+        ...
 
 
 @dataclass
@@ -176,6 +181,10 @@ class Pipeline:
         self.available: defaultdict[str, set[str]] = defaultdict(set)
         self.undo_windows: dict[str, float] = {}
         self.report_defaults: set[str] = set()
+        #: Observers (drafts, lists…): a user's message was handed off (sender, recipient_bare),
+        #: and a local user became available (bare JID).  Called synchronously; keep them quick.
+        self.message_observers: list[Callable[[str, str], None]] = []
+        self.available_observers: list[Callable[[str], None]] = []
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -215,9 +224,13 @@ class Pipeline:
         bare = _bare(full_jid)
         resources = self.available[bare]
         if available:
+            came_online = not (resources - {"?"})
             resources.add(full_jid)
             resources.discard("?")
             self.flush(bare)
+            if came_online:
+                for observer in self.available_observers:
+                    observer(bare)
         else:
             resources.discard(full_jid)
             if not resources or resources == {"?"}:
@@ -310,11 +323,17 @@ class Pipeline:
             else:
                 self._spawn(self._note_on_delivered(sender, recipient_bare, ref, retract_ref is not None, now))
         kind = "retraction" if retract_ref else "correction" if replace_ref else "message"
-        self._track(h, inner, kind, sender_full, sender, recipient, recipient_bare, wants_reports, now)
+        self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
+                    wants_reports, now)  # fmt: skip
+        if kind == "message":
+            for observer in self.message_observers:
+                observer(sender, recipient_bare)
 
     def _track(
         self,
-        h: Handoff,
+        hid: str | None,  # None: a message Courier originates
+        where: str,  # the recipient: online | offline | remote
+        stamp: float,  # when it reached the server
         inner: ET.Element,
         kind: str,
         sender_full: str,
@@ -323,15 +342,16 @@ class Pipeline:
         recipient_bare: str,
         wants_reports: bool,
         now: float,
+        note: str = "",
     ) -> None:
         self.seq += 1
         seq = self.seq
         msg_id, origin_id = _refs(inner)
-        accepted = accept(h.stamp, self.domain, f"from {sender_full}")
+        accepted = accept(stamp, self.domain, note or f"from {sender_full}")
         window = self.undo_window(sender)
-        release_at = h.stamp + window if window > 0 and h.stamp + window > now else None
+        release_at = stamp + window if window > 0 and stamp + window > now else None
         queue = self.queues.get(recipient_bare)
-        remote = h.recipient == "remote"
+        remote = where == "remote"
         if release_at is None and not queue and (remote or self.online(recipient_bare)):
             note = "to a remote server" if remote else "recipient online"
             hop = apply(State.ACCEPTED, Event.RELEASE, now, _domain(recipient_bare), note)
@@ -345,20 +365,24 @@ class Pipeline:
                 reason = "recipient-offline"
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
         row = MessageRow(
-            seq, h.hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
+            seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
             kind, _body(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now, now,
             wants_reports,
         )  # fmt: skip
-        self.known_hids[h.hid] = (now, seq)
+        if hid is not None:
+            self.known_hids[hid] = (now, seq)
         self.store.queue_message(row)
         self._record(row, accepted)
         self._record(row, hop)
-        hid = h.hid
         if hop.state is State.RELEASED:
-            self._after_commit(lambda: self.transport.release(hid, inner, sender))
+            if hid is None:
+                self._after_commit(lambda: self.transport.originate(inner, sender))
+            else:
+                self._after_commit(lambda: self.transport.release(hid, inner, sender))
         else:
             self._index_open(row)
-            self._after_commit(lambda: self.transport.ack(hid))
+            if hid is not None:
+                self._after_commit(lambda: self.transport.ack(hid))
             if release_at is not None:
                 self._schedule()
             elif reason == "queued" and (remote or self.online(recipient_bare)):
@@ -474,8 +498,11 @@ class Pipeline:
         self._close(m)
         self._record(m, hop)
         self.store.queue_update(m)
-        hid, stanza, sender = m.hid or f"courier-{m.seq}", m.stanza, m.sender
-        self._after_commit(lambda: self.transport.release(hid, ET.fromstring(stanza), sender))
+        hid, stanza, sender = m.hid, m.stanza, m.sender
+        if hid is None:
+            self._after_commit(lambda: self.transport.originate(ET.fromstring(stanza), sender))
+        else:
+            self._after_commit(lambda: self.transport.release(hid, ET.fromstring(stanza), sender))
 
     def fallback(self, hids: Iterable[str]) -> None:
         """The server delivered these hand-offs itself: never release them."""
@@ -496,6 +523,51 @@ class Pipeline:
                 self._record(m, hop)
                 self.store.queue_update(m)
                 self.flush(m.recipient_bare)
+
+    # -- messages Courier sends on a user's behalf (lists, drafts) ------------------
+
+    async def originate(
+        self,
+        sender: str,
+        recipient: str,
+        body: str,
+        *,
+        msg_id: str | None = None,
+        reports: bool = False,
+        extra: Iterable[ET.Element] = (),
+        note: str = "by Courier",
+    ) -> MessageRow:
+        """Send *body* from *sender* (bare JID) to *recipient* as a tracked message.
+
+        It is held and released like a message the user sent (P1 and P2 apply);
+        when released it passes the sender's archive and carbons.  Durable when
+        this returns.
+        """
+        recipient_bare = _bare(recipient)
+        msg_id = msg_id or uuid.uuid4().hex
+        inner = ET.Element(f"{{{NS_CLIENT}}}message", {"from": sender, "to": recipient, "type": "chat", "id": msg_id})
+        ET.SubElement(inner, f"{{{NS_CLIENT}}}body").text = body
+        ET.SubElement(inner, f"{{{NS_SID}}}origin-id", id=msg_id)
+        for element in extra:
+            inner.append(element)
+        if _domain(recipient_bare) != self.domain:
+            where = "remote"
+        else:
+            where = "online" if self.online(recipient_bare) else "offline"
+        now = time.time()
+        self._track(
+            None, where, now, inner, "message", f"{sender}/courier", sender, recipient,
+            recipient_bare, reports or sender in self.report_defaults, now, note,
+        )  # fmt: skip
+        row = self.open.get(self.seq) or await self._committed(self.seq)
+        await self.store.flush()
+        return row
+
+    async def _committed(self, seq: int) -> MessageRow:
+        await self.store.flush()
+        row = await self.store.message(seq)
+        assert row is not None
+        return row
 
     # -- the sender's own operations (courier-hops, commands) ---------------------
 

@@ -22,6 +22,15 @@ class Recorder:
     def __init__(self) -> None:
         self.acks: list[str] = []
         self.releases: list[tuple[str, str, str | None]] = []
+        self.originated: list[tuple[str, str, str | None]] = []
+        self.reports: list[object] = []
+
+    def report(self, report: object) -> None:
+        self.reports.append(report)
+
+    def originate(self, inner: ET.Element, sender_bare: str) -> None:
+        body = inner.find("{jabber:client}body")
+        self.originated.append((inner.get("to", ""), sender_bare, body.text if body is not None else None))
 
     def ack(self, hid: str) -> None:
         self.acks.append(hid)
@@ -137,3 +146,26 @@ async def test_held_messages_survive_a_restart(tmp_path) -> None:
     assert recorder.releases == [("h1", JULIET, "kept")]
     second.stop()
     await store.close()
+
+
+async def test_originated_messages_are_tracked_held_and_sent_without_a_handoff(pipeline) -> None:
+    seen: list[tuple[str, str]] = []
+    came: list[str] = []
+    pipeline.message_observers.append(lambda s, r: seen.append((s, r)))
+    pipeline.available_observers.append(came.append)
+    held = await pipeline.originate(JULIET, ROMEO, "From a list", msg_id="o-1")
+    assert (held.state, held.hold_reason, held.hid) == ("held", "recipient-offline", None)
+    assert pipeline.recorder.originated == [] and pipeline.recorder.acks == []
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    pipeline.presence(f"{ROMEO}/garden", True)  # a second device: not "came online" again
+    await pipeline.drain()
+    assert pipeline.recorder.originated == [(ROMEO, JULIET, "From a list")]
+    assert came == [ROMEO]
+    sent = await pipeline.originate(JULIET, ROMEO, "Straight away")
+    assert sent.state == "released"
+    await pipeline.drain()
+    assert pipeline.recorder.originated[-1] == (ROMEO, JULIET, "Straight away")
+    assert [h.label for h in await pipeline.store.hops(sent.seq)] == ["accepted", "released"]
+    assert seen == []  # observers hear of users' own messages, not Courier's
+    pipeline.handoff(Handoff("h9", "online", message("m9", "hello"), time.time()))
+    assert seen == [(JULIET, ROMEO)]

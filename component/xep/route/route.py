@@ -77,9 +77,17 @@ class XEP_CourierRoute(BasePlugin):
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         """Re-inject *inner* as *sender_bare* through XEP-0356, marked with ``<release/>``."""
+        SubElement(inner, f"{{{NS}}}release", id=hid)
+        self.originate(inner, sender_bare)
+
+    def originate(self, inner: Element, sender_bare: str) -> None:
+        """Send *inner* as *sender_bare* through XEP-0356.
+
+        Without ``<release/>`` the server treats it as the user's own outgoing
+        message: it is archived and copied to the user's other devices.
+        """
         inner.tag = f"{{{NS_CLIENT}}}message"
         inner.set("from", sender_bare)
-        SubElement(inner, f"{{{NS}}}release", id=hid)
         wrapper = Element(f"{{{NS_PRIVILEGE}}}privilege")
         forwarded = SubElement(wrapper, f"{{{stanza.NS_FORWARD}}}forwarded")
         forwarded.append(inner)
