@@ -23,7 +23,7 @@ from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
-from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, stored_hop_state
+from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, message_state, stored_hop_state
 from .store import Store
 from .xep import hops, route
 
@@ -50,7 +50,7 @@ class HopsAdapter:
         iq = self.make_iq()
         trace = iq["hops_trace"]
         trace["id"], trace["origin_id"], trace["to"] = m.msg_id, m.origin_id, m.recipient_bare
-        trace["state"] = m.state.value
+        trace["state"] = message_state(m)
         for h in hop_list:
             item = hops.Hop()
             item["state"] = stored_hop_state(h.label, h.note)

@@ -157,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("config-doc", help="print the configuration reference (Markdown)")
     doc.set_defaults(func=cmd_config_doc)
+
+    from .cli.client import add_parser
+
+    add_parser(sub)
     return p
 
 

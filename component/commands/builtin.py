@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..delivery.pipeline import NotFound, TooLate, stored_hop_state
+from ..delivery.pipeline import NotFound, TooLate, message_state, stored_hop_state
 from . import Command, CommandError, Context, Field, Result, bool_value, text_value
 
 MAX_UNDO_WINDOW = 3600.0
@@ -151,7 +151,7 @@ class Trace(Command):
             for h in hops
         ]
         columns = [("state", "Hop"), ("at", "Time"), ("place", "Where"), ("note", "Note")]
-        return Result(f"{msg_id} to {m.recipient_bare}: {m.state.value}.", columns, rows)
+        return Result(f"{msg_id} to {m.recipient_bare}: {message_state(m)}.", columns, rows)
 
 
 class Settings(Command):

@@ -155,6 +155,15 @@ def report_state(hop: Hop, hold_reason: str) -> str:
     return hop.label
 
 
+def message_state(m: MessageRow) -> str:
+    """A message's current state in courier-hops words (the state of its last hop)."""
+    if m.state is State.HELD:
+        return "cached" if m.hold_reason == "recipient-offline" else "held"
+    if m.state is State.ACCEPTED:
+        return "sent"
+    return m.state.value
+
+
 def stored_hop_state(label: str, note: str) -> str:
     """A stored hop (label, note) as a courier-hops state: held for an offline recipient = cached."""
     if label == "accepted":
@@ -216,6 +225,12 @@ class Pipeline:
         for ref in (m.msg_id, m.origin_id):
             if ref:
                 self.by_ref[(m.sender, m.recipient_bare, ref)] = m.seq
+
+    def _unindex_ref(self, m: MessageRow) -> None:
+        """A released message: later corrections and retractions of it are passed on."""
+        for ref in (m.msg_id, m.origin_id):
+            if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
+                del self.by_ref[(m.sender, m.recipient_bare, ref)]
 
     # -- presence ------------------------------------------------------------
 
@@ -496,6 +511,7 @@ class Pipeline:
         hop = apply(m.state, Event.RELEASE, now, _domain(m.recipient_bare), note)
         m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
         self._close(m)
+        self._unindex_ref(m)
         self._record(m, hop)
         self.store.queue_update(m)
         hid, stanza, sender = m.hid, m.stanza, m.sender
@@ -520,6 +536,7 @@ class Pipeline:
                 hop = apply(m.state, Event.RELEASE, now, self.domain, note)
                 m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
                 self._close(m)
+                self._unindex_ref(m)
                 self._record(m, hop)
                 self.store.queue_update(m)
                 self.flush(m.recipient_bare)

@@ -165,7 +165,7 @@ async def test_bot_answers_every_documented_command(courier, stack, users, conne
     )
     assert await bot(a, stack.component, "recall b2") == f"Recalled b2: {bob} will never receive it."
     trace = await bot(a, stack.component, "trace b1")
-    assert trace.splitlines()[0] == "b1 to " + bob + ": held."
+    assert trace.splitlines()[0] == "b1 to " + bob + ": cached."
     assert [line.split()[0] for line in trace.splitlines()[2:]] == ["sent", "cached", "edited"]
     assert await bot(a, stack.component, "recall") == "Usage: recall 1a2b3c"
     assert await bot(a, stack.component, "undo soon") == "The undo-send window must be a number of seconds, not “soon”."

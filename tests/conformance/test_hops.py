@@ -85,8 +85,8 @@ async def test_trace_from_another_device_and_nobody_else(courier, stack, users, 
     async def trace(client, msg_id):
         return (await client.plugin["courier_hops"].get_trace(stack.component, msg_id))["hops_trace"]
 
-    result = await eventually_trace(trace, laptop, "where-1", "held")
-    assert (result["id"], result["to"], result["state"]) == ("where-1", bob, "held")
+    result = await eventually_trace(trace, laptop, "where-1", "cached")
+    assert (result["id"], result["to"], result["state"]) == ("where-1", bob, "cached")
     assert [(h["state"], h["place"]) for h in result["hops"]] == [("sent", "localhost"), ("cached", "localhost")]
     assert result["hops"][0]["note"] == f"from {alice}/phone"
 

@@ -169,3 +169,18 @@ async def test_originated_messages_are_tracked_held_and_sent_without_a_handoff(p
     assert seen == []  # observers hear of users' own messages, not Courier's
     pipeline.handoff(Handoff("h9", "online", message("m9", "hello"), time.time()))
     assert seen == [(JULIET, ROMEO)]
+
+
+async def test_a_correction_after_a_held_message_was_released_is_passed_on(pipeline) -> None:
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "draft"), time.time()))
+    await pipeline.drain()
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    pipeline.handoff(Handoff("h2", "online", message("m1-fix", "final", replace="m1"), time.time()))
+    pipeline.handoff(Handoff("h3", "online", message("m1-gone", None, retract="m1"), time.time()))
+    await pipeline.drain()
+    assert [(r[0], r[2]) for r in pipeline.recorder.releases] == [("h1", "draft"), ("h2", "final"), ("h3", None)]
+    (original,) = [m for m in await pipeline.store.messages_between(JULIET, ROMEO) if m.msg_id == "m1"]
+    assert [h.label for h in await pipeline.store.hops(original.seq)] == [
+        "accepted", "held", "released", "edited", "retracted",
+    ]  # fmt: skip

@@ -1,0 +1,507 @@
+"""``courier client``: the client side of courier-hops (xeps/courier-hops.xml), from a terminal.
+
+One short-lived XMPP session per command, on slixmpp's ``ClientXMPP`` with the
+``courier_hops`` plugin of :mod:`component.xep.hops` and the standard
+XEP-0184/0308/0333/0359/0424 plugins:
+
+- ``send TO TEXT`` sends a chat message that asks for hop reports (``<request/>``,
+  a XEP-0184 request and a XEP-0333 markable) with a XEP-0359 origin-id, prints its
+  id and, with ``--watch``, every report until a terminal state;
+- ``watch`` prints every report for this account, whichever device sent the message;
+- ``trace ID``, ``pending``, ``recall ID``, ``edit ID TEXT`` are the plugin's IQs.
+
+``--json`` prints one JSON object per line on stdout (``type`` says which).
+Exit codes: 0 ok; 1 an XMPP error answered (or the message was reported failed);
+2 usage, connection, login or time-out problem.  Human-readable errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slixmpp import JID, ClientXMPP, Message
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import InvalidJID
+
+from ..xep import hops
+
+OK, XMPP_ERROR, USAGE = 0, 1, 2
+
+#: Report states after which nothing more happens to a message.
+TERMINAL = frozenset({"read", "recalled", "retracted", "failed"})
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+NOT_FOUND = "no message of yours has that id"
+
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """A failure reported to the user: *message* on stderr, exit *code*."""
+
+    def __init__(self, message: str, code: int = USAGE, **fields: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fields = fields
+
+
+class Output:
+    """Human lines or one JSON object per line, on stdout; errors on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+
+    def emit(self, line: str, /, **fields: Any) -> None:
+        print(json.dumps(fields, ensure_ascii=False) if self.json else line, flush=True)
+
+    def status(self, line: str, /, **fields: Any) -> None:
+        """A progress line: on stderr for humans, a JSON object on stdout."""
+        if self.json:
+            print(json.dumps(fields, ensure_ascii=False), flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def error(self, problem: Problem) -> None:
+        print(f"courier client: {problem}", file=sys.stderr, flush=True)
+        if self.json:
+            print(json.dumps({"type": "error", "message": str(problem), **problem.fields}), flush=True)
+
+
+# -- the XMPP session ------------------------------------------------------------
+
+
+class CourierClient(ClientXMPP):
+    """A ``ClientXMPP`` with the courier-hops plugin, for one command."""
+
+    def __init__(self, jid: str, password: str, *, plain: bool) -> None:
+        super().__init__(jid, password)
+        for plugin in ("xep_0030", "xep_0184", "xep_0308", "xep_0333", "xep_0359", "xep_0424"):
+            self.register_plugin(plugin)
+        self.register_plugin("courier_hops", module=hops)
+        self.hops: hops.XEP_CourierHops = self.plugin["courier_hops"]  # type: ignore[typeddict-item]
+        # a terminal tool displays nothing it receives: never claim receipt of anything
+        self.plugin["xep_0184"].auto_ack = False
+        self.plugin["xep_0184"].auto_request = False
+        if plain:
+            self.plugin["feature_mechanisms"].unencrypted_plain = True
+            self.enable_plaintext = True
+            self.enable_starttls = False
+            self.enable_direct_tls = False
+        else:
+            self.enable_plaintext = False
+            self.enable_starttls = True
+            self.enable_direct_tls = False
+
+    async def login(self, host: str, port: int, timeout: float) -> None:
+        """Connect, authenticate and bind, or raise :class:`Problem` (exit 2)."""
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        auth_failed = False
+        who = self.boundjid.bare
+
+        def settle(error: str | None) -> None:
+            if not outcome.done():
+                outcome.set_result(error)
+
+        def on_failed_auth(_event: Any) -> None:
+            nonlocal auth_failed
+            auth_failed = True
+
+        def on_disconnected(_event: Any) -> None:
+            settle(f"authentication failed for {who}" if auth_failed else f"{host}:{port} closed the connection")
+
+        def on_connection_failed(error: Any) -> None:
+            errno = getattr(error, "errno", None)
+            reason = os.strerror(errno) if errno else str(error)
+            settle(f"cannot connect to {host}:{port}: {reason}")
+
+        handlers: dict[str, Callable[[Any], None]] = {
+            "session_start": lambda _e: settle(None),
+            "failed_auth": on_failed_auth,
+            "failed_all_auth": lambda _e: settle(f"authentication failed for {who}"),
+            "connection_failed": on_connection_failed,
+            "disconnected": on_disconnected,
+        }
+        for name, handler in handlers.items():
+            self.add_event_handler(name, handler)
+        self.connect(host, port)
+        try:
+            error = await asyncio.wait_for(asyncio.shield(outcome), timeout)
+        except TimeoutError:
+            error = f"no XMPP session with {host}:{port} within {timeout:g} s"
+        finally:
+            for name, handler in handlers.items():
+                self.del_event_handler(name, handler)
+        if error is not None:
+            self.cancel_connection_attempt()
+            self.abort()
+            raise Problem(error, USAGE, condition="connection")
+
+    async def logout(self, wait: float = 2.0) -> None:
+        """Close the stream (after what is queued is sent); force it closed after *wait*."""
+        self.cancel_connection_attempt()
+        if self.transport is None:
+            return
+        try:
+            await asyncio.wait_for(self.disconnect(wait=wait), wait + 1)
+        except TimeoutError:
+            self.abort()
+
+
+# -- reports -------------------------------------------------------------------
+
+
+def report_fields(msg: Message) -> dict[str, str]:
+    r = msg["hops_report"]
+    return {
+        "type": "report",
+        "id": r["id"],
+        "origin_id": r["origin_id"],
+        "to": r["to"],
+        "state": r["state"],
+        "at": r["at"],
+        "place": r["place"],
+        "note": r["note"],
+    }
+
+
+def hop_line(at: str, state: str, place: str, note: str) -> str:
+    return f"{at}  {state:<9}  {place}" + (f"  {note}" if note else "")
+
+
+def on_reports(client: CourierClient, courier: str, handler: Callable[[dict[str, str]], None]) -> None:
+    """Call *handler* with every report from *courier* (reports from anybody else are ignored)."""
+
+    def check(msg: Message) -> None:
+        if msg["from"].bare != courier:
+            log.warning("ignored a report from %s (not %s)", msg["from"], courier)
+            return
+        handler(report_fields(msg))
+
+    client.add_event_handler("hops_report", check)
+
+
+async def wait_any(events: list[asyncio.Event], seconds: float | None) -> None:
+    """Until one of *events* is set, or *seconds* pass (``None``: no limit)."""
+    tasks = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+# -- commands ------------------------------------------------------------------
+
+
+async def cmd_send(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    try:
+        to = JID(args.to)
+    except InvalidJID as exc:
+        raise Problem(f"not a JID: {args.to!r} ({exc})") from None
+    if not to.user:
+        raise Problem(f"send to a user JID (USER@DOMAIN), not {args.to!r}")
+    msg_id = args.id or str(uuid.uuid4())
+    done = asyncio.Event()
+    final: list[str] = []
+
+    def report(fields: dict[str, str]) -> None:
+        if msg_id not in (fields["id"], fields["origin_id"]):
+            return
+        out.emit(hop_line(fields["at"], fields["state"], fields["place"], fields["note"]), **fields)
+        if fields["state"] in TERMINAL:
+            final.append(fields["state"])
+            done.set()
+
+    def bounced(msg: Message) -> None:
+        if msg["id"] != msg_id:
+            return
+        condition, text = msg["error"]["condition"], msg["error"]["text"]
+        out.emit(f"error  {condition}  {text}", type="error", id=msg_id, condition=condition, text=text)
+        final.append("failed")
+        done.set()
+
+    if args.watch is not None:
+        on_reports(client, args.courier, report)
+        client.add_event_handler("message_error", bounced)
+        client.send_presence()  # reports go to the bare JID: only available resources get them
+    msg = client.make_message(mto=to.bare, mbody=args.text, mtype="chat")
+    msg["id"] = msg_id
+    msg["origin_id"]["id"] = msg_id
+    msg["request_receipt"] = True  # so the recipient's client acknowledges: "received"
+    msg.enable("markable")  # ... and marks it displayed: "read"
+    client.hops.request_reports(msg)
+    msg.send()
+    out.emit(msg_id, type="sent", id=msg_id, origin_id=msg_id, to=to.bare)
+    if args.watch is not None:
+        await wait_any([done, stop], args.watch)
+    return XMPP_ERROR if final == ["failed"] else OK
+
+
+async def cmd_watch(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    def report(fields: dict[str, str]) -> None:
+        line = hop_line(fields["at"], fields["state"], fields["place"], fields["note"])
+        out.emit(f"{fields['id']} → {fields['to']}  {line}", **fields)
+
+    on_reports(client, args.courier, report)
+    client.send_presence()
+    # a round trip: once it is answered the server has our presence, so every later report reaches us
+    await client.plugin["xep_0030"].get_info(jid=client.boundjid.domain, timeout=args.timeout)
+    who = client.boundjid.bare
+    out.status(f"watching the hop reports of {who} (Ctrl-C stops)", type="watching", jid=who)
+    await wait_any([stop], args.seconds)
+    return OK
+
+
+async def cmd_trace(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    t = (await client.hops.get_trace(args.courier, args.id, timeout=args.timeout))["hops_trace"]
+    hop_list = [{"state": h["state"], "at": h["at"], "place": h["place"], "note": h["note"]} for h in t["hops"]]
+    lines = [f"{t['id']} → {t['to']}: {t['state']}"]
+    if t["origin_id"] and t["origin_id"] != t["id"]:
+        lines[0] += f" (origin-id {t['origin_id']})"
+    lines += ["  " + hop_line(h["at"], h["state"], h["place"], h["note"]) for h in hop_list]
+    out.emit(
+        "\n".join(lines),
+        type="trace",
+        id=t["id"],
+        origin_id=t["origin_id"],
+        to=t["to"],
+        state=t["state"],
+        hops=hop_list,
+    )
+    return OK
+
+
+async def cmd_pending(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    messages = (await client.hops.get_pending(args.courier, timeout=args.timeout))["hops_pending"]["messages"]
+    if not messages and not out.json:
+        out.emit("no held messages")
+    for m in messages:
+        out.emit(
+            f"{m['id']}  → {m['to']}  {m['state']:<6}  since {m['since']}  {m['body']}",
+            type="pending",
+            id=m["id"],
+            to=m["to"],
+            state=m["state"],
+            since=m["since"],
+            body=m["body"],
+        )
+    return OK
+
+
+async def cmd_recall(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    try:
+        await client.hops.recall(args.courier, args.id, timeout=args.timeout)
+    except IqError as exc:
+        if exc.iq["error"]["condition"] != "not-allowed" or not args.retract:
+            raise
+        return await _after_release(client, args, out, "retract")
+    out.emit(f"recalled {args.id}", type="recalled", id=args.id)
+    return OK
+
+
+async def cmd_edit(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    try:
+        await client.hops.edit(args.courier, args.id, args.text, timeout=args.timeout)
+    except IqError as exc:
+        if exc.iq["error"]["condition"] != "not-allowed" or not args.correct:
+            raise
+        return await _after_release(client, args, out, "correct")
+    out.emit(f"edited {args.id}", type="edited", id=args.id, body=args.text)
+    return OK
+
+
+async def _after_release(client: CourierClient, args: argparse.Namespace, out: Output, action: str) -> int:
+    """The message has left the server: send the standard retraction / correction to its recipient."""
+    t = (await client.hops.get_trace(args.courier, args.id, timeout=args.timeout))["hops_trace"]
+    if t["state"] in ("recalled", "retracted", "failed"):
+        raise Problem(f"message {args.id} is {t['state']}: there is nothing to change", XMPP_ERROR)
+    if action == "retract":
+        # XEP-0424 names the message by its origin-id when it has one
+        client.plugin["xep_0424"].send_retraction(JID(t["to"]), t["origin_id"] or t["id"])
+        out.emit(f"retraction sent for {args.id} to {t['to']}", type="retraction-sent", id=args.id, to=t["to"])
+    else:
+        correction = client.plugin["xep_0308"].build_correction(t["id"], JID(t["to"]), mbody=args.text)
+        correction["origin_id"]["id"] = correction["id"]
+        correction.send()
+        out.emit(
+            f"correction sent for {args.id} to {t['to']}",
+            type="correction-sent",
+            id=args.id,
+            to=t["to"],
+            body=args.text,
+        )
+    return OK
+
+
+def explain(exc: IqError, args: argparse.Namespace) -> Problem:
+    """An error answer as a message for the user (exit 1)."""
+    error = exc.iq["error"]
+    condition, text = error["condition"], error["text"]
+    message = f"{condition}: {text}" if text else condition
+    msg_id = getattr(args, "id", None)
+    if condition == "item-not-found" and msg_id is not None:
+        message = f"item-not-found: {NOT_FOUND} ({msg_id})"
+    elif condition == "not-allowed" and args.client_command == "recall":
+        message += (
+            f"\nmessage {msg_id} is no longer held (it was already released), so it cannot be recalled;"
+            f" a XEP-0424 retraction can be sent to the recipient instead: courier client recall {msg_id} --retract"
+        )
+    elif condition == "not-allowed" and args.client_command == "edit":
+        message += (
+            f"\nmessage {msg_id} is no longer held (it was already released), so it cannot be edited;"
+            f" a XEP-0308 correction can be sent to the recipient instead: courier client edit {msg_id} TEXT --correct"
+        )
+    elif condition == "service-unavailable":
+        message += f" (is Courier running at {args.courier}?)"
+    return Problem(message, XMPP_ERROR, condition=condition, text=text)
+
+
+COMMANDS: dict[str, Callable[[CourierClient, argparse.Namespace, Output, asyncio.Event], Awaitable[int]]] = {
+    "send": cmd_send,
+    "watch": cmd_watch,
+    "trace": cmd_trace,
+    "pending": cmd_pending,
+    "recall": cmd_recall,
+    "edit": cmd_edit,
+}
+
+
+# -- entry points ------------------------------------------------------------------
+
+
+async def _session(args: argparse.Namespace, out: Output) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    client = CourierClient(args.jid, args.password, plain=args.plain)
+    try:
+        await client.login(args.host, args.port, args.timeout)
+        try:
+            return await COMMANDS[args.client_command](client, args, out, stop)
+        except IqError as exc:
+            raise explain(exc, args) from None
+        except IqTimeout:
+            raise Problem(f"no answer from {args.courier} within {args.timeout:g} s (is Courier running?)") from None
+    finally:
+        await client.logout()
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Environment defaults and derived options; :class:`Problem` on bad usage."""
+    args.jid = args.jid or os.environ.get("COURIER_JID")
+    if not args.jid:
+        raise Problem("--jid USER@DOMAIN is required (or set COURIER_JID)")
+    try:
+        jid = JID(args.jid)
+    except InvalidJID as exc:
+        raise Problem(f"--jid: not a JID: {args.jid!r} ({exc})") from None
+    if not jid.user:
+        raise Problem(f"--jid must be USER@DOMAIN, not {args.jid!r}")
+    if not jid.resource:  # one resource per run, so that concurrent runs do not replace each other
+        jid.resource = f"courier-cli-{uuid.uuid4().hex[:8]}"
+    args.jid = jid.full
+    args.password = args.password if args.password is not None else os.environ.get("COURIER_PASSWORD")
+    if args.password is None:
+        raise Problem("--password is required (or set COURIER_PASSWORD)")
+    args.courier = args.courier or f"courier.{jid.domain}"
+    if args.plain is None:
+        args.plain = args.host in LOOPBACK
+    if args.timeout <= 0:
+        raise Problem("--timeout must be positive")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one ``courier client`` command; the exit code."""
+    out = Output(args.json)
+    logging.getLogger("slixmpp").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    logging.getLogger(__name__).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        _resolve(args)
+        return asyncio.run(_session(args, out))
+    except Problem as problem:
+        out.error(problem)
+        return problem.code
+    except KeyboardInterrupt:
+        return OK
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument("--jid", help="your account, USER@DOMAIN (default: $COURIER_JID)")
+    group.add_argument("--password", help="your password (default: $COURIER_PASSWORD)")
+    group.add_argument("--host", default="127.0.0.1", help="the server's address (default: 127.0.0.1)")
+    group.add_argument("--port", type=int, default=5222, help="the server's client port (default: 5222)")
+    group.add_argument("--courier", help="Courier's JID (default: courier.<the domain of --jid>)")
+    group.add_argument(
+        "--plain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log in with a plain-text password without TLS (default: on for 127.0.0.1/localhost only)",
+    )
+    group.add_argument("--timeout", type=float, default=10.0, help="seconds for login and each request (default: 10)")
+    group.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
+    group.add_argument("-v", "--verbose", action="store_true", help="log the XMPP traffic to stderr")
+    return common
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``courier client`` and its subcommands on *subparsers*."""
+    common = _common()
+    client = subparsers.add_parser(
+        "client",
+        help="the client side of Courier: send with hop reports, watch, trace, pending, recall, edit",
+        description="A client of Courier (courier-hops). Exit codes: 0 ok, 1 XMPP error, 2 usage or connection error.",
+    )
+    sub = client.add_subparsers(dest="client_command", required=True, metavar="COMMAND")
+
+    send = sub.add_parser("send", parents=[common], help="send a chat message that asks for hop reports")
+    send.add_argument("to", metavar="TO", help="the recipient, USER@DOMAIN")
+    send.add_argument("text", metavar="TEXT")
+    send.add_argument("--id", help="the message id and XEP-0359 origin-id (default: a UUID)")
+    send.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="print its hop reports for up to SECONDS, or until read/recalled/retracted/failed",
+    )
+
+    watch = sub.add_parser("watch", parents=[common], help="print every hop report for this account")
+    watch.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: at Ctrl-C)")
+
+    trace = sub.add_parser("trace", parents=[common], help="the route record of one of your messages")
+    trace.add_argument("id", metavar="ID", help="the message's id or origin-id")
+
+    sub.add_parser("pending", parents=[common], help="your messages still held at the server")
+
+    recall = sub.add_parser("recall", parents=[common], help="withdraw a held message: it is never delivered")
+    recall.add_argument("id", metavar="ID")
+    recall.add_argument(
+        "--retract", action="store_true", help="if it was already released, send a XEP-0424 retraction instead"
+    )
+
+    edit = sub.add_parser("edit", parents=[common], help="replace the text of a held message")
+    edit.add_argument("id", metavar="ID")
+    edit.add_argument("text", metavar="TEXT")
+    edit.add_argument(
+        "--correct", action="store_true", help="if it was already released, send a XEP-0308 correction instead"
+    )
+
+    client.set_defaults(func=run)
+    return client
+
+
+__all__ = ["CourierClient", "add_parser", "run"]

@@ -1,0 +1,170 @@
+"""``courier client`` (component/cli/): the real command, as a subprocess, against a real Prosody and Courier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from component import prosody
+
+from .conftest import PASSWORD
+from .test_delivery import eventually
+from .xmpp import REPO
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def argv(stack: prosody.ProsodySetup, jid: str, command: str, *args: str, password: str = PASSWORD) -> list[str]:
+    return [
+        sys.executable, "-m", "component", "client", command,
+        "--jid", jid, "--password", password, "--port", str(stack.c2s_port), "--timeout", "5", *args,
+    ]  # fmt: skip
+
+
+async def spawn(command: list[str]) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    return await asyncio.create_subprocess_exec(
+        *command, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+
+async def cli(stack: prosody.ProsodySetup, jid: str, command: str, *args: str, password: str = PASSWORD) -> Result:
+    proc = await spawn(argv(stack, jid, command, *args, password=password))
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+class Streaming:
+    """A running ``send --watch`` / ``watch`` whose JSON lines are read as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[dict[str, Any]] = []
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def states(self) -> list[str]:
+        return [x["state"] for x in self.lines if x["type"] == "report"]
+
+    async def interrupt(self) -> Result:
+        """Ctrl-C: the tool logs out and exits 0."""
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.stderr is not None
+        try:
+            await asyncio.wait_for(asyncio.gather(self.proc.wait(), self._reader), 5)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+        return Result(await self.proc.wait(), "", (await self.proc.stderr.read()).decode())
+
+
+async def test_send_watch_trace_pending_edit_recall(courier, stack, users, connect) -> None:
+    alice, bob, mallory = users("alice", "bob", "mallory")
+
+    # Alice's other device watches every report of the account
+    watcher = Streaming(await spawn(argv(stack, alice, "watch", "--json")))
+    await eventually(lambda: watcher.lines, timeout=8, what="the watcher to log in")
+    assert watcher.lines == [{"type": "watching", "jid": alice}]
+    send = argv(stack, alice, "send", bob, "first draft", "--id", "cli-1", "--watch", "9", "--json")
+    sender = Streaming(await spawn(send))
+    await eventually(lambda: sender.states() == ["sent", "cached"], timeout=8, what="sent, cached")
+    assert sender.lines[0] == {"type": "sent", "id": "cli-1", "origin_id": "cli-1", "to": bob}
+    report = sender.lines[-1]
+    assert (report["id"], report["origin_id"], report["to"], report["place"]) == ("cli-1", "cli-1", bob, stack.domain)
+    assert (await sender.interrupt()).code == 0
+
+    plain = await cli(stack, alice, "send", bob, "regrettable", "--id", "cli-2")
+    assert (plain.code, plain.out) == (0, "cli-2\n"), plain.err
+
+    trace, human, pending, foreign = await asyncio.gather(
+        cli(stack, alice, "trace", "cli-1", "--json"),
+        cli(stack, alice, "trace", "cli-1"),
+        cli(stack, alice, "pending", "--json"),
+        cli(stack, mallory, "trace", "cli-1"),
+    )
+    assert trace.code == 0, trace.err
+    (t,) = trace.objects()
+    assert (t["type"], t["id"], t["to"]) == ("trace", "cli-1", bob)
+    assert t["state"] == "cached"
+    assert [(h["state"], h["place"]) for h in t["hops"]] == [("sent", stack.domain), ("cached", stack.domain)]
+    assert t["hops"][0]["note"].startswith(f"from {alice}/courier-cli-")
+    assert human.code == 0 and human.out.startswith(f"cli-1 → {bob}: ") and "  sent " in human.out
+    assert pending.code == 0, pending.err
+    assert [(p["id"], p["to"], p["state"], p["body"]) for p in pending.objects()] == [
+        ("cli-1", bob, "cached", "first draft"),
+        ("cli-2", bob, "cached", "regrettable"),
+    ]
+    assert foreign.code == 1 and foreign.out == ""
+    assert "item-not-found" in foreign.err and "no message of yours has that id" in foreign.err
+
+    edit, recall = await asyncio.gather(
+        cli(stack, alice, "edit", "cli-1", "final text"), cli(stack, alice, "recall", "cli-2")
+    )
+    assert (edit.code, edit.out, recall.code, recall.out) == (0, "edited cli-1\n", 0, "recalled cli-2\n")
+    await eventually(lambda: {"edited", "recalled"} <= set(watcher.states()), what="edited and recalled reports")
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (got["id"], got["body"]) == ("cli-1", "final text")
+    await b.no_message(0.5)  # never cli-2
+
+    late = await cli(stack, alice, "recall", "cli-1")
+    assert late.code == 1 and late.out == ""
+    assert "not-allowed" in late.err and "already released" in late.err and "XEP-0424 retraction" in late.err
+
+    await eventually(lambda: watcher.states()[-1:] == ["released"], what="the released report")
+    assert (await watcher.interrupt()).code == 0
+    seen = [(x["id"], x["state"]) for x in watcher.lines if x["type"] == "report"]
+    assert seen[:4] == [("cli-1", "sent"), ("cli-1", "cached"), ("cli-2", "sent"), ("cli-2", "cached")]
+    assert sorted(seen[4:6]) == [("cli-1", "edited"), ("cli-2", "recalled")]
+    assert seen[6:] == [("cli-1", "released")]
+
+
+async def test_login_and_connection_errors_exit_2(stack, users) -> None:
+    (alice,) = users("alice")
+    wrong, refused = await asyncio.gather(
+        cli(stack, alice, "pending", password="not-the-password"),
+        cli(stack, alice, "pending", "--port", str(prosody.free_port())),
+    )
+    assert (wrong.code, wrong.out) == (2, "")
+    assert f"authentication failed for {alice}" in wrong.err
+    assert refused.code == 2 and "cannot connect to 127.0.0.1:" in refused.err
+
+
+async def test_retract_and_correct_after_release(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    sent = await asyncio.gather(*(cli(stack, alice, "send", bob, f"text of {i}", "--id", i) for i in ("l-1", "l-2")))
+    assert [r.code for r in sent] == [0, 0]
+    b = await connect(bob)
+    assert sorted([(await b.next_message())["id"] for _ in range(2)]) == ["l-1", "l-2"]
+    retract, correct = await asyncio.gather(
+        cli(stack, alice, "recall", "l-1", "--retract"), cli(stack, alice, "edit", "l-2", "corrected", "--correct")
+    )
+    assert (retract.code, correct.code) == (0, 0), retract.err + correct.err
+    assert retract.out == f"retraction sent for l-1 to {bob}\n" and correct.out == f"correction sent for l-2 to {bob}\n"
+    got = [await b.next_message(2) for _ in range(2)]
+    assert {m["retract"]["id"] for m in got if m.xml.find("{urn:xmpp:message-retract:1}retract") is not None} == {"l-1"}
+    assert [(m["replace"]["id"], m["body"]) for m in got if m["replace"]["id"]] == [("l-2", "corrected")]
