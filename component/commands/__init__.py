@@ -95,6 +95,8 @@ def bool_value(values: dict[str, Any], var: str) -> bool | None:
 
 
 def all_commands() -> list[Command]:
-    from .builtin import COMMANDS
+    """Every command, in the order the bot's help lists them (one import per feature module)."""
+    from . import builtin
 
-    return [c() for c in COMMANDS]
+    modules = [builtin]
+    return [c() for module in modules for c in module.COMMANDS]

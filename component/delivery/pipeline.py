@@ -194,6 +194,8 @@ class Pipeline:
         #: and a local user became available (bare JID).  Called synchronously; keep them quick.
         self.message_observers: list[Callable[[str, str], None]] = []
         self.available_observers: list[Callable[[str], None]] = []
+        #: ... and each device (full JID) that becomes available, every time.
+        self.resource_observers: list[Callable[[str], None]] = []
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -240,12 +242,16 @@ class Pipeline:
         resources = self.available[bare]
         if available:
             came_online = not (resources - {"?"})
+            new_device = full_jid not in resources
             resources.add(full_jid)
             resources.discard("?")
             self.flush(bare)
             if came_online:
                 for observer in self.available_observers:
                     observer(bare)
+            if new_device:
+                for device_observer in self.resource_observers:
+                    device_observer(full_jid)
         else:
             resources.discard(full_jid)
             if not resources or resources == {"?"}:

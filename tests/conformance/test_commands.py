@@ -124,6 +124,10 @@ async def test_pending_recall_and_edit_through_adhoc(courier, stack, users, with
     listing = await execute(a, stack.component, "pending", None, listing["sessionid"], {})
     rows = listing["form"]["items"]
     assert [(r["id"], r["to"], r["text"]) for r in rows] == [("f1", bob, "Fixed")]
+    trace = await execute(a, stack.component, "trace")
+    trace = await execute(a, stack.component, "trace", "complete", trace["sessionid"], {"id": "f1"})
+    assert trace["notes"] == [("info", f"f1 to {bob}: cached.")]
+    assert [r["state"] for r in trace["form"]["items"]] == ["sent", "cached", "edited"]
     assert states(courier, alice) == {"f1": "held", "r1": "recalled"}
 
 

@@ -151,8 +151,10 @@ async def test_held_messages_survive_a_restart(tmp_path) -> None:
 async def test_originated_messages_are_tracked_held_and_sent_without_a_handoff(pipeline) -> None:
     seen: list[tuple[str, str]] = []
     came: list[str] = []
+    devices: list[str] = []
     pipeline.message_observers.append(lambda s, r: seen.append((s, r)))
     pipeline.available_observers.append(came.append)
+    pipeline.resource_observers.append(devices.append)
     held = await pipeline.originate(JULIET, ROMEO, "From a list", msg_id="o-1")
     assert (held.state, held.hold_reason, held.hid) == ("held", "recipient-offline", None)
     assert pipeline.recorder.originated == [] and pipeline.recorder.acks == []
@@ -161,6 +163,8 @@ async def test_originated_messages_are_tracked_held_and_sent_without_a_handoff(p
     await pipeline.drain()
     assert pipeline.recorder.originated == [(ROMEO, JULIET, "From a list")]
     assert came == [ROMEO]
+    pipeline.presence(f"{ROMEO}/garden", True)  # a presence update of a known device
+    assert devices == [f"{ROMEO}/orchard", f"{ROMEO}/garden"]
     sent = await pipeline.originate(JULIET, ROMEO, "Straight away")
     assert sent.state == "released"
     await pipeline.drain()
