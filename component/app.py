@@ -25,7 +25,7 @@ from .commands.bot import Bot
 from .config import Config
 from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, message_state, stored_hop_state
 from .store import Store
-from .xep import hops, route
+from .xep import hops, receipts, route
 
 log = logging.getLogger("courier")
 
@@ -88,6 +88,28 @@ class HopsAdapter:
             raise XMPPError("bad-request", str(exc)) from None
 
 
+class ReceiptsAdapter:
+    """courier-receipts requests answered from the pipeline (the plugin's ReceiptsService)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def policy_of(self, user: str, contact: str) -> str:
+        return self.pipeline.policy_of(user, contact)
+
+    def policies(self, user: str) -> tuple[str, dict[str, str]]:
+        return self.pipeline.policies_of(user)
+
+    async def set_policy(self, user: str, contact: str, policy: str | None) -> None:
+        await self.pipeline.set_policy(user, contact, policy)
+
+    async def confirm(self, user: str, msg_id: str, sender: str | None) -> None:
+        try:
+            await self.pipeline.confirm(user, msg_id, sender)
+        except NotFound:
+            raise XMPPError("item-not-found", "you received no message with that id") from None
+
+
 def _parse_stamp(stamp: str) -> float:
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
@@ -113,6 +135,11 @@ class Courier(ComponentXMPP):
             "courier_hops",
             module=hops,
             pconfig={"service": HopsAdapter(self.pipeline, self.make_iq), "domain": config.domain},
+        )
+        self.register_plugin(
+            "courier_receipts",
+            module=receipts,
+            pconfig={"service": ReceiptsAdapter(self.pipeline), "domain": config.domain},
         )
         self.register_plugin("xep_0004")
         xep_0050_fix.install()
@@ -207,6 +234,17 @@ class Courier(ComponentXMPP):
 
     def originate(self, inner: Element, sender_bare: str) -> None:
         self.route.originate(inner, sender_bare)
+
+    def notice(self, sender: str, recipient: str, policy: str) -> None:
+        text = {
+            "refuse": f"{recipient} does not send receipts or read markers: do not wait for them.",
+            "manual": f"{recipient} confirms receipts by hand.",
+        }.get(policy, f"{recipient} sends receipts again.")
+        msg = self.make_message(mto=sender, mfrom=self.boundjid.bare, mtype="headline", mbody=text)
+        msg["receipts_notice"]["jid"] = recipient
+        msg["receipts_notice"]["policy"] = policy
+        SubElement(msg.xml, "{urn:xmpp:hints}no-store")
+        msg.send()
 
     def report(self, report: Report) -> None:
         msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")

@@ -96,7 +96,7 @@ def bool_value(values: dict[str, Any], var: str) -> bool | None:
 
 def all_commands() -> list[Command]:
     """Every command, in the order the bot's help lists them (one import per feature module)."""
-    from . import builtin
+    from . import builtin, receipts
 
-    modules = [builtin]
+    modules = [builtin, receipts]
     return [c() for module in modules for c in module.COMMANDS]

@@ -37,6 +37,8 @@ NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
 NS_RECEIPTS = "urn:xmpp:receipts"
 NS_MARKERS = "urn:xmpp:chat-markers:0"
 NS_HOPS = "https://courier.chat/ns/hops/0"
+NS_RECEIPTS_POLICY = "https://courier.chat/ns/receipts/0"
+POLICIES = ("auto", "manual", "refuse")
 OUR_NS_PREFIX = "{https://courier.chat/ns/"
 
 #: How long hand-off ids are remembered in memory for de-duplication (the
@@ -84,6 +86,10 @@ class Transport(Protocol):
 
     def originate(self, inner: ET.Element, sender_bare: str) -> None:
         """Send a message Courier composed as *sender_bare* (their archive and devices see it)."""
+        ...
+
+    def notice(self, sender: str, recipient: str, policy: str) -> None:
+        """Tell *sender* that *recipient* applies receipt *policy* to its messages."""
         ...
 
 
@@ -190,6 +196,8 @@ class Pipeline:
         self.available: defaultdict[str, set[str]] = defaultdict(set)
         self.undo_windows: dict[str, float] = {}
         self.report_defaults: set[str] = set()
+        self.policies: dict[tuple[str, str], str] = {}  # (user, contact or '') -> auto|manual|refuse
+        self.notified: dict[tuple[str, str], str] = {}  # (sender, recipient) -> policy told
         #: Observers (drafts, lists…): a user's message was handed off (sender, recipient_bare),
         #: and a local user became available (bare JID).  Called synchronously; keep them quick.
         self.message_observers: list[Callable[[str, str], None]] = []
@@ -212,6 +220,8 @@ class Pipeline:
             self.known_hids[hid] = (now, seq)
         self.undo_windows = await self.store.undo_windows()
         self.report_defaults = await self.store.report_defaults()
+        self.policies = await self.store.receipt_policies()
+        self.notified = await self.store.policy_notices()
         if self.open:
             log.info("%d held messages waiting for their recipients", len(self.open))
         self._schedule()
@@ -279,6 +289,65 @@ class Pipeline:
         await self.store.set_reports(sender, on)
         (self.report_defaults.add if on else self.report_defaults.discard)(sender)
 
+    # -- receipt policies (P2) -----------------------------------------------------
+
+    def policy_of(self, user: str, contact: str) -> str:
+        """The receipt policy *user* applies to *contact*: per contact, else default, else auto."""
+        return self.policies.get((user, contact)) or self.policies.get((user, "")) or "auto"
+
+    def policies_of(self, user: str) -> tuple[str, dict[str, str]]:
+        """*user*'s default policy and per-contact overrides."""
+        overrides = {c: p for (u, c), p in self.policies.items() if u == user and c}
+        return self.policies.get((user, ""), "auto"), overrides
+
+    async def set_policy(self, user: str, contact: str, policy: str | None) -> None:
+        if policy is not None and policy not in POLICIES:
+            raise ValueError("a receipt policy is auto, manual or refuse")
+        await self.store.set_receipt_policy(user, contact, policy)
+        if policy is None:
+            self.policies.pop((user, contact), None)
+        else:
+            self.policies[(user, contact)] = policy
+
+    def _apply_policy(self, inner: ET.Element, sender: str, recipient_bare: str, asked: bool, now: float) -> None:
+        """Before a message is stored: strip receipt requests the recipient refuses, tell the sender once."""
+        if _domain(recipient_bare) != self.domain:
+            return
+        policy = self.policy_of(recipient_bare, sender)
+        told = self.notified.get((sender, recipient_bare))
+        if policy == "refuse":
+            for tag in (f"{{{NS_RECEIPTS}}}request", f"{{{NS_MARKERS}}}markable"):
+                for element in inner.findall(tag):
+                    inner.remove(element)
+            if asked and told != "refuse":
+                self.notified[(sender, recipient_bare)] = policy
+                self.store.queue_policy_notice(sender, recipient_bare, policy, now)
+                self._after_commit(lambda: self.transport.notice(sender, recipient_bare, policy))
+        elif told == "refuse":  # the policy changed: tell again should it be refused again
+            self.notified[(sender, recipient_bare)] = policy
+            self.store.queue_policy_notice(sender, recipient_bare, policy, now)
+
+    async def confirm(self, user: str, ref: str, sender: str | None = None) -> MessageRow:
+        """*user* confirms receiving message *ref* (manual policy): the receipt goes to its sender."""
+        await self.store.flush()
+        m = await self.store.find_received(user, ref, sender)
+        if m is None:
+            raise NotFound(ref)
+        receipt = ET.Element(f"{{{NS_CLIENT}}}message", {"to": m.sender, "type": "chat", "id": uuid.uuid4().hex})
+        ET.SubElement(receipt, f"{{{NS_RECEIPTS}}}received", id=m.msg_id or m.origin_id)
+        now = time.time()
+        try:
+            hop = apply(m.state, Event.RECEIVE, now, _domain(user), f"confirmed by {user}")
+        except IllegalTransition:
+            hop = None
+        if hop is not None:
+            m.state, m.updated = hop.state, now
+            self._record(m, hop)
+            self.store.queue_update(m)
+        self._after_commit(lambda: self.transport.originate(receipt, user))
+        await self.store.flush()
+        return m
+
     # -- recording ---------------------------------------------------------------
 
     def _record(self, m: MessageRow, hop: Hop) -> None:
@@ -314,11 +383,9 @@ class Pipeline:
         sender = _bare(sender_full)
         recipient = inner.get("to", "")
         recipient_bare = _bare(recipient)
-        wants_reports = (
-            sender in self.report_defaults
-            or inner.find(f"{{{NS_HOPS}}}request") is not None
-            or inner.find(f"{{{NS_RECEIPTS}}}request") is not None
-        )
+        asked = inner.find(f"{{{NS_HOPS}}}request") is not None or inner.find(f"{{{NS_RECEIPTS}}}request") is not None
+        declined = inner.find(f"{{{NS_RECEIPTS_POLICY}}}no-request") is not None
+        wants_reports = not declined and (asked or sender in self.report_defaults)
         strip_ours(inner)
 
         # Remember what the server says about the recipient right now.
@@ -344,6 +411,8 @@ class Pipeline:
             else:
                 self._spawn(self._note_on_delivered(sender, recipient_bare, ref, retract_ref is not None, now))
         kind = "retraction" if retract_ref else "correction" if replace_ref else "message"
+        if kind == "message":
+            self._apply_policy(inner, sender, recipient_bare, asked and not declined, now)
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
                     wants_reports, now)  # fmt: skip
         if kind == "message":
@@ -373,7 +442,11 @@ class Pipeline:
         release_at = stamp + window if window > 0 and stamp + window > now else None
         queue = self.queues.get(recipient_bare)
         remote = where == "remote"
-        if release_at is None and not queue and (remote or self.online(recipient_bare)):
+        if where == "unknown":
+            hop = apply(State.ACCEPTED, Event.FAIL, now, self.domain, "item-not-found: no such user")
+            reason = ""
+            release_at = None
+        elif release_at is None and not queue and (remote or self.online(recipient_bare)):
             note = "to a remote server" if remote else "recipient online"
             hop = apply(State.ACCEPTED, Event.RELEASE, now, _domain(recipient_bare), note)
             reason = ""
@@ -395,7 +468,9 @@ class Pipeline:
         self.store.queue_message(row)
         self._record(row, accepted)
         self._record(row, hop)
-        if hop.state is State.RELEASED:
+        if hop.state is State.FAILED:
+            pass  # the server did not wait for us: it bounces its own error to the sender
+        elif hop.state is State.RELEASED:
             if hid is None:
                 self._after_commit(lambda: self.transport.originate(inner, sender))
             else:
@@ -455,6 +530,12 @@ class Pipeline:
         self, h: Handoff, inner: ET.Element, sender: str, recipient_bare: str, ref: str, event: Event, now: float
     ) -> None:
         """A receipt or marker from *sender* (the recipient of the acknowledged message)."""
+        policy = self.policy_of(sender, recipient_bare)
+        if policy == "refuse" or (policy == "manual" and event is Event.RECEIVE):
+            # Withheld: an automatic receipt under "manual", anything under "refuse".
+            self.known_hids[h.hid] = (now, -1)
+            self.transport.ack(h.hid)
+            return
         # It goes on at once: nothing of the acknowledgement needs to wait for the store.
         self.known_hids[h.hid] = (now, 0)
         self.transport.release(h.hid, inner, sender)
@@ -682,6 +763,9 @@ class Pipeline:
 
     async def _answer_again(self, h: Handoff, seq: int) -> None:
         """A re-sent hand-off: answer as the first time, never store it twice."""
+        if seq == -1:  # an acknowledgement the policy withheld
+            self.transport.ack(h.hid)
+            return
         if seq == 0:  # an acknowledgement, passed on at once the first time
             strip_ours(h.inner)
             self.transport.release(h.hid, h.inner, _bare(h.inner.get("from", "")))

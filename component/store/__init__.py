@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 
 from ..delivery.states import Hop, State
+from .drafts import DraftStore
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,13 @@ class Store:
         self._hops: list[tuple] = []
         self._absorbed: list[tuple] = []
         self._updates: list[tuple] = []
+        self._notices: list[tuple] = []
         self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._tx = asyncio.Lock()  # one transaction at a time on the shared connection
+        self.drafts = DraftStore(conn, self._tx)  # drafts (P5): store/drafts.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
@@ -196,7 +199,7 @@ class Store:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._inserts or self._hops or self._updates or self._absorbed or self._callbacks:
+            while self._inserts or self._hops or self._updates or self._absorbed or self._notices or self._callbacks:
                 await self._commit_batch()
             if self._closing:
                 return
@@ -207,14 +210,15 @@ class Store:
         # hops and updates can only refer to messages queued before them, so taking
         # every hop/update queued so far is only safe when all inserts were taken
         if self._inserts:
-            hops, updates, absorbed, callbacks = [], [], [], []
+            hops, updates, absorbed, notices, callbacks = [], [], [], [], []
         else:
             hops, self._hops = self._hops, []
             updates, self._updates = self._updates, []
             absorbed, self._absorbed = self._absorbed, []
+            notices, self._notices = self._notices, []
             callbacks, self._callbacks = self._callbacks, []
         async with self._tx:
-            ok = await self._write(inserts, hops, updates, absorbed)
+            ok = await self._write(inserts, hops, updates, absorbed, notices)
         if not ok:
             return
         for callback in callbacks:
@@ -223,7 +227,7 @@ class Store:
             except Exception:
                 log.exception("after-commit callback failed")
 
-    async def _write(self, inserts: list, hops: list, updates: list, absorbed: list) -> bool:
+    async def _write(self, inserts: list, hops: list, updates: list, absorbed: list, notices: list) -> bool:
         try:
             await self._conn.execute("BEGIN")
             if inserts:
@@ -243,6 +247,12 @@ class Store:
                 await self._conn.executemany(
                     "INSERT OR IGNORE INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?)",
                     absorbed,
+                )
+            if notices:
+                await self._conn.executemany(
+                    "INSERT INTO policy_notices (sender, recipient, policy, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at",
+                    notices,
                 )
             await self._conn.execute("COMMIT")
             self.commits += 1
@@ -325,6 +335,20 @@ class Store:
             row = await cur.fetchone()
         return _row_to_message(row) if row else None
 
+    async def find_received(self, recipient_bare: str, ref: str, sender: str | None = None) -> MessageRow | None:
+        """The newest delivered message to *recipient_bare* with id or origin-id *ref* (from *sender*)."""
+        query = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_bare=? AND (msg_id=? OR origin_id=?) "
+            "AND kind='message' AND state IN ('released', 'received', 'read')"
+        )
+        params: tuple[str, ...] = (recipient_bare, ref, ref)
+        if sender:
+            query += " AND sender=?"
+            params += (sender,)
+        async with self._conn.execute(query + " ORDER BY seq DESC LIMIT 1", params) as cur:
+            row = await cur.fetchone()
+        return _row_to_message(row) if row else None
+
     async def messages_between(self, sender: str, recipient_bare: str) -> list[MessageRow]:
         async with self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND recipient_bare=? ORDER BY seq",
@@ -346,6 +370,34 @@ class Store:
             "SELECT jid, undo_window FROM user_settings WHERE undo_window IS NOT NULL"
         ) as cur:
             return {jid: float(w) for jid, w in await cur.fetchall()}
+
+    # -- receipt policies (P2) --------------------------------------------------
+
+    async def receipt_policies(self) -> dict[tuple[str, str], str]:
+        """(user, contact or '') -> policy, for every user who set one."""
+        async with self._conn.execute("SELECT jid, contact, policy FROM receipt_policies") as cur:
+            return {(jid, contact): policy for jid, contact, policy in await cur.fetchall()}
+
+    async def set_receipt_policy(self, jid: str, contact: str, policy: str | None) -> None:
+        """Set (or with None remove) *jid*'s policy, its default when *contact* is ''."""
+        async with self._tx:
+            if policy is None:
+                await self._conn.execute("DELETE FROM receipt_policies WHERE jid=? AND contact=?", (jid, contact))
+            else:
+                await self._conn.execute(
+                    "INSERT INTO receipt_policies (jid, contact, policy) VALUES (?, ?, ?) "
+                    "ON CONFLICT(jid, contact) DO UPDATE SET policy=excluded.policy",
+                    (jid, contact, policy),
+                )
+
+    async def policy_notices(self) -> dict[tuple[str, str], str]:
+        """(sender, recipient) -> the policy the sender was last told about."""
+        async with self._conn.execute("SELECT sender, recipient, policy FROM policy_notices") as cur:
+            return {(s, r): p for s, r, p in await cur.fetchall()}
+
+    def queue_policy_notice(self, sender: str, recipient: str, policy: str, at: float) -> None:
+        self._notices.append((sender, recipient, policy, at))
+        self._wake.set()
 
     async def report_defaults(self) -> set[str]:
         """Users who want hop reports for every message they send."""

@@ -101,7 +101,7 @@ local function strip_ours(stanza)
 	end
 end
 
--- "online" | "offline" | "remote" | nil (nil: not ours to hand off)
+-- "online" | "offline" | "unknown" | "remote" | nil (nil: not ours to hand off)
 local function recipient_kind(stanza, origin)
 	local to = stanza.attr.to;
 	if not to then return nil; end -- to self
@@ -114,7 +114,9 @@ local function recipient_kind(stanza, origin)
 		if node == origin.username and to_host == origin.host then return nil; end -- own resources
 		if is_online(node, to_host) then return "online"; end
 		-- (a user with a session exists; only look the account up for the others)
-		if not bare_sessions[node .. "@" .. to_host] and not user_exists(node, to_host) then return nil; end
+		if not bare_sessions[node .. "@" .. to_host] and not user_exists(node, to_host) then
+			return "unknown"; -- Courier records the failure; on release the server bounces its usual error
+		end
 		return "offline";
 	end
 	return "remote";
@@ -130,7 +132,13 @@ end
 local function send_handoff(hid, entry, kind)
 	if not kind then
 		local node, to_host = jid_split(entry.stanza.attr.to);
-		kind = hosts[to_host] and (is_online(node, to_host) and "online" or "offline") or "remote";
+		if not hosts[to_host] then
+			kind = "remote";
+		elseif is_online(node, to_host) then
+			kind = "online";
+		else
+			kind = (bare_sessions[node .. "@" .. to_host] or user_exists(node, to_host)) and "offline" or "unknown";
+		end
 	end
 	-- The original is serialised in place (no deep copy): the component
 	-- session writes it out synchronously, then the namespace is restored.
@@ -207,6 +215,13 @@ local function intercept(event)
 		stanza = stanza, origin = origin, first_sent = now, session = session,
 		stamp = stamp(now),
 	};
+	if kind == "unknown" then
+		-- No such account: Courier only records the failure (nothing to acknowledge);
+		-- the server bounces its usual error to the sender's own session.
+		pcall(send_handoff, hid, entry, kind);
+		strip_ours(stanza);
+		return;
+	end
 	pending[hid] = entry;
 	pending_count = pending_count + 1;
 	local ok, err = pcall(send_handoff, hid, entry, kind);
