@@ -3,12 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: run test install system bench lint clean
+.PHONY: run test install system interop-clients bench lint clean
 
 run: install
 	$(VENV)/bin/courier up
 
-test: install
+test: install interop-clients
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -23,6 +23,10 @@ install: system $(VENV)/.installed
 
 system:
 	@sh scripts/install-system.sh
+
+# Chromium + Converse.js, Profanity (tmux), nbxmpp: the third-party clients of tests/interop/
+interop-clients:
+	@sh tests/interop/install.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -237,14 +237,16 @@ class Stack:
         if self.courier is not None and (self.courier.proc is None or self.courier.proc.poll() is not None):
             raise BenchFailure(f"Courier exited (log: {self.courier.log})")
 
-    async def pair(self) -> tuple[BenchClient, BenchClient]:
+    async def pair(self, cls: type[BenchClient] | None = None) -> tuple[BenchClient, BenchClient]:
+        """A fresh (sender, recipient), logged in and online; *cls*: a :class:`BenchClient` subclass."""
+        cls = cls or BenchClient
         k = self._next_pair
         self._next_pair += 1
         if k >= self.pairs:
             raise RuntimeError("not enough users registered")
         d = self.setup.domain
-        sender = BenchClient(f"s{k}@{d}/bench", PASSWORD, self.setup.c2s_port)
-        recipient = BenchClient(f"r{k}@{d}/bench", PASSWORD, self.setup.c2s_port)
+        sender = cls(f"s{k}@{d}/bench", PASSWORD, self.setup.c2s_port)
+        recipient = cls(f"r{k}@{d}/bench", PASSWORD, self.setup.c2s_port)
         self.clients += [sender, recipient]
         await recipient.start()
         await sender.start()

@@ -23,9 +23,16 @@ from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
+from .delivery.drafts import DraftService, Limits
 from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, message_state, stored_hop_state
+from .drafts import DraftMessages, DraftsAdapter
+from .lists import Limits as ListLimits
+from .lists import ListService
+from .sms.xmpp import SmsXmpp
 from .store import Store
+from .xep import drafts as xep_drafts
 from .xep import hops, receipts, route
+from .xep import lists as xep_lists
 
 log = logging.getLogger("courier")
 
@@ -141,9 +148,33 @@ class Courier(ComponentXMPP):
             module=receipts,
             pconfig={"service": ReceiptsAdapter(self.pipeline), "domain": config.domain},
         )
+        # drafts (P5): the service and its one timer, the courier-drafts IQs, Courier's reminders
+        self.drafts = DraftService(
+            store,
+            self.pipeline,
+            DraftMessages(self),
+            Limits(config["drafts.max_pending"], config["drafts.max_length"], config["drafts.max_days_ahead"]),
+        )
+        self.register_plugin(
+            "courier_drafts",
+            module=xep_drafts,
+            pconfig={"service": DraftsAdapter(self.drafts), "domain": config.domain},
+        )
+        # broadcast lists (P4): the service, the courier-lists IQs, list JIDs and XEP-0033 fan-outs
+        self.lists = ListService(
+            store,
+            self.pipeline,
+            config.jid,
+            config.domain,
+            ListLimits(config["lists.max_members"], config["lists.max_lists"], config["lists.fanouts_per_minute"]),
+        )
+        self.register_plugin(
+            "courier_lists", module=xep_lists, pconfig={"service": self.lists, "domain": config.domain}
+        )
         self.register_plugin("xep_0004")
         xep_0050_fix.install()
         self.register_plugin("xep_0050")
+        self.add_filter("out", xep_0050_fix.name_the_default_action)
         self.commands = all_commands()
         self.adhoc = AdhocCommands(self, self.commands, self.command_context)
         self.bot = Bot(self.commands)
@@ -154,10 +185,14 @@ class Courier(ComponentXMPP):
         self.add_event_handler("presence_available", self._on_presence)
         self.add_event_handler("presence_unavailable", self._on_presence)
         self.add_event_handler("privileges_advertised", self._on_privileges)
+        # SMS fallback (P3): phone numbers, fallback in the pipeline, number JIDs, inbound SMS (component/sms/)
+        self.sms = SmsXmpp(self) if config["sms.enabled"] else None
 
     async def _session_start(self, _event: object) -> None:
         disco = self.plugin["xep_0030"]
         disco.set_identities(identities=[("component", "generic", None, "Courier")])
+        if self.sms is not None:
+            self.sms.advertise()  # the gateway identity (XEP-0100), after the reset above
         self.adhoc.register()  # after the session binds: disco data is reset then
         log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
         self._connected.set()
@@ -183,14 +218,27 @@ class Courier(ComponentXMPP):
         """Who may run commands: users of our domain; anyone else is refused."""
         if not jid.user or jid.domain != self.config.domain:
             raise forbidden(jid, self.config.domain)
-        return Context(requester=str(jid.bare), pipeline=self.pipeline)
+        return Context(
+            requester=str(jid.bare),
+            pipeline=self.pipeline,
+            drafts=self.drafts,
+            lists=self.lists,
+            sms=self.sms.service if self.sms is not None else None,
+        )
 
     async def _on_chat(self, msg: Message) -> None:
         """The text bot: a chat message to Courier's JID is a command."""
-        if msg["type"] not in ("chat", "normal") or msg["to"].bare != self.boundjid.bare:
+        # The bot answers on Courier's JID and on bot@ it (clients such as Converse.js
+        # only open chats with user@domain addresses).
+        if msg["type"] not in ("chat", "normal") or msg["to"].bare not in (
+            self.boundjid.bare,
+            f"bot@{self.boundjid.bare}",
+        ):
             return
         if any(child.tag.startswith("{https://courier.chat/ns/") for child in msg.xml):
             return  # a (forged) route stanza, refused by its plugin
+        if msg.xml.find("{http://jabber.org/protocol/address}addresses") is not None:
+            return  # XEP-0033 multicast: fanned out by the courier-lists plugin
         try:
             ctx = self.command_context(msg["from"])
         except XMPPError:
@@ -201,7 +249,7 @@ class Courier(ComponentXMPP):
         except Exception:
             log.exception("bot command %r from %s failed", msg["body"][:80], msg["from"])
             answer = "Sorry, that failed on the server; it has been logged."
-        reply = self.make_message(mto=msg["from"], mfrom=self.boundjid.bare, mbody=answer, mtype="chat")
+        reply = self.make_message(mto=msg["from"], mfrom=msg["to"].bare, mbody=answer, mtype="chat")
         reply.send()
 
     def _on_handoff(self, msg: Message) -> None:
@@ -267,6 +315,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     store = await Store.open(config["store.path"], config["store.synchronous"], config["store.batch_max"])
     courier = Courier(config, store)
     await courier.pipeline.start()
+    await courier.drafts.start()
+    await courier.lists.start()
+    if courier.sms is not None:
+        await courier.sms.start()
     disconnected = asyncio.Event()
     courier.add_event_handler("disconnected", lambda _e: disconnected.set())
     courier.add_event_handler("connection_failed", lambda _e: disconnected.set())
@@ -293,12 +345,16 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             delay = min(delay * 2, 5.0)
     finally:
         courier.pipeline.stop()
+        courier.drafts.stop()
         if courier.is_connected():
             courier.disconnect()
             try:
                 await asyncio.wait_for(disconnected.wait(), 2)
             except TimeoutError:
                 pass
+        await courier.drafts.drain()
+        if courier.sms is not None:
+            await courier.sms.stop()
         await courier.pipeline.drain()
         await store.close()
         log.info("Courier stopped")

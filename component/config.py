@@ -49,6 +49,67 @@ OPTIONS: tuple[Option, ...] = (
         "Default undo-send window in seconds: how long a message waits at the server even when the "
         "recipient is online, so that its sender can still edit or recall it. Users may set their own.",
     ),
+    Option(
+        "lists.max_members",
+        int,
+        500,
+        "Broadcast lists: at most this many members in one list (and addresses in one XEP-0033 message).",
+    ),
+    Option("lists.max_lists", int, 100, "Broadcast lists: at most this many lists per user."),
+    Option(
+        "lists.fanouts_per_minute",
+        int,
+        10,
+        "Broadcast lists: at most this many fan-outs (messages to a list or to XEP-0033 addresses) "
+        "per user and minute.",
+    ),
+    Option("drafts.max_pending", int, 100, "Drafts: at most this many pending drafts per user."),
+    Option("drafts.max_length", int, 10000, "Drafts: at most this many characters in one draft."),
+    Option(
+        "drafts.max_days_ahead",
+        float,
+        366.0,
+        "Drafts: a time trigger may be at most this many days ahead.",
+    ),
+    # SMS fallback (P3): component/sms/; README "SMS fallback"
+    Option("sms.enabled", bool, False, "SMS fallback, phone numbers and inbound SMS through Kannel."),
+    Option("sms.kannel_url", str, "http://127.0.0.1:13013", "Kannel smsbox's sendsms port (`/cgi-bin/sendsms`)."),
+    Option("sms.username", str, "courier", "Kannel `sendsms-user` username."),
+    Option("sms.password", str, "", "Kannel `sendsms-user` password."),
+    Option(
+        "sms.sender",
+        str,
+        "",
+        "The gateway's own number (E.164): verification codes, SMS of users without a verified number "
+        "(prefixed with their JID); SMS to it go to whoever last wrote to that phone. Empty: Kannel's default.",
+    ),
+    Option("sms.listen_host", str, "127.0.0.1", "Where Courier serves Kannel's callbacks (MO SMS, delivery reports)."),
+    Option("sms.listen_port", int, 13080, "Port of Courier's callback endpoint (`/sms/mo`, `/sms/dlr`)."),
+    Option(
+        "sms.public_url",
+        str,
+        "",
+        "The callback endpoint's base URL as Kannel reaches it; empty: `http://<listen_host>:<listen_port>`.",
+    ),
+    Option("sms.secret", str, "", "Shared secret Kannel's callbacks must carry (`secret=`). Required with SMS."),
+    Option("sms.region", str, "", "Numbers typed without `+` are read in this region (ISO code, e.g. `US`)."),
+    Option(
+        "sms.max_attempts",
+        int,
+        5,
+        "Attempts to hand an SMS to a gateway that does not take it; then the message is `failed`.",
+    ),
+    Option("sms.retry_delay", float, 2.0, "Seconds before the first retry; doubles every attempt (at most 300)."),
+    Option(
+        "sms.fallback_delay",
+        float,
+        0.0,
+        "Seconds a message waits for an offline recipient before it goes as SMS (XMPP wins meanwhile).",
+    ),
+    Option("sms.max_parts", int, 6, "Longest SMS in parts; longer texts are cut to fit, ending with `...`."),
+    Option("sms.code_ttl", float, 600.0, "Seconds a verification code stays valid."),
+    Option("sms.codes_per_hour", int, 3, "Verification codes per user (and per number) and hour."),
+    Option("sms.parts_per_hour", int, 30, "SMS parts one user may cause per hour (fallback and direct)."),
     Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
 )
 
@@ -111,6 +172,8 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None, **ov
         raise ConfigError("xmpp.secret is required (the component_secret Prosody has for " + config.jid + ")")
     if config["store.synchronous"] not in ("normal", "full"):
         raise ConfigError("store.synchronous must be 'normal' or 'full'")
+    if config["sms.enabled"] and not config["sms.secret"]:
+        raise ConfigError("sms.secret is required with sms.enabled (Kannel's callbacks must carry it)")
     return config
 
 

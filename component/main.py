@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__, prosody
 from . import config as configuration
+from .sms import sandbox
 
 SETUP_FILE = "courier-up.json"
 
@@ -44,6 +45,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             return 1
     proc = prosody.start(setup)
+    try:
+        sms = sandbox.up(data) if args.sms else None  # `courier up --sms`: a local Kannel (component/sms/sandbox.py)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        prosody.stop(proc)
+        print(f"courier: could not start Kannel: {exc}", file=sys.stderr)
+        return 1
     config = configuration.load(
         None,
         None,
@@ -52,6 +59,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "xmpp.secret": setup.secret,
             "xmpp.port": setup.component_port,
             "store.path": str(data / "courier.sqlite"),
+            **(sms.options if sms is not None else {}),
         },
     )
     print(
@@ -63,11 +71,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         "Ctrl-C stops both.",
         flush=True,
     )
+    if sms is not None:
+        print(sandbox.instructions(sms.setup), flush=True)
     try:
         asyncio.run(_run_logged(config))
     except KeyboardInterrupt:
         pass
     finally:
+        if sms is not None:
+            sms.stop()
         prosody.stop(proc)
     return 0
 
@@ -138,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--data", default="./var", help="data directory (default: ./var)")
     up.add_argument("--c2s-port", type=int, default=None, help="client port (default: 5222)")
     up.add_argument("--component-port", type=int, default=None, help="component port (default: 5347)")
+    up.add_argument("--sms", action="store_true", help="also run a local Kannel with a fake SMSC: the SMS sandbox")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run only the component, for a Prosody you run yourself")

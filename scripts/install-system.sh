@@ -6,6 +6,8 @@ need=""
 command -v prosody >/dev/null 2>&1 || need="$need prosody"
 [ -d /usr/lib/prosody/modules/mod_privilege ] || need="$need prosody-modules"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+# Kannel (bearerbox + smsbox) for SMS fallback: its fake SMSC runs the SMS tests.
+[ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || need="$need kannel"
 [ -z "$need" ] && exit 0
 
 SUDO=""
@@ -23,4 +25,6 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+# The SMS tests never skip: fail here, not there, when Kannel is missing.
+[ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || { echo "kannel did not install (bearerbox, smsbox)" >&2; exit 1; }
 exit 0

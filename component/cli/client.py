@@ -8,7 +8,11 @@ XEP-0184/0308/0333/0359/0424 plugins:
   a XEP-0184 request and a XEP-0333 markable) with a XEP-0359 origin-id, prints its
   id and, with ``--watch``, every report until a terminal state;
 - ``watch`` prints every report for this account, whichever device sent the message;
-- ``trace ID``, ``pending``, ``recall ID``, ``edit ID TEXT`` are the plugin's IQs.
+- ``trace ID``, ``pending``, ``recall ID``, ``edit ID TEXT`` are the plugin's IQs;
+- ``policy`` (show), ``policy auto|manual|refuse [--contact JID]`` (set),
+  ``policy --clear --contact JID``, ``policy-of JID`` and ``confirm ID [--from JID]``
+  are the IQs of courier-receipts (:mod:`component.xep.receipts`): receipt policies, and
+  the receipt for a message received under the manual policy.
 
 ``--json`` prints one JSON object per line on stdout (``type`` says which).
 Exit codes: 0 ok; 1 an XMPP error answered (or the message was reported failed);
@@ -33,7 +37,7 @@ from slixmpp import JID, ClientXMPP, Message
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import InvalidJID
 
-from ..xep import hops
+from ..xep import hops, receipts
 
 OK, XMPP_ERROR, USAGE = 0, 1, 2
 
@@ -43,6 +47,7 @@ TERMINAL = frozenset({"read", "recalled", "retracted", "failed"})
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 NOT_FOUND = "no message of yours has that id"
+NOT_RECEIVED = "you received no message with that id"
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class CourierClient(ClientXMPP):
             self.register_plugin(plugin)
         self.register_plugin("courier_hops", module=hops)
         self.hops: hops.XEP_CourierHops = self.plugin["courier_hops"]  # type: ignore[typeddict-item]
+        self.register_plugin("courier_receipts", module=receipts)
+        self.receipts: receipts.XEP_CourierReceipts = self.plugin["courier_receipts"]  # type: ignore[typeddict-item]
         # a terminal tool displays nothing it receives: never claim receipt of anything
         self.plugin["xep_0184"].auto_ack = False
         self.plugin["xep_0184"].auto_request = False
@@ -344,13 +351,59 @@ async def _after_release(client: CourierClient, args: argparse.Namespace, out: O
     return OK
 
 
+async def cmd_policy(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    if args.clear:
+        await client.receipts.set_policy(args.courier, None, contact=args.contact, timeout=args.timeout)
+        line = f"{args.contact}: own policy removed (your default applies)"
+        out.emit(line, type="policy-cleared", contact=args.contact)
+        return OK
+    if args.value:
+        await client.receipts.set_policy(args.courier, args.value, contact=args.contact or "", timeout=args.timeout)
+        who = args.contact or "default"
+        out.emit(f"{who}: {args.value}", type="policy-set", contact=args.contact or "", policy=args.value)
+        return OK
+    policies = (await client.receipts.get_policies(args.courier, timeout=args.timeout))["receipts_policies"]
+    default = policies["default"] or "auto"
+    contacts = {p["contact"]: p["value"] for p in policies["receipts_policy_items"]}
+    if args.contact:  # only the policy this contact gets from me
+        own = args.contact in contacts
+        policy = contacts.get(args.contact, default)
+        note = "" if own else "  (your default)"
+        out.emit(f"{args.contact}: {policy}{note}", type="policy", contact=args.contact, policy=policy, own=own)
+        return OK
+    lines = [f"default: {default}"] + [f"{c}: {p}" for c, p in sorted(contacts.items())]
+    out.emit(
+        "\n".join(lines),
+        type="policies",
+        default=default,
+        contacts=[{"contact": c, "policy": p} for c, p in sorted(contacts.items())],
+    )
+    return OK
+
+
+async def cmd_policy_of(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    policy = (await client.receipts.get_policy(args.courier, args.of, timeout=args.timeout))["receipts_policy"]
+    value = policy["value"]
+    out.emit(f"{args.of}: {value}", type="policy-of", jid=args.of, policy=value)
+    return OK
+
+
+async def cmd_confirm(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
+    await client.receipts.confirm(args.courier, args.id, args.sender or "", timeout=args.timeout)
+    to = f" to {args.sender}" if args.sender else ""
+    out.emit(f"receipt sent for {args.id}{to}", type="confirmed", id=args.id, sender=args.sender or "")
+    return OK
+
+
 def explain(exc: IqError, args: argparse.Namespace) -> Problem:
     """An error answer as a message for the user (exit 1)."""
     error = exc.iq["error"]
     condition, text = error["condition"], error["text"]
     message = f"{condition}: {text}" if text else condition
     msg_id = getattr(args, "id", None)
-    if condition == "item-not-found" and msg_id is not None:
+    if condition == "item-not-found" and args.client_command == "confirm":
+        message = f"item-not-found: {NOT_RECEIVED} ({msg_id})"
+    elif condition == "item-not-found" and msg_id is not None:
         message = f"item-not-found: {NOT_FOUND} ({msg_id})"
     elif condition == "not-allowed" and args.client_command == "recall":
         message += (
@@ -374,6 +427,9 @@ COMMANDS: dict[str, Callable[[CourierClient, argparse.Namespace, Output, asyncio
     "pending": cmd_pending,
     "recall": cmd_recall,
     "edit": cmd_edit,
+    "policy": cmd_policy,
+    "policy-of": cmd_policy_of,
+    "confirm": cmd_confirm,
 }
 
 
@@ -421,6 +477,34 @@ def _resolve(args: argparse.Namespace) -> None:
         args.plain = args.host in LOOPBACK
     if args.timeout <= 0:
         raise Problem("--timeout must be positive")
+    _check_receipts_usage(args)
+
+
+def _user_jid(value: str, what: str) -> str:
+    """*value* as a user's bare JID, or :class:`Problem` (exit 2)."""
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise Problem(f"{what}: not a JID: {value!r} ({exc})") from None
+    if not jid.user:
+        raise Problem(f"{what} must be a user's JID (USER@DOMAIN), not {value!r}")
+    return str(jid.bare)
+
+
+def _check_receipts_usage(args: argparse.Namespace) -> None:
+    """The receipt-policy commands' arguments, checked before connecting."""
+    command = args.client_command
+    if command == "policy":
+        if args.contact is not None:
+            args.contact = _user_jid(args.contact, "--contact")
+        if args.clear and args.value:
+            raise Problem("policy: give either a policy or --clear, not both")
+        if args.clear and not args.contact:
+            raise Problem("policy --clear needs --contact JID (your default can be changed, not removed)")
+    elif command == "policy-of":
+        args.of = _user_jid(args.of, "policy-of")
+    elif command == "confirm" and args.sender is not None:
+        args.sender = _user_jid(args.sender, "--from")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -463,7 +547,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     common = _common()
     client = subparsers.add_parser(
         "client",
-        help="the client side of Courier: send with hop reports, watch, trace, pending, recall, edit",
+        help="the client side of Courier: send with hop reports, watch, trace, pending, recall, edit, receipt policies",
         description="A client of Courier (courier-hops). Exit codes: 0 ok, 1 XMPP error, 2 usage or connection error.",
     )
     sub = client.add_subparsers(dest="client_command", required=True, metavar="COMMAND")
@@ -500,6 +584,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--correct", action="store_true", help="if it was already released, send a XEP-0308 correction instead"
     )
 
+    policy = sub.add_parser(
+        "policy",
+        parents=[common],
+        help="your receipt policies: show them, set auto|manual|refuse (default or --contact), or --clear one",
+        description="Without POLICY: show your default and per-contact receipt policies (with --contact: that "
+        "contact's only). With POLICY: set your default, or with --contact that contact's own policy. "
+        "auto: receipts and read markers go as your client sends them; manual: automatic receipts are "
+        "withheld, only what you confirm goes; refuse: nothing goes and senders are told.",
+    )
+    policy.add_argument("value", metavar="POLICY", nargs="?", choices=receipts.POLICIES, help="auto, manual or refuse")
+    policy.add_argument("--contact", metavar="JID", help="only for this contact (default: your default policy)")
+    policy.add_argument("--clear", action="store_true", help="remove --contact's own policy: your default applies")
+
+    policy_of = sub.add_parser("policy-of", parents=[common], help="the receipt policy JID applies to your messages")
+    policy_of.add_argument("of", metavar="JID")
+
+    confirm = sub.add_parser(
+        "confirm", parents=[common], help="send the receipt for a message you received (for the manual policy)"
+    )
+    confirm.add_argument("id", metavar="ID", help="the received message's id")
+    confirm.add_argument("--from", dest="sender", metavar="JID", help="its sender, if several people used that id")
+
+    from .drafts import add_parsers as add_draft_parsers  # courier-drafts: draft, drafts, draft-send…
+
+    add_draft_parsers(sub, common)
+    from .lists import add_parsers as add_list_parsers  # courier-lists: lists, list-create, list-send…
+
+    add_list_parsers(sub, common)
     client.set_defaults(func=run)
     return client
 

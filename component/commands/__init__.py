@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from ..delivery.drafts import DraftService
     from ..delivery.pipeline import Pipeline
+    from ..lists import ListService
+    from ..sms.service import SmsService
 
 
 class CommandError(Exception):
@@ -49,6 +52,9 @@ class Context:
 
     requester: str  # bare JID, already checked to be a user of this server
     pipeline: Pipeline
+    drafts: DraftService | None = None  # drafts (P5)
+    lists: ListService | None = None  # broadcast lists (P4)
+    sms: SmsService | None = None  # phone numbers, SMS fallback (P3)
 
 
 class Command(ABC):
@@ -96,7 +102,7 @@ def bool_value(values: dict[str, Any], var: str) -> bool | None:
 
 def all_commands() -> list[Command]:
     """Every command, in the order the bot's help lists them (one import per feature module)."""
-    from . import builtin, receipts
+    from . import builtin, drafts, lists, receipts, sms
 
-    modules = [builtin, receipts]
+    modules = [builtin, receipts, drafts, lists, sms]
     return [c() for module in modules for c in module.COMMANDS]

@@ -34,7 +34,7 @@ class AdhocCommands:
         """(Re-)register every command; safe to call on each (re)connection."""
         adhoc = self.xmpp.plugin["xep_0050"]
         disco = self.xmpp.plugin["xep_0030"]
-        disco.del_items(jid=self.xmpp.boundjid, node="http://jabber.org/protocol/commands")
+        disco.set_items(jid=self.xmpp.boundjid, node="http://jabber.org/protocol/commands", items=set())
         for command in self.commands:
             adhoc.add_command(node=command.node, name=command.name, handler=self._starter(command))
 

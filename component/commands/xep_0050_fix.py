@@ -49,4 +49,23 @@ def install() -> None:
     register_plugin(XEP_0050_Courier)
 
 
+NS_COMMANDS = "http://jabber.org/protocol/commands"
+
+
+def name_the_default_action(stanza: Any) -> Any:
+    """Outgoing filter: ``<actions>`` gets ``execute=`` (XEP-0050 §3.4), which slixmpp omits.
+
+    Without it the default is "next"; when only "complete" is offered, clients
+    (nbxmpp/Gajim) see an invalid form and guess the default button.
+    """
+    if stanza.name == "iq":
+        actions = stanza.xml.find(f"{{{NS_COMMANDS}}}command/{{{NS_COMMANDS}}}actions")
+        if actions is not None and actions.get("execute") is None:
+            offered = [child.tag.split("}")[1] for child in actions]
+            default = "next" if "next" in offered else "complete" if "complete" in offered else None
+            if default:
+                actions.set("execute", default)
+    return stanza
+
+
 __all__ = ["XEP_0050_Courier", "XMPPError", "install"]

@@ -75,6 +75,14 @@ class Report:
     note: str
 
 
+class SmsFallback(Protocol):
+    """The SMS side (:class:`component.sms.service.SmsService`), for SMS fallback (P3)."""
+
+    def held_offline(self, m: MessageRow) -> None:
+        """*m* (a message with a body) now waits for its offline recipient: offer it as SMS."""
+        ...
+
+
 class Transport(Protocol):
     """What the pipeline needs from the XMPP side."""
 
@@ -204,6 +212,13 @@ class Pipeline:
         self.available_observers: list[Callable[[str], None]] = []
         #: ... and each device (full JID) that becomes available, every time.
         self.resource_observers: list[Callable[[str], None]] = []
+        #: SMS fallback (P3, component/sms/): told of every message held for an offline recipient.
+        #: A message whose submission as SMS is under way (sms_claim) is not released meanwhile,
+        #: and once submitted never is: never both.  Messages to phone numbers' JIDs under
+        #: sms_domain (Courier's JID) are the SMS side's alone.
+        self.sms: SmsFallback | None = None
+        self.sms_domain: str | None = None
+        self.sms_inflight: set[int] = set()
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -214,6 +229,8 @@ class Pipeline:
         """Load what survived a restart: held messages, recent hand-off ids, settings."""
         self.seq = await self.store.max_seq()
         for m in await self.store.open_messages():
+            if self.sms_domain is not None and _domain(m.recipient_bare) == self.sms_domain:
+                continue  # a message to a phone number waiting for its SMS: the SMS side's
             self._index_open(m)
         now = time.time()
         for hid, seq in (await self.store.recent_handoffs(now - HID_MEMORY)).items():
@@ -479,6 +496,8 @@ class Pipeline:
             self._index_open(row)
             if hid is not None:
                 self._after_commit(lambda: self.transport.ack(hid))
+            if reason == "recipient-offline":
+                self._offer_sms(row)
             if release_at is not None:
                 self._schedule()
             elif reason == "queued" and (remote or self.online(recipient_bare)):
@@ -491,8 +510,9 @@ class Pipeline:
         target = self.open.get(target_seq)
         hid = h.hid
         self.known_hids[hid] = (now, target_seq)
-        if target is None:
-            # Recalled before: nothing of it ever reaches the recipient, nor of this.
+        if target is None or target_seq in self.sms_inflight:
+            # Recalled before (nothing of it ever reaches the recipient, nor of this), or gone or
+            # going as SMS (an SMS cannot be changed).
             self.store.queue_absorbed(hid, target_seq, "dropped", now)
         elif is_retract:
             self._recall_held(target, f"by {sender_full}", now)
@@ -582,6 +602,8 @@ class Pipeline:
         remote = _domain(recipient_bare) != self.domain
         while queue:
             m = self.open[queue[0]]
+            if m.seq in self.sms_inflight:
+                break  # being submitted as SMS right now: it, and what follows, waits for the outcome
             if m.release_at is not None and m.release_at > now:
                 break
             if not (online or remote):
@@ -589,6 +611,7 @@ class Pipeline:
                     m.hold_reason, m.release_at, m.updated = "recipient-offline", None, now
                     self._record(m, apply(m.state, Event.HOLD, now, self.domain, "recipient-offline"))
                     self.store.queue_update(m)
+                    self._offer_sms(m)
                 break
             self._release(m, now, "to a remote server" if remote else "recipient online")
         if not queue:
@@ -627,6 +650,96 @@ class Pipeline:
                 self._record(m, hop)
                 self.store.queue_update(m)
                 self.flush(m.recipient_bare)
+
+    # -- SMS fallback (P3) -----------------------------------------------------------
+
+    def _offer_sms(self, m: MessageRow) -> None:
+        if self.sms is not None and m.kind == "message" and m.body:
+            self.sms.held_offline(m)
+
+    def sms_claim(self, seq: int) -> MessageRow | None:
+        """The SMS side is about to submit held message *seq*.  If it still waits for an offline
+        recipient it is returned, and not released until :meth:`sms_unclaim` or :meth:`sms_hop`:
+        the recipient coming online wins only before this.  None: XMPP won (or it was recalled)."""
+        m = self.open.get(seq)
+        if m is None or m.state is not State.HELD or m.hold_reason != "recipient-offline":
+            return None
+        if self.online(m.recipient_bare) or seq in self.sms_inflight:
+            return None
+        self.sms_inflight.add(seq)
+        return m
+
+    def sms_unclaim(self, seq: int) -> None:
+        """The attempt did not submit it: it waits again, and goes over XMPP if the recipient is here."""
+        self.sms_inflight.discard(seq)
+        m = self.open.get(seq)
+        if m is not None:
+            self.flush(m.recipient_bare)
+
+    async def sms_hop(self, seq: int, event: Event, place: str, note: str = "") -> MessageRow | None:
+        """Record an SMS hop of message *seq* — ``sms`` (submitted), ``sms-delivered``, or ``failed`` —
+        and report it; durable when this returns.  None when the message is unknown or the hop
+        is not legal in its state (a duplicate report, an outcome already recorded)."""
+        self.sms_inflight.discard(seq)
+        m = self.open.get(seq)
+        if m is None:
+            await self.store.flush()
+            m = await self.store.message(seq)
+            if m is None:
+                return None
+        now = time.time()
+        try:
+            hop = apply(m.state, event, now, place, note)
+        except IllegalTransition:
+            return None
+        was_open = seq in self.open
+        if was_open:
+            # Like a recall: its refs stay, so that a late correction or retraction of it is
+            # absorbed; nothing of it ever reaches the recipient's XMPP client.
+            self._close(m)
+        m.state, m.updated, m.release_at = hop.state, now, None
+        self._record(m, hop)
+        self.store.queue_update(m)
+        if was_open:
+            self.flush(m.recipient_bare)  # later messages may have waited behind it
+        await self.store.flush()
+        return m
+
+    async def track_sms(
+        self,
+        sender_full: str,
+        recipient: str,
+        body: str,
+        *,
+        msg_id: str,
+        origin_id: str = "",
+        wants_reports: bool = False,
+        extra: Iterable[ET.Element] = (),
+        note: str = "",
+    ) -> MessageRow:
+        """A message to a phone number's JID (under :attr:`sms_domain`): tracked like any message
+        (accepted, reported, traceable), then submitted as SMS by the SMS side, never released
+        over XMPP.  Durable when this returns."""
+        now = time.time()
+        sender = _bare(sender_full)
+        inner = ET.Element(f"{{{NS_CLIENT}}}message", {"from": sender_full, "to": recipient, "type": "chat"})
+        if msg_id:
+            inner.set("id", msg_id)
+        ET.SubElement(inner, f"{{{NS_CLIENT}}}body").text = body
+        if origin_id:
+            ET.SubElement(inner, f"{{{NS_SID}}}origin-id", id=origin_id)
+        for element in extra:
+            inner.append(element)
+        self.seq += 1
+        row = MessageRow(
+            self.seq, None, sender, sender_full.partition("/")[2], recipient, _bare(recipient), msg_id, origin_id,
+            "message", body, ET.tostring(inner, encoding="unicode"), State.ACCEPTED, "", None, now, now,
+            wants_reports or sender in self.report_defaults,
+        )  # fmt: skip
+        self.store.queue_message(row)
+        self._record(row, accept(now, self.domain, note or f"from {sender_full}"))
+        await self.store.flush()
+        return row
 
     # -- messages Courier sends on a user's behalf (lists, drafts) ------------------
 
@@ -704,6 +817,8 @@ class Pipeline:
         m = self._held_by(sender, ref)
         if m is None:
             raise await self._not_held(sender, ref)
+        if m.seq in self.sms_inflight:
+            raise TooLate("the message is being sent as SMS")
         self._recall_held(m, note, time.time())
         await self.store.flush()
         return m
@@ -715,6 +830,8 @@ class Pipeline:
         m = self._held_by(sender, ref)
         if m is None:
             raise await self._not_held(sender, ref)
+        if m.seq in self.sms_inflight:
+            raise TooLate("the message is being sent as SMS")
         self._edit_held(m, body, note, time.time())
         await self.store.flush()
         return m
@@ -813,4 +930,4 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("pipeline task failed", exc_info=task.exception())
 
 
-__all__ = ["Handoff", "NotFound", "Pipeline", "Report", "TooLate", "Transport", "strip_ours"]
+__all__ = ["Handoff", "NotFound", "Pipeline", "Report", "SmsFallback", "TooLate", "Transport", "strip_ours"]

@@ -23,6 +23,8 @@ class State(StrEnum):
     RECALLED = "recalled"  # withdrawn before delivery; never forwarded
     RETRACTED = "retracted"  # a XEP-0424 retraction was passed on after delivery
     FAILED = "failed"  # could not be delivered (reason in the hop)
+    SMS = "sms"  # the recipient was offline: submitted to the SMS gateway instead (P3)
+    SMS_DELIVERED = "sms-delivered"  # the gateway's delivery report: it reached the phone
 
 
 class Event(StrEnum):
@@ -36,12 +38,16 @@ class Event(StrEnum):
     RECALL = "recalled"
     RETRACT = "retracted"
     FAIL = "failed"
+    SMS = "sms"
+    SMS_DELIVER = "sms-delivered"
 
 
-TERMINAL: frozenset[State] = frozenset({State.RECALLED, State.RETRACTED, State.FAILED})
+TERMINAL: frozenset[State] = frozenset({State.RECALLED, State.RETRACTED, State.FAILED, State.SMS_DELIVERED})
 #: States in which the message is still at the sender's server and the sender controls it.
 OPEN: frozenset[State] = frozenset({State.ACCEPTED, State.HELD})
 DELIVERED: frozenset[State] = frozenset({State.RELEASED, State.RECEIVED, State.READ})
+#: Sent as SMS instead (P3): the XMPP copy is never delivered, whatever happens later.
+SMS_SENT: frozenset[State] = frozenset({State.SMS, State.SMS_DELIVERED})
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.ACCEPTED, Event.HOLD): State.HELD,
@@ -61,6 +67,13 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     # After delivery an edit or retraction is passed on as the standard stanza.
     **{(s, Event.EDIT): s for s in DELIVERED},
     **{(s, Event.RETRACT): State.RETRACTED for s in DELIVERED},
+    # SMS fallback (P3): a message held for an offline recipient is submitted to the gateway
+    # (never both: from here on it is not released); a message to a phone number's JID is
+    # submitted as soon as it is accepted.  The gateway's report ends it, or it fails.
+    (State.HELD, Event.SMS): State.SMS,
+    (State.ACCEPTED, Event.SMS): State.SMS,
+    (State.SMS, Event.SMS_DELIVER): State.SMS_DELIVERED,
+    (State.SMS, Event.FAIL): State.FAILED,
 }
 
 

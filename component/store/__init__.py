@@ -21,6 +21,8 @@ import aiosqlite
 
 from ..delivery.states import Hop, State
 from .drafts import DraftStore
+from .lists import ListStore
+from .sms import SmsStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ class Store:
         self._closing = False
         self._tx = asyncio.Lock()  # one transaction at a time on the shared connection
         self.drafts = DraftStore(conn, self._tx)  # drafts (P5): store/drafts.py
+        self.lists = ListStore(conn, self._tx)  # broadcast lists (P4): store/lists.py
+        self.sms = SmsStore(conn, self._tx)  # SMS fallback (P3): store/sms.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
@@ -318,9 +322,10 @@ class Store:
     async def find_message(self, sender: str, recipient_bare: str, ref: str) -> MessageRow | None:
         """The newest message *sender* sent to *recipient_bare* whose id or origin-id is *ref*."""
         async with self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND recipient_bare=? "
-            "AND (msg_id=? OR origin_id=?) AND kind='message' ORDER BY seq DESC LIMIT 1",
-            (sender, recipient_bare, ref, ref),
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq = (SELECT MAX(seq) FROM messages WHERE "
+            "((sender=? AND msg_id=? AND recipient_bare=?) OR (sender=? AND origin_id=? AND recipient_bare=?)) "
+            "AND kind='message')",
+            (sender, ref, recipient_bare, sender, ref, recipient_bare),
         ) as cur:
             row = await cur.fetchone()
         return _row_to_message(row) if row else None
@@ -328,9 +333,9 @@ class Store:
     async def find_sent(self, sender: str, ref: str) -> MessageRow | None:
         """The newest message *sender* sent (to anyone) whose id or origin-id is *ref*."""
         async with self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND (msg_id=? OR origin_id=?) "
-            "ORDER BY seq DESC LIMIT 1",
-            (sender, ref, ref),
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq = (SELECT MAX(seq) FROM messages WHERE "
+            "(sender=? AND msg_id=?) OR (sender=? AND origin_id=?))",
+            (sender, ref, sender, ref),
         ) as cur:
             row = await cur.fetchone()
         return _row_to_message(row) if row else None
@@ -338,10 +343,10 @@ class Store:
     async def find_received(self, recipient_bare: str, ref: str, sender: str | None = None) -> MessageRow | None:
         """The newest delivered message to *recipient_bare* with id or origin-id *ref* (from *sender*)."""
         query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_bare=? AND (msg_id=? OR origin_id=?) "
-            "AND kind='message' AND state IN ('released', 'received', 'read')"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE ((recipient_bare=? AND msg_id=?) OR "
+            "(recipient_bare=? AND origin_id=?)) AND kind='message' AND state IN ('released', 'received', 'read')"
         )
-        params: tuple[str, ...] = (recipient_bare, ref, ref)
+        params: tuple[str, ...] = (recipient_bare, ref, recipient_bare, ref)
         if sender:
             query += " AND sender=?"
             params += (sender,)

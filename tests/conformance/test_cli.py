@@ -168,3 +168,65 @@ async def test_retract_and_correct_after_release(courier, stack, users, connect)
     got = [await b.next_message(2) for _ in range(2)]
     assert {m["retract"]["id"] for m in got if m.xml.find("{urn:xmpp:message-retract:1}retract") is not None} == {"l-1"}
     assert [(m["replace"]["id"], m["body"]) for m in got if m["replace"]["id"]] == [("l-2", "corrected")]
+
+
+async def test_receipt_policy_set_show_policy_of_clear(courier, stack, users) -> None:
+    alice, bob = users("alice", "bob")
+    refuse, no_contact, both = await asyncio.gather(
+        cli(stack, bob, "policy", "refuse", "--contact", alice),
+        cli(stack, bob, "policy", "--clear"),
+        cli(stack, bob, "policy", "auto", "--clear", "--contact", alice),
+    )
+    assert (refuse.code, refuse.out) == (0, f"{alice}: refuse\n"), refuse.err
+    assert (no_contact.code, no_contact.out) == (2, "") and "--clear needs --contact" in no_contact.err
+    assert (both.code, both.out) == (2, "") and "not both" in both.err
+
+    human, as_json, one, theirs, mine = await asyncio.gather(
+        cli(stack, bob, "policy"),
+        cli(stack, bob, "policy", "--json"),
+        cli(stack, bob, "policy", "--contact", alice, "--json"),
+        cli(stack, alice, "policy-of", bob, "--json"),  # what Bob applies to Alice, asked from her side
+        cli(stack, bob, "policy-of", alice),  # and Alice to Bob: her default
+    )
+    assert (human.code, human.out) == (0, f"default: auto\n{alice}: refuse\n"), human.err
+    assert as_json.objects() == [
+        {"type": "policies", "default": "auto", "contacts": [{"contact": alice, "policy": "refuse"}]}
+    ]
+    assert one.objects() == [{"type": "policy", "contact": alice, "policy": "refuse", "own": True}]
+    assert theirs.objects() == [{"type": "policy-of", "jid": bob, "policy": "refuse"}]
+    assert (mine.code, mine.out) == (0, f"{alice}: auto\n"), mine.err
+
+    cleared = await cli(stack, bob, "policy", "--clear", "--contact", alice, "--json")
+    assert cleared.objects() == [{"type": "policy-cleared", "contact": alice}], cleared.err
+    after, now_theirs = await asyncio.gather(cli(stack, bob, "policy", "--json"), cli(stack, alice, "policy-of", bob))
+    assert after.objects() == [{"type": "policies", "default": "auto", "contacts": []}]
+    assert (now_theirs.code, now_theirs.out) == (0, f"{bob}: auto\n"), now_theirs.err
+
+
+async def test_manual_policy_receipt_goes_only_after_confirm(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    manual, unknown = await asyncio.gather(
+        cli(stack, bob, "policy", "manual", "--json"), cli(stack, bob, "confirm", "nope")
+    )
+    assert manual.objects() == [{"type": "policy-set", "contact": "", "policy": "manual"}], manual.err
+    assert (unknown.code, unknown.out) == (1, "")
+    assert "item-not-found: you received no message with that id (nope)" in unknown.err
+
+    msg = a.make_message(mto=bob, mbody="Sign here", mtype="chat")
+    msg["id"] = "man-1"
+    msg["request_receipt"] = True
+    msg.send()
+    got = await b.next_message()
+    assert (got["id"], got["body"]) == ("man-1", "Sign here")
+    automatic = b.make_message(mto=got["from"], mtype="chat")
+    automatic["receipt"] = "man-1"
+    automatic.send()  # Bob's client acknowledges at once: withheld under "manual"
+    await a.no_message(0.5)
+
+    confirmed = await cli(stack, bob, "confirm", "man-1", "--from", alice)
+    assert (confirmed.code, confirmed.out) == (0, f"receipt sent for man-1 to {alice}\n"), confirmed.err
+    receipt = await a.next_message()
+    assert (receipt["from"].bare, receipt["receipt"], receipt["body"]) == (bob, "man-1", "")
+    await a.no_message(0.5)  # exactly once

@@ -190,3 +190,13 @@ async def test_reports_setting_applies_to_messages_without_a_request(courier, st
     a.chat(bob, "Reported anyway", "rep-1")
     await b.next_message()
     await eventually(lambda: [r["hops_report"]["state"] for r in a.reports] == ["sent", "released"], what="reports")
+
+
+async def test_the_bot_also_answers_as_bot_at_courier(courier, stack, users, connect) -> None:
+    """For clients that only open chats with user@domain addresses (Converse.js)."""
+    (alice,) = users("alice")
+    a = await connect(alice)
+    a.chat(f"bot@{stack.component}", "settings", origin_id=False)
+    reply = await a.next_message()
+    assert reply["from"].bare == f"bot@{stack.component}"
+    assert reply["body"].startswith("Undo-send window:")

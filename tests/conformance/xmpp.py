@@ -76,6 +76,9 @@ class Client(ClientXMPP):
     async def start(self, timeout: float = 10) -> Client:
         self.connect("127.0.0.1", self.port)
         await asyncio.wait_for(self.ready.wait(), timeout)
+        # A round trip to the server: it handles one stream in order, so once the
+        # ping is answered our initial presence has been processed (we count as online).
+        await self.plugin["xep_0199"].ping(jid=self.boundjid.domain, timeout=timeout)
         return self
 
     async def stop(self) -> None:
@@ -144,7 +147,11 @@ class CourierProcess:
             start_new_session=True,
         )
         out.close()
-        self.wait_log("connected to", timeout)
+        try:
+            self.wait_log("connected to", timeout)
+        except BaseException:
+            self.kill()  # never leave a half-started Courier behind
+            raise
         return self
 
     def log_text(self) -> str:

@@ -7,6 +7,7 @@ import pytest
 from component.delivery.states import (
     DELIVERED,
     OPEN,
+    SMS_SENT,
     TERMINAL,
     TRANSITIONS,
     Event,
@@ -71,3 +72,30 @@ def test_hop_records_time_place_and_note() -> None:
         "shakespeare.lit",
         "by juliet@shakespeare.lit/balcony",
     )
+
+
+def test_the_sms_fallback_path_of_design_md() -> None:
+    state = accept(1.0, "shakespeare.lit").state
+    path = []
+    for event in (Event.HOLD, Event.EDIT, Event.SMS, Event.SMS_DELIVER):
+        hop = apply(state, event, 2.0, "shakespeare.lit")
+        path.append(hop.label)
+        state = hop.state
+    assert path == ["held", "edited", "sms", "sms-delivered"]
+    assert state is State.SMS_DELIVERED
+
+
+def test_a_message_to_a_phone_number_goes_as_sms_at_once() -> None:
+    assert next_state(State.ACCEPTED, Event.SMS) is State.SMS
+    assert next_state(State.SMS, Event.FAIL) is State.FAILED  # the gateway's report: undeliverable
+
+
+def test_never_both_sms_and_xmpp() -> None:
+    """Once submitted as SMS a message is never released, recalled, edited or retracted."""
+    for s in SMS_SENT:
+        allowed = {e for e in Event if (s, e) in TRANSITIONS}
+        assert allowed <= {Event.SMS_DELIVER, Event.FAIL}
+    # ...and a message that went over XMPP never goes as SMS
+    assert not [s for s in DELIVERED if (s, Event.SMS) in TRANSITIONS]
+    assert {s for s in State if (s, Event.SMS) in TRANSITIONS} == OPEN
+    assert {s for s in State if (s, Event.SMS_DELIVER) in TRANSITIONS} == {State.SMS}

@@ -30,6 +30,8 @@ REPORT_STATES = (
     "recalled",  # withdrawn before delivery: never forwarded
     "retracted",  # a retraction passed on after delivery
     "failed",  # not deliverable
+    "sms",  # the recipient was offline: submitted to the SMS gateway instead (courier-sms)
+    "sms-delivered",  # the SMS gateway reported delivery to the phone (courier-sms)
 )
 
 

@@ -1,0 +1,265 @@
+"""P3 SMS fallback end to end: a real Prosody, a real Courier and a real Kannel (Debian's
+bearerbox + smsbox with its fake SMSC); the test plays the phone network on the fake SMSC's
+port.  Kannel is installed by scripts/install-system.sh: these tests never skip."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from component import prosody
+from component.xep import sms as xep_sms
+
+from .kannel import Kannel, PhoneNetwork
+from .test_delivery import eventually
+from .test_hops import report_states
+from .xmpp import CourierProcess
+
+GATEWAY = "+12025550100"  # sms.sender: the gateway's own number
+_numbers = itertools.count(101)
+
+
+def new_number() -> str:
+    """A fresh, valid number per use (+1 202 555 01xx: reserved for fiction, valid for libphonenumber)."""
+    return f"+1202555{next(_numbers):04d}"
+
+
+@pytest.fixture(scope="session")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kannel]:
+    k = Kannel(tmp_path_factory.mktemp("kannel")).start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="session")
+def network(kannel: Kannel) -> Iterator[PhoneNetwork]:
+    net = PhoneNetwork(kannel.setup.smsc_port)
+    net.wait_connected()
+    yield net
+    net.close()
+
+
+def sms_courier(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
+    return CourierProcess(
+        stack,
+        workdir,
+        **kannel.courier_env(COURIER_SMS_SENDER=GATEWAY, **env),
+    ).start()
+
+
+@pytest.fixture
+def courier(
+    stack: prosody.ProsodySetup, kannel: Kannel, network: PhoneNetwork, tmp_path: Path
+) -> Iterator[CourierProcess]:
+    """Courier with SMS on, pointed at the session's Kannel (replaces conftest's ``courier`` here)."""
+    process = sms_courier(stack, kannel, tmp_path / "courier")
+    process.wait_log("SMS fallback on")
+    yield process
+    process.stop()
+
+
+async def verified(client, component: str, network: PhoneNetwork, number: str) -> None:
+    """Register *number* through courier-sms IQs; the code travels through Kannel."""
+    plugin = client.plugin["courier_sms"]
+    answer = await plugin.register_phone(component, number, timeout=5)
+    assert answer["sms_phone"]["pending"] == number
+    code_sms = await network.wait_for(lambda s: s.recipient == number and "code" in s.text)
+    code = re.search(r"\b(\d{6})\b", code_sms.text)
+    assert code is not None, code_sms.text
+    answer = await plugin.verify_phone(component, code.group(1), timeout=5)
+    assert answer["sms_phone"]["number"] == number
+    assert answer["sms_phone"]["fallback"] is True
+
+
+async def with_sms(connect, jid: str, resource: str = "phone", presence: bool = True):
+    client = await connect(jid, resource, presence)
+    client.register_plugin("courier_sms", module=xep_sms)
+    return client
+
+
+async def test_register_and_verify_by_bot_end_to_end(courier, stack, users, connect, network) -> None:
+    (bob,) = users("bob")
+    number = new_number()
+    b = await with_sms(connect, bob)
+
+    b.chat(stack.component, f"phone {number[:2]} {number[2:5]} {number[5:8]} {number[8:]}", origin_id=False)
+    reply = (await b.next_message())["body"]
+    assert "code is on its way" in reply, reply
+    code_sms = await network.wait_for(lambda s: s.recipient == number)
+    assert code_sms.sender == GATEWAY
+    assert f"code for {bob} is" in code_sms.text
+    code = re.search(r"\b(\d{6})\b", code_sms.text).group(1)  # type: ignore[union-attr]
+
+    b.chat(stack.component, "verify 000000" if code != "000000" else "verify 111111", origin_id=False)
+    assert "not the code" in (await b.next_message())["body"]
+    b.chat(stack.component, f"verify {code}", origin_id=False)
+    reply = (await b.next_message())["body"]
+    assert reply.startswith("Verified.") and "SMS fallback: on" in reply, reply
+
+    phone = (await b.plugin["courier_sms"].get_phone(stack.component, timeout=5))["sms_phone"]
+    assert (phone["number"], phone["fallback"], phone["pending"]) == (number, True, "")
+    b.chat(stack.component, "phone fallback off", origin_id=False)
+    assert "SMS fallback: off" in (await b.next_message())["body"]
+    assert len(network.to(number)) == 1  # the code, and nothing else
+
+    # Disco: our namespace, XEP-0100 and the gateway identity.
+    info = (await b.plugin["xep_0030"].get_info(jid=stack.component, timeout=5))["disco_info"]
+    assert {xep_sms.NS, "jabber:iq:gateway"} <= set(info["features"])
+    assert ("gateway", "sms", None, "Courier SMS") in info["identities"]
+    # XEP-0100: the JID of a number, however it is typed.
+    prompt = await b.plugin["courier_sms"].gateway_prompt(stack.component, timeout=5)
+    assert prompt["gateway"]["prompt"]
+    assert await b.plugin["courier_sms"].gateway_jid(stack.component, "+1 (202) 555-0177") == (
+        f"+12025550177@{stack.component}"
+    )
+    with pytest.raises(IqError) as err:
+        await b.plugin["courier_sms"].gateway_jid(stack.component, "12345", timeout=5)
+    assert err.value.condition == "bad-request"
+
+
+async def test_offline_recipient_gets_exactly_one_sms_and_nothing_later(
+    courier, stack, users, connect, network
+) -> None:
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    b = await with_sms(connect, bob)
+    await verified(b, stack.component, network, number)
+    await b.stop()
+
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="Meet me at the fountain", mtype="chat")
+    msg["id"] = "fountain-1"
+    msg["request_receipt"] = True
+    msg.send()
+    await eventually(lambda: "sms-delivered" in report_states(a), what="sms-delivered")
+    assert report_states(a) == ["sent", "cached", "sms", "sms-delivered"]
+    sms = network.to(number)[-1]
+    assert (sms.sender, sms.text) == (GATEWAY, f"{alice}: Meet me at the fountain")
+    reports = {r["hops_report"]["state"]: r["hops_report"] for r in a.reports}
+    assert number.removeprefix("+1") in reports["sms"]["note"].replace(" ", "").replace("-", "")
+    assert reports["sms-delivered"]["place"] == f"{number}@{stack.component}"
+
+    b = await connect(bob, "laptop")  # Bob comes online: nothing is delivered a second time
+    await b.no_message(1.0)
+    assert len(network.to(number)) == 2  # the code and the one message
+    trace = await a.plugin["courier_hops"].get_trace(stack.component, "fountain-1", timeout=5)
+    assert trace["hops_trace"]["state"] == "sms-delivered"
+
+
+async def test_online_recipient_gets_no_sms(courier, stack, users, connect, network) -> None:
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    b = await with_sms(connect, bob)
+    await verified(b, stack.component, network, number)
+    a = await connect(alice)
+    a.chat(bob, "Are you there?", "there-1")
+    assert (await b.next_message())["body"] == "Are you there?"
+    await b.no_message(0.8)
+    assert [s.text for s in network.to(number) if "code" not in s.text] == []
+
+
+async def test_inbound_sms_and_the_reply(courier, stack, users, connect, network) -> None:
+    (bob,) = users("bob")
+    number, stranger = new_number(), new_number()
+    b = await with_sms(connect, bob)
+    await verified(b, stack.component, network, number)
+
+    network.inject(stranger, number, "Hi Bob, it is Tybalt")
+    got = await b.next_message()
+    assert got["from"].full == f"{stranger}@{stack.component}"
+    assert got["body"] == "Hi Bob, it is Tybalt"
+    assert got["sms"]["number"] == stranger
+
+    reply = b.make_message(mto=got["from"].bare, mbody="Keep thy distance", mtype="chat")
+    reply["id"] = "distance-1"
+    reply["request_receipt"] = True
+    reply.send()
+    sms = await network.wait_for(lambda s: s.recipient == stranger)
+    assert (sms.sender, sms.text) == (number, "Keep thy distance")  # from Bob's own verified number
+    receipt = await b.next_message()  # XEP-0184 from the number once the gateway reported delivery
+    assert receipt["type"] != "error", f"refused: {receipt}"
+    assert receipt["from"].bare == f"{stranger}@{stack.component}" and receipt["receipt"] == "distance-1"
+    await eventually(lambda: report_states(b)[-1:] == ["sms-delivered"], what="sms-delivered")
+    assert report_states(b) == ["sent", "sms", "sms-delivered"]
+    assert len(network.to(stranger)) == 1
+
+
+async def test_gateway_down_retried_then_failed_or_delivered_once(
+    stack, users, connect, network, kannel, tmp_path
+) -> None:
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    process = sms_courier(
+        stack, kannel, tmp_path / "courier", COURIER_SMS_MAX_ATTEMPTS="4", COURIER_SMS_RETRY_DELAY="0.4"
+    )
+    try:
+        b = await with_sms(connect, bob)
+        await verified(b, stack.component, network, number)
+        await b.stop()
+        a = await connect(alice)
+        kannel.stop()
+        try:
+            # Down for good: 4 attempts (0.4 + 0.8 + 1.6 s apart), then failed, and nothing sent.
+            msg = a.make_message(mto=bob, mbody="Lost in the post", mtype="chat")
+            msg["id"] = "lost-1"
+            msg["request_receipt"] = True
+            msg.send()
+            await eventually(lambda: "failed" in report_states(a), timeout=8, what="failed")
+            failed = [r["hops_report"] for r in a.reports if r["hops_report"]["state"] == "failed"][0]
+            assert "after 4 attempts" in failed["note"], failed["note"]
+            assert report_states(a) == ["sent", "cached", "failed"]
+
+            # Down, and back in time: retried, then submitted once.
+            a.reports.clear()
+            msg = a.make_message(mto=bob, mbody="Second try", mtype="chat")
+            msg["id"] = "second-1"
+            msg["request_receipt"] = True
+            msg.send()
+            await eventually(lambda: "not taken (attempt 1)" in process.log_text(), what="a first refusal")
+        finally:
+            kannel.start()
+            network.wait_connected()
+        await eventually(lambda: "sms-delivered" in report_states(a), timeout=8, what="sms-delivered")
+        assert report_states(a) == ["sent", "cached", "sms", "sms-delivered"]
+        texts = [s.text for s in network.to(number)]
+        assert texts.count(f"{alice}: Second try") == 1
+        assert not [t for t in texts if "Lost in the post" in t]
+        b = await connect(bob, "laptop")
+        await b.no_message(0.8)  # neither comes over XMPP afterwards
+    finally:
+        process.stop()
+
+
+async def test_recipient_back_online_while_the_gateway_is_down_gets_it_over_xmpp(
+    stack, users, connect, network, kannel, tmp_path
+) -> None:
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    process = sms_courier(stack, kannel, tmp_path / "courier", COURIER_SMS_RETRY_DELAY="0.3")
+    try:
+        b = await with_sms(connect, bob)
+        await verified(b, stack.component, network, number)
+        await b.stop()
+        a = await connect(alice)
+        kannel.stop()
+        try:
+            msg = a.make_message(mto=bob, mbody="XMPP wins", mtype="chat")
+            msg["request_receipt"] = True
+            msg.send()
+            await eventually(lambda: "not taken (attempt 1)" in process.log_text(), what="a first refusal")
+            b = await connect(bob, "laptop")
+            assert (await b.next_message())["body"] == "XMPP wins"
+        finally:
+            kannel.start()
+            network.wait_connected()
+        await eventually(lambda: "released" in report_states(a), what="released")
+        await b.no_message(1.0)
+        assert report_states(a) == ["sent", "cached", "released"]
+        assert [s for s in network.to(number) if "XMPP wins" in s.text] == []
+    finally:
+        process.stop()

@@ -1,0 +1,201 @@
+"""Converse.js 14.0.0 (npm) in Debian's headless Chromium, against the real
+Prosody + Courier; the other side is a slixmpp client that records every stanza.
+
+Converse is driven through its UI (message box, ↑ to edit, the message menu's
+Retract, the Commands tab); it builds every stanza itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from component.commands import all_commands
+from tests.conformance.test_delivery import hops
+
+from .browser import BrowserError, Chromium
+from .conftest import CONVERSE_DIST, PASSWORD, befriend, eventually, installed, require, states, wire
+from .converse import Converse
+
+
+@pytest.fixture
+async def browser(tmp_path) -> AsyncIterator[Chromium]:
+    binary = installed("chromium", "chromium")
+    require("converse.js 14.0.0 (npm)", (CONVERSE_DIST / "converse.min.js").exists())
+    b = await Chromium(binary, tmp_path / "chromium").start()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def converse(browser, stack):
+    async def login(jid: str) -> Converse:
+        return await Converse.login(browser, stack, jid, PASSWORD)
+
+    return login
+
+
+async def with_body(client):
+    """The first message with a body (Converse's chat states, stored offline by Prosody, come too)."""
+    return await eventually(lambda: next((m for m in client.all_received if m["body"]), None), what="a body")
+
+
+def courier_edited(courier, sender: str, msg_id: str) -> bool:
+    return "edited" in [label for label, _, _ in hops(courier, sender, msg_id)]
+
+
+async def test_hold_and_correct(courier, users, connect, converse) -> None:
+    """Bob is offline; Alice sends, then edits (↑) in Converse: Bob later gets one message, corrected."""
+    alice, bob = users("alice", "bob")
+    c = await converse(alice)
+    await c.open_chat(bob)
+    sent = await c.say(bob, "Meet me at nine")
+    msg_id = sent["msgid"]
+    await eventually(lambda: states(courier, alice) == {msg_id: "held"}, what="held for offline Bob")
+    await c.correct_last(bob, "Meet me at ten")
+    correction = (await c.sent())[-1]
+    assert f'<replace xmlns="urn:xmpp:message-correct:0" id="{msg_id}"/>' in correction
+    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
+    assert states(courier, alice) == {msg_id: "held"}
+
+    b = await connect(bob)
+    got = await with_body(b)
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
+    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
+    await asyncio.sleep(1.0)  # and nothing else comes
+    assert wire(b, alice) == ["body:Meet me at ten"]
+
+
+async def test_hold_and_retract(courier, users, connect, converse) -> None:
+    """Bob is offline; Alice retracts from the message menu: Bob never receives it."""
+    alice, bob = users("alice", "bob")
+    c = await converse(alice)
+    await c.open_chat(bob)
+    keep = await c.say(bob, "Good night")
+    gone = await c.say(bob, "I love you")
+    await eventually(lambda: states(courier, alice) == {keep["msgid"]: "held", gone["msgid"]: "held"}, what="both held")
+    await c.retract(bob, gone["msgid"])
+    retraction = (await c.sent())[-1]
+    assert f'<retract xmlns="urn:xmpp:message-retract:1" id="{gone["origin_id"]}"/>' in retraction
+    await eventually(lambda: states(courier, alice)[gone["msgid"]] == "recalled", what="recalled")
+
+    b = await connect(bob)
+    got = await with_body(b)
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, keep["msgid"], "Good night")
+    await asyncio.sleep(1.0)  # and nothing else comes
+    assert wire(b, alice) == ["body:Good night"]
+
+
+async def test_commands_listed_and_settings_saved(courier, stack, users, connect, converse) -> None:
+    """Converse's Commands tab lists every Courier command (it needs disco#items to echo
+    node=commands), runs a single-stage one, and Settings (form → Complete, values only)."""
+    (alice,) = users("alice")
+    c = await converse(alice)
+    listed = await c.adhoc_list(stack.component)
+    assert listed == [{"node": cmd.node, "name": cmd.name} for cmd in all_commands()], await c.adhoc_alert()
+    single = await c.adhoc_open("pending")  # nothing held: completes at once (single stage)
+    assert "You have no messages waiting at the server." in single["alerts"]
+    form = await c.adhoc_open("settings")
+    assert form["fields"] == {"undo_window": "0", "reports": False}
+    assert form["buttons"] == ["Complete", "Cancel"]
+    assert any(label.startswith("Undo-send window (seconds)") for label in form["labels"])
+    await c.adhoc_fill("settings", {"undo_window": "5", "reports": True})
+    await c.adhoc_press("settings", "Complete")
+    done = "Saved. Undo-send window: 5 s. Hop reports for every message: on."
+    await c.page.wait_for(f"{c.ADHOC}.textContent.includes({done!r})", 5, "the completed note")
+    assert await c.adhoc_alert() == "Completed"
+    a = await connect(alice, "check")  # the other side: Alice's second device asks the bot
+    a.chat(stack.component, "settings", origin_id=False)
+    assert (await a.next_message())["body"] == "Undo-send window: 5 s. Hop reports for every message: on."
+
+
+async def test_pending_edit_through_commands(courier, stack, users, connect, converse) -> None:
+    """Multi-stage: "My pending messages" lists the held message; Alice picks "Replace its text";
+    Bob, connecting later, receives only the new text."""
+    alice, bob = users("alice", "bob")
+    c = await converse(alice)
+    await c.open_chat(bob)
+    sent = await c.say(bob, "Dinner at 7")
+    await eventually(lambda: states(courier, alice) == {sent["msgid"]: "held"}, what="held")
+    await c.adhoc_list(stack.component)
+    form = await c.adhoc_open("pending")
+    assert form["fields"] == {"message": sent["msgid"], "action": "show", "text": ""}
+    assert f"{bob}: Dinner at 7" in form["text"]
+    await c.adhoc_fill("pending", {"action": "edit", "text": "Dinner at 8"})
+    await c.adhoc_press("pending", "Complete")
+    done = f"Edited {sent['msgid']}: {bob} will receive only the new text."
+    await c.page.wait_for(f"{c.ADHOC}.textContent.includes({done!r})", 5, "the completed note")
+
+    b = await connect(bob)
+    got = await with_body(b)
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, sent["msgid"], "Dinner at 8")
+    await asyncio.sleep(0.7)
+    assert wire(b, alice) == ["body:Dinner at 8"]
+
+
+async def test_bot_out_of_reach_but_notices_shown(courier, stack, users, connect, converse) -> None:
+    """Converse 14 opens chats only with user@domain JIDs, so the bot on courier.localhost cannot be
+    reached from it (use ad-hoc commands); Courier's headline notices do show, under "Announcements"."""
+    alice, bob = users("alice", "bob")
+    b = await connect(bob)
+    b.chat(stack.component, "receipts refuse", origin_id=False)
+    assert (await b.next_message())["body"].startswith("Saved. Your receipt policy: refuse.")
+    c = await converse(alice)
+    with pytest.raises(BrowserError, match="api.contacts.add: Valid JID required"):
+        await c.open_chat(stack.component)
+    await c.open_chat(bob)
+    await c.say(bob, "Are you there?")  # Converse always asks for a receipt
+    notice = f"{bob} does not send receipts or read markers: do not wait for them."
+    shown = await c.page.wait_for(
+        f"courier.chat({stack.component!r})?.messages.toJSON().find(m => m.type === 'headline')",
+        5,
+        "the refusal notice",
+    )
+    assert shown["body"] == notice
+    feeds = await c.page.js("document.querySelector('converse-headlines-feeds-list').textContent")
+    assert "Announcements" in feeds and stack.component in feeds
+
+
+# What reaches the sender from Converse (the recipient), by the recipient's policy.  Converse answers
+# a receipt request with <received/> (XEP-0184) and a markable message with XEP-0333 "received",
+# then "displayed" once the chat is on screen.
+EXPECTED = {
+    "auto": ["receipt:r1", "received:r1", "displayed:r1"],
+    "manual": ["displayed:r1"],
+    "refuse": [],
+}
+
+
+@pytest.mark.parametrize("policy", ["auto", "manual", "refuse"])
+async def test_receipts_and_markers_follow_the_recipients_policy(
+    courier, stack, users, connect, converse, policy
+) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    await befriend(a, b)
+    b.chat(stack.component, f"receipts {policy}", origin_id=False)  # the bot, from Bob's other device
+    assert (await b.next_message())["body"].startswith(f"Saved. Your receipt policy: {policy}.")
+    await b.stop()
+
+    c = await converse(bob)
+    await c.open_chat(alice)  # on screen: Converse marks what arrives as displayed
+
+    msg = a.make_message(mto=bob, mbody="Did you get this?", mtype="chat")
+    msg["id"] = "r1"
+    msg["request_receipt"] = True
+    msg.enable("markable")
+    msg.send()
+    shown = await c.wait_message_from(alice, "m.body === 'Did you get this?'")
+    # refuse: Courier removed the requests, so Converse was never asked
+    assert bool(shown.get("is_markable")) == (policy != "refuse")
+    await eventually(lambda: wire(a, bob) == EXPECTED[policy], what=f"{EXPECTED[policy]}")
+    await asyncio.sleep(1.0)  # and nothing more comes
+    assert wire(a, bob) == EXPECTED[policy]
+    converse_sent = [s for s in await c.sent() if "urn:xmpp:receipts" in s or "urn:xmpp:chat-markers" in s]
+    if policy == "refuse":
+        assert converse_sent == []  # nothing to withhold: Converse was never asked
+    else:
+        assert any("<displayed" in s for s in converse_sent)  # Converse did its part; Courier filtered

@@ -1,0 +1,135 @@
+"""nbxmpp 7.4.0 (Gajim's library) against the real Prosody + Courier; the other side
+is a slixmpp client that records every stanza.
+
+nbxmpp parses ad-hoc replies strictly (a reply without ``status``, ``sessionid``
+or ``node`` is a ``MalformedStanzaError``) and, like Gajim, submits with
+``action='complete'`` and the whole form echoed back (labels, options, desc).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from component.commands import all_commands
+
+from .conftest import NBXMPP_PYTHON, PASSWORD, eventually, require, states, wire
+from .nbxmpp_client import NbxmppClient
+
+
+@pytest.fixture
+async def nbxmpp(stack, tmp_path) -> AsyncIterator[Callable[[str], object]]:
+    require("nbxmpp 7.4.0 (apt: python3-nbxmpp, then a venv)", NBXMPP_PYTHON.exists())
+    started: list[NbxmppClient] = []
+
+    async def login(jid: str) -> NbxmppClient:
+        client = NbxmppClient(NBXMPP_PYTHON, jid, PASSWORD, stack.c2s_port, tmp_path / f"nbxmpp-{len(started)}.log")
+        started.append(client)
+        return await client.start()
+
+    yield login
+    for client in started:
+        await client.stop()
+
+
+def fields(reply: dict) -> dict[str, object]:
+    return {f["var"]: f["value"] for f in reply["form"]["fields"]}
+
+
+async def test_hold_and_correct(courier, users, connect, nbxmpp) -> None:
+    """Bob is offline; Alice sends and corrects as Gajim does: Bob later gets one message, corrected."""
+    alice, bob = users("alice", "bob")
+    n = await nbxmpp(alice)
+    await n.request("send", to=bob, body="Meet me at nine", id="g1")
+    await eventually(lambda: states(courier, alice) == {"g1": "held"}, what="held for offline Bob")
+    sent = await n.request("correct", to=bob, body="Meet me at ten", id="g1-fix", replace="g1")
+    assert '<replace xmlns="urn:xmpp:message-correct:0" id="g1" />' in sent["xml"]
+    await asyncio.sleep(0.3)
+    assert states(courier, alice) == {"g1": "held"}  # absorbed, not a second message
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, "g1", "Meet me at ten")
+    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
+    assert got["request_receipt"]  # Gajim's request passes (Bob's policy: auto)
+    await b.no_message(1.0)
+    assert wire(b, alice) == ["body:Meet me at ten"]
+
+
+async def test_command_list_and_single_stage(courier, stack, users, nbxmpp) -> None:
+    (alice,) = users("alice")
+    n = await nbxmpp(alice)
+    listed = await n.request("commands", jid=stack.component)
+    assert listed["commands"] == [[c.node, c.name] for c in all_commands()]
+    done = await n.request("execute", jid=stack.component, node="pending")
+    assert done.get("error") is None
+    assert (done["node"], done["status"]) == ("pending", "completed")
+    assert done["notes"] == [["info", "You have no messages waiting at the server."]]
+
+
+async def test_pending_edit_multi_stage_whole_form_echoed(courier, stack, users, connect, nbxmpp) -> None:
+    """Execute → form; Gajim's submission (complete + the whole form) → completed; Bob gets the edit."""
+    alice, bob = users("alice", "bob")
+    n = await nbxmpp(alice)
+    await n.request("send", to=bob, body="Dinner at 7", id="g2")
+    await eventually(lambda: states(courier, alice) == {"g2": "held"}, what="held")
+    form = await n.request("execute", jid=stack.component, node="pending")
+    assert form.get("error") is None, form
+    assert (form["node"], form["status"]) == ("pending", "executing") and form["sessionid"]
+    assert "complete" in form["actions"]
+    assert fields(form) == {"message": "g2", "action": "show", "text": ""}
+    labels = {f["var"]: f["label"] for f in form["form"]["fields"]}
+    assert labels == {"message": "Message", "action": "What to do", "text": "New text (to edit)"}
+    done = await n.request("submit", values={"action": "edit", "text": "Dinner at 8"}, action="complete")
+    echoed = [e for e in n.events if e["event"] == "sent-form"][-1]["xml"]
+    assert 'label="Replace its text"' in echoed and "<desc>" in echoed  # the whole form went back
+    assert done.get("error") is None, done
+    assert (done["node"], done["status"], done["sessionid"]) == ("pending", "completed", form["sessionid"])
+    assert done["notes"] == [["info", f"Edited g2: {bob} will receive only the new text."]]
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, "g2", "Dinner at 8")
+    await b.no_message(0.7)
+
+
+async def test_a_bad_value_comes_back_and_can_be_fixed(courier, stack, users, nbxmpp) -> None:
+    """A validation error keeps the session executing (even after action=complete), with the reason."""
+    (alice,) = users("alice")
+    n = await nbxmpp(alice)
+    form = await n.request("execute", jid=stack.component, node="settings")
+    assert fields(form) == {"undo_window": "0", "reports": False}
+    again = await n.request("submit", values={"undo_window": "soon"}, action="complete")
+    assert again.get("error") is None, again
+    assert (again["status"], again["sessionid"]) == ("executing", form["sessionid"])
+    assert again["notes"] == [["error", "The undo-send window must be a number of seconds, not “soon”."]]
+    assert fields(again)["undo_window"] == "soon"
+    done = await n.request("submit", values={"undo_window": "3", "reports": True}, action="complete")
+    assert done["status"] == "completed"
+    assert done["notes"] == [["info", "Saved. Undo-send window: 3 s. Hop reports for every message: on."]]
+
+
+async def test_actions_name_complete_as_the_default(courier, stack, users, connect) -> None:
+    (alice,) = users("alice")
+    a = await connect(alice)  # slixmpp, to read the raw <actions/> nbxmpp interprets
+    iq = a.make_iq_set(ito=stack.component)
+    iq["command"]["node"] = "settings"
+    iq["command"]["action"] = "execute"
+    reply = await iq.send(timeout=5)
+    actions = reply.xml.find(
+        "{http://jabber.org/protocol/commands}command/{http://jabber.org/protocol/commands}actions"
+    )
+    assert [child.tag.split("}")[1] for child in actions] == ["complete"]
+    assert actions.get("execute") == "complete"
+
+
+async def test_bot_help(courier, stack, users, nbxmpp) -> None:
+    (alice,) = users("alice")
+    n = await nbxmpp(alice)
+    await n.send(op="send", to=stack.component, body="help", id="h1")
+    await eventually(lambda: [m for m in n.messages() if m["frm"] == stack.component], what="the bot's answer")
+    (reply,) = [m for m in n.messages() if m["frm"] == stack.component]
+    for cmd in all_commands():
+        assert f"{' | '.join(cmd.words)} — {cmd.help}. Example: {cmd.example}" in reply["body"]

@@ -1,0 +1,124 @@
+"""Profanity 0.13.1 (Debian, libstrophe) in tmux, against the real Prosody + Courier;
+the other side is a slixmpp client that records every stanza.
+
+Typed with ``send-keys``, read with ``capture-pane``; what Profanity put on the
+wire is read back from its own debug log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from component.commands import all_commands
+
+from .conftest import PASSWORD, eventually, installed, states, wire
+from .profanity import Profanity
+
+
+@pytest.fixture
+async def profanity(stack, tmp_path) -> AsyncIterator[Callable[[str], object]]:
+    binary, tmux = installed("profanity", "profanity"), installed("tmux", "tmux")
+    started: list[Profanity] = []
+
+    async def login(jid: str) -> Profanity:
+        p = Profanity(binary, tmux, tmp_path / f"profanity-{len(started)}", jid, PASSWORD, stack.c2s_port)
+        started.append(p)
+        return await p.start()
+
+    yield login
+    for p in started:
+        await p.stop()
+
+
+def held_id(courier, sender: str) -> str:
+    (msg_id,) = states(courier, sender)
+    return msg_id
+
+
+async def test_hold_and_correct(courier, users, connect, profanity) -> None:
+    """Bob is offline; Alice types /msg then /correct: Bob later gets one message, corrected."""
+    alice, bob = users("alice", "bob")
+    p = await profanity(alice)
+    await p.type(f"/msg {bob} Meet me at nine")
+    await eventually(lambda: list(states(courier, alice).values()) == ["held"], what="held for offline Bob")
+    msg_id = held_id(courier, alice)
+    await p.type("/correct Meet me at ten")
+    await eventually(lambda: any("message-correct" in s for s in p.sent()), what="Profanity's correction")
+    correction = [s for s in p.sent() if "message-correct" in s][0]
+    assert f'<replace id="{msg_id}" xmlns="urn:xmpp:message-correct:0"/>' in correction
+    assert "<body>Meet me at ten</body>" in correction
+    await asyncio.sleep(0.3)
+    assert states(courier, alice) == {msg_id: "held"}  # absorbed, not passed on
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
+    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
+    await b.no_message(1.0)
+    assert wire(b, alice) == ["body:Meet me at ten"]
+
+
+async def test_commands_single_stage_and_settings_form(courier, stack, users, connect, profanity) -> None:
+    """/cmd list; /cmd exec pending with nothing held completes at once (single stage); the
+    Settings form, filled with /fieldN and sent with /form submit (Profanity sends no action)."""
+    (alice,) = users("alice")
+    p = await profanity(alice)
+    await p.type(f"/cmd list {stack.component}")
+    console = await p.wait_screen(r"Ad hoc commands:\n(.*\n)*?\d\d:\d\d:\d\d !\s*\n", regex=True)
+    listing = console.split("Ad hoc commands:\n", 1)[1]
+    nodes = re.findall(r"^\d\d:\d\d:\d\d !   (\S+)\s*$", listing.split("\n\n", 1)[0], re.M)
+    assert sorted(nodes) == sorted(cmd.node for cmd in all_commands())  # Profanity lists them sorted
+
+    await p.type(f"/cmd exec pending {stack.component}")
+    await p.wait_screen("You have no messages waiting at the server.")
+
+    await p.type(f"/cmd exec settings {stack.component}")
+    form = await p.wait_screen("[field2] Report every hop of my messages")
+    assert "[field1] Undo-send window (seconds): 0" in form
+    await p.type("/field1 7")
+    await p.type("/field2 on")
+    await p.type("/form submit")
+    await p.wait_screen("Saved. Undo-send window: 7 s. Hop reports for every message: on.")
+    a = await connect(alice, "check")  # the other side: Alice's second device asks the bot
+    a.chat(stack.component, "settings", origin_id=False)
+    assert (await a.next_message())["body"] == "Undo-send window: 7 s. Hop reports for every message: on."
+
+
+async def test_pending_edit_multi_stage(courier, stack, users, connect, profanity) -> None:
+    """ "My pending messages" as a form: pick "edit", type the new text, /form submit; Bob gets only that."""
+    alice, bob = users("alice", "bob")
+    p = await profanity(alice)
+    await p.type(f"/msg {bob} Dinner at 7")
+    await eventually(lambda: list(states(courier, alice).values()) == ["held"], what="held")
+    msg_id = held_id(courier, alice)
+    await p.type(f"/cmd exec pending {stack.component}")
+    form = await p.wait_screen("[field3] New text (to edit):")
+    assert f"[{msg_id}] {bob}: Dinner at 7" in form
+    await p.type("/field2 edit")
+    await p.type('/field3 "Dinner at 8"')
+    await p.wait_screen("[field3] New text (to edit): Dinner at 8")
+    await p.type("/form submit")
+    await p.wait_screen(f"Edited {msg_id}: {bob} will receive only the new text.")
+
+    b = await connect(bob)
+    got = await b.next_message()
+    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Dinner at 8")
+    await b.no_message(0.7)
+
+
+async def test_bot_help(courier, stack, users, profanity) -> None:
+    """/msg courier.localhost help: every command with an example, in Profanity's chat window."""
+    (alice,) = users("alice")
+    p = await profanity(alice)
+    await p.type(f"/msg {stack.component} help")
+    screen = await p.wait_screen(f"{stack.component}: Courier commands (also as ad-hoc commands in your client):")
+    await p.wait_screen(f"Example: {all_commands()[-1].example}")
+    screen = " ".join(p.screen().split())  # Profanity wraps long lines itself, with an indent
+    for cmd in all_commands():
+        assert " ".join(f"{' | '.join(cmd.words)} — {cmd.help}. Example: {cmd.example}".split()) in screen
+    await p.type("pending")  # in the open chat window, a plain line is a message to the bot
+    await p.wait_screen(f"{stack.component}: You have no messages waiting at the server.")
