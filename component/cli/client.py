@@ -42,7 +42,7 @@ from ..xep import hops, receipts
 OK, XMPP_ERROR, USAGE = 0, 1, 2
 
 #: Report states after which nothing more happens to a message.
-TERMINAL = frozenset({"read", "recalled", "retracted", "failed"})
+TERMINAL = frozenset({"read", "recalled", "retracted", "failed", "sms-delivered"})
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
