@@ -101,13 +101,13 @@ class AdhocCommands:
 
     def _result(self, command: Command, result: Result) -> Form:
         form = self.xmpp.plugin["xep_0004"].make_form(ftype="result", title=command.name)
+        # The text as a field too: some clients (Profanity) show neither notes nor tables.
+        form.add_field(var="result", ftype="fixed", value=result.text)
         if result.columns:
             for key, label in result.columns:
                 form.add_reported(key, label=label, type="text-single")
             for row in result.rows:
                 form.add_item({key: row.get(key, "") for key, _ in result.columns})
-        else:
-            form.add_field(var="result", ftype="fixed", value=result.text)
         return form
 
 

@@ -132,6 +132,11 @@ class Converse:
             )
         )
 
+    async def adhoc_close(self) -> None:
+        """Close the settings dialog (its ✕), as a person does before going back to a chat."""
+        await self.page.js("document.querySelector('.modal.show .modal-header [data-bs-dismiss=modal]').click(), true")
+        await self.page.wait_for("!document.querySelector('.modal.show')", 5, "the dialog closed")
+
     async def adhoc_alert(self) -> str:
         return str(await self.page.js(f"{self.ADHOC}.querySelector('.alert')?.textContent.trim() ?? ''"))
 

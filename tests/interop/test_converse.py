@@ -135,16 +135,38 @@ async def test_pending_edit_through_commands(courier, stack, users, connect, con
     assert wire(b, alice) == ["body:Dinner at 8"]
 
 
-async def test_bot_out_of_reach_but_notices_shown(courier, stack, users, connect, converse) -> None:
-    """Converse 14 opens chats only with user@domain JIDs, so the bot on courier.localhost cannot be
-    reached from it (use ad-hoc commands); Courier's headline notices do show, under "Announcements"."""
+async def test_bot_via_bot_at_courier(courier, stack, users, converse) -> None:
+    """Converse 14 opens chats only with user@domain JIDs (not courier.localhost), so the bot also
+    answers as bot@courier.localhost: a chat opened there, `help` typed, the help shown in Converse."""
+    (alice,) = users("alice")
+    bot_jid = f"bot@{stack.component}"
+    c = await converse(alice)
+    with pytest.raises(BrowserError, match="api.contacts.add: Valid JID required"):
+        await c.open_chat(stack.component)
+    await c.open_chat(bot_jid)
+    await c.say(bot_jid, "help")
+    shown = await c.wait_message_from(bot_jid, "m.body?.startsWith('Courier commands')")
+    for cmd in all_commands():
+        assert f"{' | '.join(cmd.words)} — {cmd.help}. Example: {cmd.example}" in shown["body"]
+    on_screen = await c.page.wait_for(
+        f"document.querySelector('converse-chat[jid=\"{bot_jid}\"] .chat-content')?.textContent", 5, "the chat"
+    )
+    assert "Courier commands (also as ad-hoc commands in your client):" in on_screen
+    await c.say(bot_jid, "settings")
+    again = await c.wait_message_from(bot_jid, "m.body?.startsWith('Undo-send window')")
+    assert again["body"] == "Undo-send window: 0 s. Hop reports for every message: off."
+    await asyncio.sleep(1.0)  # Converse's chat states (no body) draw no answer
+    replies = [x for x in await c.page.js("courier.received") if x.startswith("<message ") and "<body>" in x]
+    assert len(replies) == 2 and all(f'from="{bot_jid}"' in x for x in replies), replies
+
+
+async def test_notices_shown_under_announcements(courier, stack, users, connect, converse) -> None:
+    """Courier's headline notices (from courier.localhost) show under "Announcements"."""
     alice, bob = users("alice", "bob")
     b = await connect(bob)
     b.chat(stack.component, "receipts refuse", origin_id=False)
     assert (await b.next_message())["body"].startswith("Saved. Your receipt policy: refuse.")
     c = await converse(alice)
-    with pytest.raises(BrowserError, match="api.contacts.add: Valid JID required"):
-        await c.open_chat(stack.component)
     await c.open_chat(bob)
     await c.say(bob, "Are you there?")  # Converse always asks for a receipt
     notice = f"{bob} does not send receipts or read markers: do not wait for them."
@@ -199,3 +221,47 @@ async def test_receipts_and_markers_follow_the_recipients_policy(
         assert converse_sent == []  # nothing to withhold: Converse was never asked
     else:
         assert any("<displayed" in s for s in converse_sent)  # Converse did its part; Courier filtered
+
+
+async def test_broadcast_list_from_commands_then_sent_and_retracted_in_its_chat(
+    courier, stack, users, connect, converse
+) -> None:
+    """Commands tab → "Broadcast lists" → create; a chat with the list's JID (a user@domain JID, so
+    Converse opens it); one message there reaches each member as Alice's own; Retract recalls it."""
+    alice, m1, m2 = users("alice", "m1", "m2")
+    member = await connect(m1)
+    c = await converse(alice)
+    await c.adhoc_list(stack.component)
+    form = await c.adhoc_open("lists")
+    assert form["fields"] == {"action": "show", "name": "", "members": "", "new_name": "", "lifetime": "permanent"}
+    await c.adhoc_fill("lists", {"action": "create", "name": "Team", "members": f"{m1}\n{m2}"})
+    await c.adhoc_press("lists", "Complete")
+    list_jid = f"team+{alice.partition('@')[0]}@{stack.component}"
+    done = "Created “Team” with 2 member(s), permanent."
+    await c.page.wait_for(f"{c.ADHOC}.textContent.includes({done!r})", 5, "the completed note")
+    assert list_jid in await c.page.js(f"{c.ADHOC}.textContent")
+    await c.adhoc_close()
+
+    await c.open_chat(list_jid)
+    sent = await c.say(list_jid, "Party at eight")
+    copy = await member.next_message()
+    assert (str(copy["from"]), copy["type"], copy["body"]) == (alice, "chat", "Party at eight")
+    assert copy["id"] != sent["msgid"] and "team" not in str(copy).lower() and m2 not in str(copy)
+    status = await c.wait_message_from(list_jid, "m.body?.startsWith('Sent: 2 members')")
+    assert status["body"].startswith("Sent: 2 members: 1 held, 1 released. Fan-out ")
+    await c.page.wait_for(
+        f"courier.chat({list_jid!r}).messages.findWhere({{msgid: {sent['msgid']!r}}}).get('received')",
+        5,
+        "the receipt from the list's JID",
+    )
+
+    await c.retract(list_jid, sent["msgid"])
+    retraction = await member.next_message()
+    assert (str(retraction["from"]), retraction["retract"]["id"]) == (alice, copy["id"])
+    await eventually(
+        lambda: states(courier, alice)[copy["id"]] == "retracted" and "recalled" in states(courier, alice).values(),
+        what="m1's copy retracted, m2's held copy recalled",
+    )
+    late = await connect(m2)
+    await late.no_message(1.0)  # the held copy was recalled: never delivered
+    await member.no_message(0.1)

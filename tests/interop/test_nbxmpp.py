@@ -9,6 +9,7 @@ or ``node`` is a ``MalformedStanzaError``) and, like Gajim, submits with
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -133,3 +134,53 @@ async def test_bot_help(courier, stack, users, nbxmpp) -> None:
     (reply,) = [m for m in n.messages() if m["frm"] == stack.component]
     for cmd in all_commands():
         assert f"{' | '.join(cmd.words)} — {cmd.help}. Example: {cmd.example}" in reply["body"]
+
+
+async def draft_form(n, stack, values: dict[str, str]) -> tuple[dict, dict]:
+    """ "New draft" as Gajim runs it: execute, then the whole form echoed back with action=complete."""
+    form = await n.request("execute", jid=stack.component, node="draft")
+    assert form.get("error") is None, form
+    assert (form["node"], form["status"]) == ("draft", "executing") and form["sessionid"]
+    done = await n.request("submit", values=values, action="complete")
+    assert done.get("error") is None, done
+    assert (done["status"], done["sessionid"]) == ("completed", form["sessionid"])
+    return form, done
+
+
+async def test_new_draft_due_in_2s_then_my_drafts_sends_one(courier, stack, users, connect, nbxmpp) -> None:
+    """ "New draft" (multi-stage, whole form echoed) due in 2 s: Bob gets it from Alice then, not
+    before, and Alice is told. A manual draft for offline Carol is sent from "My drafts"."""
+    alice, bob, carol = users("alice", "bob", "carol")
+    b = await connect(bob)
+    n = await nbxmpp(alice)
+    form, done = await draft_form(n, stack, {"to": bob, "text": "Happy birthday!", "trigger": "at", "when": "in 2s"})
+    due = time.time() + 2
+    assert fields(form) == {"to": "", "text": "", "trigger": "manual", "when": "", "from": "", "action": "send"}
+    labels = {f["var"]: f["label"] for f in form["form"]["fields"]}
+    assert (labels["to"], labels["trigger"], labels["action"]) == ("To", "Send occasion", "Then")
+    echoed = [e for e in n.events if e["event"] == "sent-form"][-1]["xml"]
+    assert 'label="When the contact comes online"' in echoed and "<desc>" in echoed  # the whole form went back
+    ((kind, note),) = done["notes"]
+    assert kind == "info" and note.startswith(f"Draft 1 stored for {bob}: it will be sent at ")
+    await b.no_message(1.5)  # not before its time
+    got = await b.next_message(3)
+    assert time.time() >= due - 0.1
+    assert (str(got["from"]), got["type"], got["body"]) == (alice, "chat", "Happy birthday!")
+    told = await eventually(lambda: [m for m in n.messages() if m["frm"] == stack.component], what="the notice")
+    assert told[0]["body"] == f"Draft 1 sent to {bob} (its time came): “Happy birthday!”"
+
+    _, done = await draft_form(n, stack, {"to": carol, "text": "Call me when you are back"})
+    assert done["notes"] == [["info", f"Draft 2 stored for {carol}: “send draft 2” sends it."]]
+    mine = await n.request("execute", jid=stack.component, node="drafts")
+    assert mine.get("error") is None, mine
+    (choice,) = [f for f in mine["form"]["fields"] if f["var"] == "draft"]
+    assert choice["options"] == [[f"2 → {carol}: Call me when you are back", "2"]]
+    sent = await n.request("submit", values={"draft": "2", "action": "send"}, action="complete")
+    assert sent["status"] == "completed", sent
+    ((_, note),) = sent["notes"]
+    assert note.startswith(f"Draft 2 sent to {carol} (message id ")
+    c = await connect(carol)
+    later = await c.next_message()
+    assert (str(later["from"]), later["body"]) == (alice, "Call me when you are back")
+    assert later["id"] == note.rsplit(" ", 1)[1].rstrip(").")
+    await b.no_message(0.3)

@@ -394,7 +394,7 @@ class XEP_CourierLists(BasePlugin):
         fid = status.fanout.id
         text = (
             f"{done}: {status.summary()}. Fan-out {fid}: send “list status {fid}” or “list recall {fid}” "
-            f"to {component}."
+            f"to bot@{component}."
         )
         notice = self.xmpp.make_message(mto=msg["from"], mfrom=sender, mtype="chat", mbody=text)
         self._fill_fanout(notice["lists_fanout"], status, status.fanout, copies=False)
