@@ -14,7 +14,7 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from .. import NS_BASE, TextBody
 
 NS = NS_BASE + "hops/0"
 
@@ -93,7 +93,7 @@ class Trace(Report):
     plugin_attrib = "hops_trace"
 
 
-class PendingMessage(ElementBase):
+class PendingMessage(TextBody, ElementBase):
     """``<message id to state since>body</message>`` inside ``<pending/>``."""
 
     namespace = NS
@@ -101,15 +101,6 @@ class PendingMessage(ElementBase):
     plugin_attrib = "message"
     plugin_multi_attrib = "messages"
     interfaces = {"id", "to", "state", "since", "body"}
-
-    def get_body(self) -> str:
-        return self.xml.text or ""
-
-    def set_body(self, value: str) -> None:
-        self.xml.text = value or None
-
-    def del_body(self) -> None:
-        self.xml.text = None
 
 
 class Pending(ElementBase):
@@ -130,22 +121,13 @@ class Recall(ElementBase):
     interfaces = {"id"}
 
 
-class Edit(ElementBase):
+class Edit(TextBody, ElementBase):
     """``<edit id>new text</edit>`` (set): replace the text of a held message."""
 
     namespace = NS
     name = "edit"
     plugin_attrib = "hops_edit"
     interfaces = {"id", "body"}
-
-    def get_body(self) -> str:
-        return self.xml.text or ""
-
-    def set_body(self, value: str) -> None:
-        self.xml.text = value or None
-
-    def del_body(self) -> None:
-        self.xml.text = None
 
 
 def register() -> None:

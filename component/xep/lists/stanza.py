@@ -25,7 +25,7 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from .. import NS_BASE, TextBody
 
 NS = NS_BASE + "lists/0"
 
@@ -145,22 +145,13 @@ class Delete(ElementBase):
     interfaces = {"name"}
 
 
-class Send(ElementBase):
+class Send(TextBody, ElementBase):
     """``<send name [only]>text</send>`` (set): fan the text out to the list (or to one member)."""
 
     namespace = NS
     name = "send"
     plugin_attrib = "lists_send"
     interfaces = {"name", "only", "body"}
-
-    def get_body(self) -> str:
-        return self.xml.text or ""
-
-    def set_body(self, value: str) -> None:
-        self.xml.text = value or None
-
-    def del_body(self) -> None:
-        self.xml.text = None
 
 
 class Copy(ElementBase):
