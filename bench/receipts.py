@@ -35,35 +35,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 from xml.sax.saxutils import quoteattr
-
-import slixmpp
 
 from .throughput_latency import (
     BenchClient,
     BenchFailure,
-    Deadline,
     Stack,
     body_for,
-    cpu_model,
     cpu_seconds,
-    free_ports,
     own_cpu_seconds,
-    package_version,
     percentile,
+    run_side_by_side,
     verify,
 )
 
@@ -429,66 +419,15 @@ async def measure(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="courier-bench-receipts-"))
-    pairs = 2 * (args.repeat + 1)  # a fresh sender/recipient pair per measurement
-    stacks = {"plain": Stack("plain", False, root, pairs), "Courier": Stack("Courier", True, root, pairs)}
-    phase = ["start-up"]
-    print(
-        f"courier bench (receipts): {os.cpu_count()} CPUs ({cpu_model()}), Prosody {package_version('prosody')}, "
-        f"slixmpp {slixmpp.__version__}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-        f"work dir {root}",
-        flush=True,
+    through_courier = 2 * (args.repeat * (args.messages + args.warmup) + args.latency_samples + args.warmup)
+    return run_side_by_side(
+        args,
+        " (receipts)",
+        2 * (args.repeat + 1),  # a fresh sender/recipient pair per measurement
+        measure,
+        lambda stacks, _result: [check_courier_store(stacks["Courier"], through_courier)],
+        lambda result, notes: report(args, result[0], result[1], notes),
     )
-    try:
-        ports = free_ports(4)
-        for i, name in enumerate(("plain", "Courier")):
-            phase[0] = f"starting the {name} stack"
-            stacks[name].start((ports[2 * i], ports[2 * i + 1]))
-            if time.monotonic() - started > args.max_seconds:
-                raise Deadline()
-        print(
-            f"  stacks up in {time.monotonic() - started:.1f}s: plain c2s {stacks['plain'].setup.c2s_port}, "
-            f"Courier c2s {stacks['Courier'].setup.c2s_port}",
-            flush=True,
-        )
-        remaining = args.max_seconds - (time.monotonic() - started)
-
-        async def bounded() -> tuple[dict[str, list[Burst]], dict[str, RoundTrips]]:
-            try:
-                return await asyncio.wait_for(measure(args, stacks, phase), remaining)
-            except TimeoutError:
-                raise Deadline() from None
-
-        bursts, rtt = asyncio.run(bounded())
-        phase[0] = "final checks"
-        through_courier = 2 * (args.repeat * (args.messages + args.warmup) + args.latency_samples + args.warmup)
-        notes = [check_courier_store(stacks["Courier"], through_courier)]
-        fb = stacks["Courier"].fallbacks()
-        notes.append(
-            f"Prosody's fallback deliveries (Courier too late, ack timeout {stacks['Courier'].setup.ack_timeout:g}s): "
-            f"{fb}" + ("  <-- the Courier figures include stanzas that bypassed Courier" if fb else "")
-        )
-        notes.append(f"Total run time {time.monotonic() - started:.0f}s.")
-        print(report(args, bursts, rtt, notes), flush=True)
-        return 0
-    except Deadline:
-        print(
-            f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {phase[0]} "
-            f"(after {time.monotonic() - started:.0f}s). Work dir: {root}",
-            file=sys.stderr,
-        )
-        args.keep = True
-        return 2
-    except BenchFailure as exc:
-        print(f"\nFAILED during {phase[0]}: {exc}\nLogs and stores kept in {root}", file=sys.stderr)
-        args.keep = True
-        return 1
-    finally:
-        for stack in stacks.values():
-            stack.stop()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -489,14 +490,24 @@ async def measure(args: argparse.Namespace, stacks: dict[str, Stack], phase: lis
     return bursts, lat
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_side_by_side(
+    args: argparse.Namespace,
+    title: str,
+    pairs: int,
+    measure_all: Callable[[argparse.Namespace, dict[str, Stack], list[str]], Awaitable[Any]],
+    conclude: Callable[[dict[str, Stack], Any], list[str]],
+    render: Callable[[Any, list[str]], str],
+) -> int:
+    """Start a plain and a Courier stack, run *measure_all* within ``--max-seconds``, print the report.
+
+    *conclude* turns the result into notes (store checks…); *render* prints the
+    result with the notes.  Exit code 0, 1 when a check failed, 2 on time-out.
+    """
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="courier-bench-"))
-    pairs = args.repeat + 1  # a fresh sender/recipient pair per measurement
     stacks = {"plain": Stack("plain", False, root, pairs), "Courier": Stack("Courier", True, root, pairs)}
     phase = ["start-up"]
-    print(f"courier bench: {os.cpu_count()} CPUs ({cpu_model()}), Prosody {package_version('prosody')}, "
+    print(f"courier bench{title}: {os.cpu_count()} CPUs ({cpu_model()}), Prosody {package_version('prosody')}, "
           f"slixmpp {slixmpp.__version__}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
           f"work dir {root}", flush=True)
     try:
@@ -510,30 +521,28 @@ def main(argv: list[str] | None = None) -> int:
               f"Courier c2s {stacks['Courier'].setup.c2s_port}", flush=True)
         remaining = args.max_seconds - (time.monotonic() - started)
 
-        async def bounded() -> tuple[dict, dict]:
+        async def bounded() -> Any:
             try:
-                return await asyncio.wait_for(measure(args, stacks, phase), remaining)
+                return await asyncio.wait_for(measure_all(args, stacks, phase), remaining)
             except TimeoutError:
                 raise Deadline() from None
 
-        bursts, lat = asyncio.run(bounded())
+        result = asyncio.run(bounded())
         phase[0] = "final checks"
-        notes = []
-        total = args.repeat * (args.messages + args.warmup) + args.latency_samples + args.warmup
-        notes.append(check_courier_store(stacks["Courier"], total))
+        notes = conclude(stacks, result)
         fb = stacks["Courier"].fallbacks()
         notes.append(
             f"Prosody's fallback deliveries (Courier too late, "
             f"ack timeout {stacks['Courier'].setup.ack_timeout:g}s): {fb}"
-            + ("  <-- the Courier figures include messages that bypassed Courier" if fb else "")
+            + ("  <-- the Courier figures include stanzas that bypassed Courier" if fb else "")
         )
         notes.append(f"Total run time {time.monotonic() - started:.0f}s.")
-        print(report(args, bursts, lat, notes), flush=True)
+        print(render(result, notes), flush=True)
         return 0
     except Deadline:
         print(f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {phase[0]} "
-              f"(after {time.monotonic() - started:.0f}s). Use smaller --messages/--latency-samples/--repeat "
-              f"or a larger --max-seconds. Work dir: {root}", file=sys.stderr)
+              f"(after {time.monotonic() - started:.0f}s). Use smaller counts or a larger --max-seconds. "
+              f"Work dir: {root}", file=sys.stderr)
         args.keep = True
         return 2
     except BenchFailure as exc:
@@ -546,6 +555,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    total = args.repeat * (args.messages + args.warmup) + args.latency_samples + args.warmup
+    return run_side_by_side(
+        args,
+        "",
+        args.repeat + 1,  # a fresh sender/recipient pair per measurement
+        measure,
+        lambda stacks, _result: [check_courier_store(stacks["Courier"], total)],
+        lambda result, notes: report(args, result[0], result[1], notes),
+    )
 
 if __name__ == "__main__":
     sys.exit(main())
