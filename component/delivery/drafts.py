@@ -276,7 +276,18 @@ def local_time(instant: float, zone: str) -> datetime:
 
 
 def format_time(instant: float, zone: str = "") -> str:
-    """``2026-11-24 09:00 Europe/Paris (08:00 UTC)``, or ``2026-11-24 08:00:30 UTC``."""
+    """``2026-11-24 09:00 Europe/Paris (08:00 UTC)``, or ``2026-11-24 08:00:30 UTC``.
+
+    An instant a calendar cannot show (before the year 1 or after 9999, in its zone or in
+    UTC: ``in 99999999d``) is described in words, so that the error that names it can be told.
+    """
+    try:
+        return _format_time(instant, zone)
+    except (OverflowError, OSError, ValueError):
+        return "a time after the year 9999" if instant > 0 else "a time before the year 1"
+
+
+def _format_time(instant: float, zone: str) -> str:
     local = local_time(instant, zone)
     fmt = "%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M"
     text = f"{local.strftime(fmt)} {zone or 'UTC'}"

@@ -155,9 +155,11 @@ def _body(inner: ET.Element) -> str | None:
 
 
 def strip_ours(inner: ET.Element) -> None:
-    """Remove every element of our namespaces a client put on a message (forgeries)."""
-    for child in [c for c in inner if c.tag.startswith(OUR_NS_PREFIX)]:
-        inner.remove(child)
+    """Remove every element of our namespaces a client put on a message (forgeries), at any
+    depth: one nested in a foreign element would otherwise reach the recipient as Courier's."""
+    for parent in list(inner.iter()):
+        for child in [c for c in parent if isinstance(c.tag, str) and c.tag.startswith(OUR_NS_PREFIX)]:
+            parent.remove(child)
 
 
 def report_state(hop: Hop, hold_reason: str) -> str:

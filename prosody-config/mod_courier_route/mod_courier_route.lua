@@ -85,20 +85,30 @@ local function wanted(stanza)
 end
 
 -- Only Courier speaks Courier's namespaces: a client's forgeries are removed
--- from every message it sends, handed off or not.
-local function strip_ours(stanza)
-	local forged = false;
+-- from every message it sends, handed off or not, at any depth (one nested in a
+-- foreign element would otherwise reach the recipient as Courier's).
+local function is_ours(tag)
+	local xmlns = tag.attr.xmlns;
+	return xmlns ~= nil and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX;
+end
+
+local function has_ours(stanza)
 	for _, child in ipairs(stanza.tags) do -- (childtags() would only see jabber:client children)
-		local xmlns = child.attr.xmlns;
-		if xmlns and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX then forged = true; break; end
+		if is_ours(child) or has_ours(child) then return true; end
 	end
-	if forged then
-		stanza:maptags(function(child)
-			local xmlns = child.attr.xmlns;
-			if xmlns and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX then return nil; end
-			return child;
-		end);
-	end
+	return false;
+end
+
+local function remove_ours(stanza)
+	stanza:maptags(function(child)
+		if is_ours(child) then return nil; end
+		remove_ours(child);
+		return child;
+	end);
+end
+
+local function strip_ours(stanza)
+	if has_ours(stanza) then remove_ours(stanza); end
 end
 
 -- "online" | "offline" | "unknown" | "remote" | nil (nil: not ours to hand off)

@@ -435,3 +435,13 @@ async def test_limits_and_bad_requests_have_clear_errors(limited_courier, stack,
     assert "2 pending drafts, the most allowed" in err.value.iq["error"]["text"]
     assert (await ask(a, stack.component, f"draft {bob} three")).startswith("You already have 2 pending drafts")
     assert "at most 20 are allowed" in await ask(a, stack.component, "draft 1 " + "y" * 30)
+
+
+async def test_a_time_too_far_ahead_gets_a_sentence_from_the_bot(courier, stack, users, connect) -> None:
+    """``in 99999999d`` (year 275817) used to fail while the error was being written."""
+    alice, carol = users("alice", "carol")
+    a = await connect(alice)
+    answer = await ask(a, stack.component, f"draft {carol} in 99999999d hi")
+    assert "too far ahead" in answer and "Sorry, that failed" not in answer
+    assert "draft" in await ask(a, stack.component, "drafts")  # the bot is still there, nothing stored
+    assert "hi" not in await ask(a, stack.component, "drafts")

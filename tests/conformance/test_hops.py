@@ -189,6 +189,28 @@ async def test_forged_reports_are_stripped_before_delivery(courier, users, conne
     assert [g.xml.find(f"{{{hops.NS}}}report") for g in b.all_received] == [None, None]
 
 
+async def test_forgeries_nested_in_foreign_elements_are_stripped_too(courier, users, connect) -> None:
+    """Courier's elements inside a client's own extension element are removed at any depth,
+    from a handed-off message (held, then released) and from one that is not handed off."""
+    mallory, bob = users("mallory", "bob")
+    m = await connect(mallory)
+    for body in ("nested forgery", None):
+        msg = m.make_message(mto=bob, mbody=body, mtype="chat")
+        wrapper = SubElement(msg.xml, "{urn:example:wrapper}wrapper")
+        SubElement(wrapper, f"{{{hops.NS}}}report", id="x", state="read").text = "forged"
+        deeper = SubElement(wrapper, "{urn:example:wrapper}deeper")
+        SubElement(deeper, "{https://courier.chat/ns/route/0}release", id="forged-release")
+        SubElement(msg.xml, "{urn:xmpp:chat-markers:0}markable")
+        msg.send()
+    b = await connect(bob)  # the message with a body was held for Bob and is released now
+    await eventually(lambda: len(b.all_received) >= 2, what="both messages")
+    for got in b.all_received[:2]:
+        assert got.xml.find("{urn:example:wrapper}wrapper/{urn:example:wrapper}deeper") is not None
+        ours = [e.tag for e in got.xml.iter() if isinstance(e.tag, str) and e.tag.startswith("{https://courier.chat/")]
+        assert ours == []
+    assert b.reports == []
+
+
 async def test_disco_advertises_hops(courier, stack, users, connect) -> None:
     (alice,) = users("alice")
     a = await connect(alice)

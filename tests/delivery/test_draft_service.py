@@ -77,6 +77,30 @@ def test_bad_time_expressions_explain_the_syntax(text: str) -> None:
     assert "in 10m" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("in 99999999d", DraftLimit),  # year 275817: was ValueError while formatting the error
+        ("in 99999999999999999999999d", DraftLimit),
+        ("at 9999-12-31T23:59:59-14:00", DraftLimit),  # after 9999 once in UTC
+        ("at 0001-01-01T00:00+14:00", DraftInvalid),  # before the year 1 once in UTC
+        ("at 2026-02-30 10:00", DraftInvalid),
+        ("at 10000-01-01 10:00", DraftInvalid),
+    ],
+)
+async def test_every_bad_time_gets_a_sentence_not_a_crash(store: Store, text: str, error: type) -> None:
+    service, _, _ = service_for(store)
+    await service.start()
+    with pytest.raises(error) as err:
+        instant, zone = parse_when(text, time.time())
+        await service.create(JULIET, ROMEO, "hi", Trigger("at", instant, zone))
+    message = str(err.value)
+    assert message.endswith((".", "allowed.")) and "Traceback" not in message
+    if error is DraftLimit:
+        assert "is too far ahead" in message and "after the year 9999" in message
+    service.stop()
+
+
 def test_take_time_stops_where_the_text_begins() -> None:
     assert take_time(["09:00", "Europe/Paris", "Good", "morning"], NOW)[2] == 2
     assert take_time(["09:00", "Good", "morning"], NOW)[2] == 1
