@@ -73,21 +73,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     if sms is not None:
         print(sandbox.instructions(sms.setup), flush=True)
+    status = 0
     try:
-        asyncio.run(_run_logged(config))
+        status = _serve(config)
     except KeyboardInterrupt:
         pass
     finally:
         if sms is not None:
             sms.stop()
         prosody.stop(proc)
-    return 0
+    return status
 
 
 async def _run_logged(config: configuration.Config) -> None:
     from .app import run
 
     await run(config)
+
+
+def _serve(config: configuration.Config) -> int:
+    """Run Courier; a store that another Courier holds is a clear refusal (exit 3), not a traceback."""
+    from .store.lock import StoreLocked
+
+    try:
+        asyncio.run(_run_logged(config))
+    except StoreLocked as exc:
+        print(f"courier: {exc}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,8 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"courier: {exc}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config["log.level"].upper())
-    asyncio.run(_run_logged(config))
-    return 0
+    return _serve(config)
 
 
 def cmd_adduser(args: argparse.Namespace) -> int:

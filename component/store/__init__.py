@@ -22,6 +22,7 @@ import aiosqlite
 from ..delivery.states import Hop, State
 from .drafts import DraftStore
 from .lists import ListStore
+from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
 from .sms import SmsStore
 
 log = logging.getLogger(__name__)
@@ -94,19 +95,24 @@ class Store:
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
+        self._lock: StoreLock | None = None
 
     # -- life cycle -------------------------------------------------------
 
     @classmethod
     async def open(cls, path: str | Path, synchronous: str = "normal", batch_max: int = 256) -> Store:
         """Open (creating if needed) and migrate the database at *path*."""
+        lock = None
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            lock = StoreLock(path)
+            lock.acquire()  # StoreLocked: another Courier has it
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         await conn.execute("PRAGMA foreign_keys=ON")
         store = cls(conn, batch_max)
+        store._lock = lock
         await store._migrate()
         store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
         if str(path) != ":memory:":
@@ -154,6 +160,8 @@ class Store:
             await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             await self._ckpt_conn.close()
         await self._conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
     # -- queued writes (group commit) ---------------------------------------
 

@@ -183,3 +183,32 @@ async def test_prosody_restart_keeps_held_messages_and_courier_reconnects(users,
             await c.stop()
         courier.stop()
         prosody.stop(proc)
+
+
+async def test_a_second_courier_on_the_same_store_exits_with_a_sentence(courier, users, connect) -> None:
+    """One Courier per store: a second process on the running one's store refuses to start
+    (before it touches the store or Prosody), and the first goes on serving."""
+    import subprocess
+    import sys
+
+    from .xmpp import REPO
+
+    second = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "component", "run", "--config", str(courier.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert second.returncode == 3, second.stderr[-2000:]
+    assert f"is in use by another Courier (pid {courier.proc.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    a.chat(bob, "still served by the first", "one-per-store")
+    got = await b.next_message()
+    assert got["body"] == "still served by the first"
+    # tracked by the first Courier (not a fallback delivery of a Courier gone missing)
+    await eventually(lambda: states(courier, alice).get("one-per-store") == "released", what="released by Courier")
