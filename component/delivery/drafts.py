@@ -46,6 +46,7 @@ from slixmpp.jid import JID, InvalidJID
 
 from ..store import MessageRow, Store
 from ..store.drafts import ACTIONS, DELETED, FIRING, PENDING, SENT, TRIGGERS, DraftRow, LimitReached
+from ..tasks import spawn
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -702,15 +703,7 @@ class DraftService:
     # -- helpers ----------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("drafts task failed", exc_info=task.exception())
+        spawn(coro, self._tasks, "A drafts task")
 
 
 __all__ = [

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
 from ..store import MessageRow, Store
+from ..tasks import spawn
 from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply
 
 log = logging.getLogger(__name__)
@@ -875,10 +876,7 @@ class Pipeline:
             self.known_hids.popitem(last=False)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        spawn(coro, self._tasks, "A pipeline task")
 
     async def _answer_again(self, h: Handoff, seq: int) -> None:
         """A re-sent hand-off: answer as the first time, never store it twice."""
@@ -925,11 +923,6 @@ class Pipeline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("pipeline task failed", exc_info=task.exception())
 
 
 __all__ = ["Handoff", "NotFound", "Pipeline", "Report", "SmsFallback", "TooLate", "Transport", "strip_ours"]

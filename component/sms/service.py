@@ -50,6 +50,7 @@ from ..delivery.pipeline import Pipeline
 from ..delivery.states import Event
 from ..store import MessageRow, Store
 from ..store.sms import CANCELLED, DELIVERED, FAILED, QUEUED, SENDING, SUBMITTED, NumberRow, NumberTaken, OutboxRow
+from ..tasks import spawn, supervise
 from ..xep import NS_BASE
 from . import transport as tp
 from .encoding import fit, measure
@@ -191,7 +192,9 @@ class SmsService:
             if m.hold_reason == "recipient-offline" and m.kind == "message" and m.body:
                 self.held_offline(m)  # held while Courier was down, or offered and not yet queued
         await self.transport.start(self.on_inbound, self.on_report)
-        self._worker = asyncio.create_task(self._run(), name="courier-sms-outbox")
+        self._worker = asyncio.create_task(
+            supervise("The SMS outbox", self._run, lambda: self._stopping), name="courier-sms-outbox"
+        )
         log.info("SMS fallback on (%s); %d verified numbers", self.transport.name, len(self.owners))
 
     async def stop(self) -> None:
@@ -221,10 +224,7 @@ class SmsService:
             self.owners[row.number] = row.jid
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        spawn(coro, self._tasks, "An SMS task")
 
     def _lock(self, outbox_id: int) -> asyncio.Lock:
         lock = self._locks.get(outbox_id)
@@ -585,11 +585,6 @@ class SmsService:
             return normalize(number, self.settings.region)
         except BadNumber:
             return number.strip()
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("SMS task failed", exc_info=task.exception())
 
 
 __all__ = ["NS_SMS", "NumberStatus", "SmsDelivery", "SmsError", "SmsService", "SmsSettings"]

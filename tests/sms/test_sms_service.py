@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from xml.etree import ElementTree as ET
@@ -254,6 +255,26 @@ async def test_offline_recipient_gets_one_sms_then_the_report(world: World) -> N
     await w.settle()
     assert w.recorder.releases == []
     assert (await w.store.find_sent(JULIET, "m1")).state is State.SMS_DELIVERED  # type: ignore[union-attr]
+
+
+async def test_the_outbox_survives_an_error_in_its_loop(world: World, caplog) -> None:
+    """One exception used to end the outbox task, and with it every later SMS, silently."""
+    w = world
+    real_due, failures = w.store.sms.due, []
+
+    async def due_once_broken(now: float):  # type: ignore[no-untyped-def]
+        if not failures:
+            failures.append(now)
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_due(now)
+
+    w.store.sms.due = due_once_broken  # type: ignore[method-assign]
+    w.service._wake.set()  # the loop reads the outbox again: the error
+    await w.settle(lambda: failures)
+    w.send("m1", "Still there?")
+    await w.settle(lambda: w.states("m1")[-1:] == ["sms"], timeout=5)
+    assert [s.text for s in w.gateway.sent] == [f"{JULIET}: Still there?"]
+    assert "The SMS outbox failed; restarting it" in caplog.text
 
 
 async def test_a_verified_sender_texts_from_her_own_number(world: World) -> None:
