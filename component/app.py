@@ -28,6 +28,7 @@ from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, mes
 from .drafts import DraftMessages, DraftsAdapter
 from .lists import Limits as ListLimits
 from .lists import ListService
+from .ratelimit import RequestLimiter
 from .sms.xmpp import SmsXmpp
 from .store import Store
 from .xep import drafts as xep_drafts
@@ -175,6 +176,8 @@ class Courier(ComponentXMPP):
         xep_0050_fix.install()
         self.register_plugin("xep_0050")
         self.add_filter("out", xep_0050_fix.name_the_default_action)
+        self.limiter = RequestLimiter(config["requests.per_second"], config["requests.burst"], config.jid)
+        self.add_filter("in", self.limiter.filter)
         self.commands = all_commands()
         self.adhoc = AdhocCommands(self, self.commands, self.command_context)
         self.bot = Bot(self.commands)

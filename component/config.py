@@ -63,6 +63,14 @@ OPTIONS: tuple[Option, ...] = (
         "Broadcast lists: at most this many fan-outs (messages to a list or to XEP-0033 addresses) "
         "per user and minute.",
     ),
+    Option(
+        "requests.per_second",
+        float,
+        10.0,
+        "Per user: IQs and bot commands Courier answers per second (refill of a token bucket); "
+        "beyond it the user gets a `resource-constraint` error of type `wait`.",
+    ),
+    Option("requests.burst", int, 100, "Per user: how many requests may come at once before the rate applies."),
     Option("drafts.max_pending", int, 100, "Drafts: at most this many pending drafts per user."),
     Option("drafts.max_length", int, 10000, "Drafts: at most this many characters in one draft."),
     Option(
