@@ -24,6 +24,7 @@ from xml.etree import ElementTree as ET
 
 from ..store import MessageRow, Store
 from ..tasks import spawn
+from . import sender_copy
 from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply
 
 log = logging.getLogger(__name__)
@@ -824,6 +825,8 @@ class Pipeline:
             raise TooLate("the message is being sent as SMS")
         self._recall_held(m, note, time.time())
         await self.store.flush()
+        if m.hid is not None:  # her own message, archived and carbon-copied when she sent it
+            self.transport.originate(sender_copy.recalled(m), m.sender)
         return m
 
     async def edit(self, sender: str, ref: str, body: str, note: str = "by command") -> MessageRow:

@@ -286,6 +286,32 @@ end
 module:hook("pre-message/bare", reinjected, 1000);
 module:hook("pre-message/full", reinjected, 1000);
 
+-- Courier's copy for the sender only (a retraction after a recall by command): the
+-- server archives it and copies it to the sender's devices like her own outgoing
+-- message (mod_mam at 0, mod_carbons at -0.5), then does not deliver it. Marked by
+-- its id (Courier's UUID): mod_mam replaces event.stanza with a clone on the way.
+local sender_only = {};
+
+local function sender_only_marked(event)
+	local origin, stanza = event.origin, event.stanza;
+	if origin.full_jid or origin.type ~= "c2s" then return; end -- only Courier's re-injections
+	if not stanza:get_child("sender-only", NS) or not stanza.attr.id then return; end
+	stanza:remove_children("sender-only", NS);
+	sender_only[stanza.attr.id] = true;
+end
+
+local function sender_only_kept(event)
+	local origin, id = event.origin, event.stanza.attr.id;
+	if origin.full_jid or not id or not sender_only[id] then return; end
+	sender_only[id] = nil;
+	return true;
+end
+
+module:hook("pre-message/bare", sender_only_marked, 999);
+module:hook("pre-message/full", sender_only_marked, 999);
+module:hook("pre-message/bare", sender_only_kept, -3);
+module:hook("pre-message/full", sender_only_kept, -3);
+
 -- Acknowledgements from Courier, addressed to the host.
 module:hook("message/host", function(event)
 	local origin, stanza = event.origin, event.stanza;

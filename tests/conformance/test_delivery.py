@@ -174,3 +174,37 @@ async def test_undo_window_holds_online_messages_until_it_passes(stack, users, c
         assert states(courier, alice) == {"u1": "recalled", "u2": "released"}
     finally:
         courier.stop()
+
+
+async def test_recall_by_command_reaches_the_senders_archive_and_other_devices(courier, stack, users, connect) -> None:
+    """Her message was archived and carbon-copied when she sent it; a recall by command puts a
+    standard XEP-0424 retraction after it there, and nothing reaches the recipient."""
+    retract = "{urn:xmpp:message-retract:1}retract"
+    alice, bob = users("alice", "bob")
+    phone = await connect(alice, "phone")
+    laptop = await connect(alice, "laptop")
+    await laptop.plugin["xep_0280"].enable()
+    msg = phone.make_message(mto=bob, mbody="Sent in haste", mtype="chat")
+    msg["id"], msg["origin_id"]["id"] = "haste-1", "haste-origin"
+    msg.send()
+    await eventually(lambda: states(courier, alice).get("haste-1") == "held", what="held for offline Bob")
+    await phone.plugin["courier_hops"].recall(stack.component, "haste-1")
+
+    def retractions() -> list:
+        return [c for c in laptop.carbons if c.xml.find(retract) is not None]
+
+    await eventually(retractions, what="the retraction's carbon on the laptop")
+    (copy,) = retractions()
+    assert (copy["to"].bare, copy.xml.find(retract).get("id")) == (bob, "haste-origin")
+    assert [c["body"] for c in laptop.carbons][0] == "Sent in haste"
+    assert not [e for e in copy.xml.iter() if isinstance(e.tag, str) and "courier.chat" in e.tag]
+    archive = await phone.archive(bob)
+    assert [(m["body"], m.xml.find(retract) is not None) for m in archive][-2:] == [
+        ("Sent in haste", False),
+        (copy["body"], True),
+    ]
+    b = await connect(bob)
+    phone.chat(bob, "a later message", "after-recall")
+    got = await b.next_message()  # the first thing Bob gets: neither the message nor its retraction
+    assert got["id"] == "after-recall"
+    assert [m["body"] for m in await b.archive(alice)] == ["a later message"]
