@@ -31,6 +31,7 @@ from .lists import ListService
 from .ratelimit import RequestLimiter
 from .sms.xmpp import SmsXmpp
 from .store import Store
+from .store.errors import StoreUnavailable
 from .xep import drafts as xep_drafts
 from .xep import hops, receipts, route
 from .xep import lists as xep_lists
@@ -94,6 +95,8 @@ class HopsAdapter:
             raise XMPPError("not-allowed", f"{exc}: it can no longer be changed") from None
         except ValueError as exc:
             raise XMPPError("bad-request", str(exc)) from None
+        except StoreUnavailable as exc:
+            raise XMPPError("internal-server-error", str(exc), etype="wait") from None
 
 
 class ReceiptsAdapter:
@@ -347,17 +350,24 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     finally:
+        # A stop is bounded (SIGTERM within 5 s) even when the store cannot commit: waits on it
+        # give up quickly, and close() drops what could not be stored (never acknowledged, so
+        # Prosody delivers or re-sends those messages itself).
+        store.flush_patience, store.close_patience = 0.5, 1.0
         courier.pipeline.stop()
         courier.drafts.stop()
         if courier.is_connected():
             courier.disconnect()
             try:
-                await asyncio.wait_for(disconnected.wait(), 2)
+                await asyncio.wait_for(disconnected.wait(), 1)
             except TimeoutError:
                 pass
-        await courier.drafts.drain()
-        if courier.sms is not None:
-            await courier.sms.stop()
-        await courier.pipeline.drain()
+        try:
+            await courier.drafts.drain()
+            if courier.sms is not None:
+                await courier.sms.stop()
+            await courier.pipeline.drain()
+        except StoreUnavailable as exc:
+            log.error("Stopping with work not stored: %s", exc)
         await store.close()
         log.info("Courier stopped")

@@ -17,6 +17,7 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0004 import Form
 
+from ..store.errors import StoreUnavailable
 from . import Command, CommandError, Context, Field, Result
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class AdhocCommands:
             if missing:
                 raise CommandError("Please fill in: " + ", ".join(missing))
             result = await command.run(ctx, values)
-        except CommandError as exc:
+        except (CommandError, StoreUnavailable) as exc:
             # Same form again, with what was submitted, and the reason in a note.
             session["payload"] = self._form(command, command.fields(ctx), values)
             session["notes"] = [("error", str(exc))]

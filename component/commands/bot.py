@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ..store.errors import StoreUnavailable
 from . import Command, CommandError, Context, Result
 
 
@@ -32,7 +33,7 @@ class Bot:
         try:
             values = command.parse(word, args.strip())
             return render(await command.run(ctx, values))
-        except CommandError as exc:
+        except (CommandError, StoreUnavailable) as exc:
             return str(exc)
 
 

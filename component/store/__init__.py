@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +22,7 @@ import aiosqlite
 
 from ..delivery.states import Hop, State
 from .drafts import DraftStore
+from .errors import StoreUnavailable
 from .lists import ListStore
 from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
 from .sms import SmsStore
@@ -96,6 +98,12 @@ class Store:
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
         self._lock: StoreLock | None = None
+        # Commit failures: queued work is kept and retried, never dropped (see _commit_batch).
+        self.failing_since: float | None = None  # monotonic start of the current episode
+        self.failure = ""  # the last commit error, for logs and users
+        self.flush_patience = 3.0  # a flush() waiting this long on a failing store raises StoreUnavailable
+        self.close_patience = 2.0  # a close() on a failing store gives up after this long
+        self._retry_delay = 0.05
 
     # -- life cycle -------------------------------------------------------
 
@@ -157,7 +165,10 @@ class Store:
             except asyncio.CancelledError:
                 pass
         if self._ckpt_conn is not None:
-            await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a full or read-only disk: the WAL stays, and is replayed at start
+                log.warning("WAL checkpoint at shutdown failed: %s", exc)
             await self._ckpt_conn.close()
         await self._conn.close()
         if self._lock is not None:
@@ -207,16 +218,27 @@ class Store:
         self._callbacks.append(callback)
         self._wake.set()
 
+    @property
+    def failing(self) -> bool:
+        """True while commits fail (until one succeeds again)."""
+        return self.failing_since is not None
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._inserts or self._hops or self._updates or self._absorbed or self._notices or self._callbacks:
-                await self._commit_batch()
+                if not await self._commit_batch():
+                    if self._closing and time.monotonic() - (self.failing_since or 0) > self.close_patience:
+                        self._give_up()
+                        return
+                    await asyncio.sleep(self._retry_delay)
+                    self._retry_delay = min(self._retry_delay * 2, 2.0)
             if self._closing:
                 return
 
-    async def _commit_batch(self) -> None:
+    async def _commit_batch(self) -> bool:
+        """Commit the next batch; False (everything put back, in order) when the store cannot."""
         n = self._batch_max
         inserts, self._inserts = self._inserts[:n], self._inserts[n:]
         # hops and updates can only refer to messages queued before them, so taking
@@ -230,16 +252,35 @@ class Store:
             notices, self._notices = self._notices, []
             callbacks, self._callbacks = self._callbacks, []
         async with self._tx:
-            ok = await self._write(inserts, hops, updates, absorbed, notices)
-        if not ok:
-            return
+            error = await self._write(inserts, hops, updates, absorbed, notices)
+            if isinstance(error, sqlite3.IntegrityError):
+                # A bad operation (a bug): commit the others one by one, drop only what fails.
+                error = await self._write_each(inserts, hops, updates, absorbed, notices)
+        if error is not None:
+            self._inserts[:0], self._hops[:0], self._updates[:0] = inserts, hops, updates
+            self._absorbed[:0], self._notices[:0], self._callbacks[:0] = absorbed, notices, callbacks
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                log.error(
+                    "Store cannot commit (%s): %d operations kept and retried; new hand-offs are not "
+                    "acknowledged meanwhile (Prosody delivers them itself)", error, len(inserts) + len(updates),
+                )
+            self.failure = str(error)
+            return False
+        if self.failing_since is not None:
+            log.warning("Store commits again after %.1f s", time.monotonic() - self.failing_since)
+            self.failing_since, self.failure, self._retry_delay = None, "", 0.05
         for callback in callbacks:
             try:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+        return True
 
-    async def _write(self, inserts: list, hops: list, updates: list, absorbed: list, notices: list) -> bool:
+    async def _write(
+        self, inserts: list, hops: list, updates: list, absorbed: list, notices: list
+    ) -> Exception | None:
+        """One transaction; the error (rolled back) or None."""
         try:
             await self._conn.execute("BEGIN")
             if inserts:
@@ -268,16 +309,41 @@ class Store:
                 )
             await self._conn.execute("COMMIT")
             self.commits += 1
-        except Exception:
-            # A failed commit must never be acknowledged: the server times out and
-            # delivers the messages itself.  Log loudly and drop the batch.
-            log.exception("Store commit failed; %d messages not acknowledged", len(inserts))
+        except Exception as exc:
             try:
                 await self._conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            return False
-        return True
+            return exc
+        return None
+
+    async def _write_each(
+        self, inserts: list, hops: list, updates: list, absorbed: list, notices: list
+    ) -> Exception | None:
+        """Commit operation by operation, dropping (and logging) only those the schema refuses.
+        Another kind of error stops it: what is left is retried as a whole (safe: every insert
+        is keyed by seq and refused twice as the same IntegrityError, hops and updates repeat)."""
+        for kind, ops in (("insert", inserts), ("hop", hops), ("update", updates), ("absorbed", absorbed),
+                          ("notice", notices)):  # fmt: skip
+            for op in ops:
+                args: list[list] = [[], [], [], [], []]
+                args[("insert", "hop", "update", "absorbed", "notice").index(kind)] = [op]
+                error = await self._write(*args)
+                if isinstance(error, sqlite3.IntegrityError):
+                    log.error("Store refused one %s and dropped it (%s): %r", kind, error, op[:3])
+                elif error is not None:
+                    return error
+        return None
+
+    def _give_up(self) -> None:
+        lost = len(self._inserts) + len(self._updates) + len(self._hops)
+        log.error(
+            "Store still cannot commit at shutdown (%s): %d operations were not stored; hand-offs among "
+            "them were never acknowledged, so Prosody delivers or re-sends those messages itself",
+            self.failure, lost,
+        )
+        for queue in (self._inserts, self._hops, self._updates, self._absorbed, self._notices, self._callbacks):
+            queue.clear()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -288,7 +354,15 @@ class Store:
                 done.set_result(None)
 
         self.after_commit(resolve)
-        await done
+        while True:
+            finished, _ = await asyncio.wait({done}, timeout=self.flush_patience)
+            if finished:
+                return
+            if self.failing:
+                raise StoreUnavailable(
+                    f"The server cannot store anything right now ({self.failure}); what you asked is kept "
+                    "and applied once storage works again."
+                )
 
     # -- reads -----------------------------------------------------------
 

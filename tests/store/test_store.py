@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from component.delivery.states import Hop, State
-from component.store import MessageRow, Store, _migrations
+from component.store import MessageRow, Store, StoreUnavailable, _migrations
 
 T0 = 1_795_000_000.0  # 2026-11-19, a pinned clock
 JULIET = "juliet@shakespeare.lit"
@@ -168,21 +168,43 @@ async def test_after_commit_waits_for_every_batch_queued_before_it(db: Path) -> 
     assert seen == [25]
 
 
-async def test_failed_commit_runs_no_callback_and_store_recovers(store: Store, db: Path) -> None:
+async def test_a_refused_operation_is_dropped_alone_and_the_valid_ones_are_kept(store: Store, db: Path) -> None:
+    """A bad row (a PRIMARY KEY violation: a bug) used to take its whole batch with it, valid
+    rows included, and the callbacks waiting on them never ran."""
     called: list[str] = []
     store.queue_message(row(1))
     await flush(store)
     store.queue_message(row(1, hid="hid-other"))  # same seq: PRIMARY KEY violation
-    store.after_commit(lambda: called.append("bad"))
+    store.after_commit(lambda: called.append("with the bad one"))
     store.queue_message(row(2))
-    await asyncio.sleep(0.2)
-    assert called == []
     store.queue_message(row(3))
     store.after_commit(lambda: called.append("good"))
     await flush(store)
-    assert called == ["good"]
+    assert called == ["with the bad one", "good"]
     with other_conn(db) as conn:
-        assert [r[0] for r in conn.execute("SELECT seq FROM messages ORDER BY seq")] == [1, 3]
+        assert [r[0] for r in conn.execute("SELECT seq FROM messages ORDER BY seq")] == [1, 2, 3]
+        assert [r[0] for r in conn.execute("SELECT hid FROM messages WHERE seq=1")] == [row(1).hid]
+
+
+async def test_a_store_that_cannot_write_keeps_everything_and_commits_it_when_it_can(store: Store, db: Path) -> None:
+    """Commits failing (here SQLite's query_only, as a read-only or full disk would): nothing
+    queued is dropped, a waiting caller is told instead of hanging, and everything is committed,
+    callbacks run, once writing works again."""
+    called: list[int] = []
+    store.flush_patience = 0.3
+    async with store._tx:
+        await store._conn.execute("PRAGMA query_only=ON")
+    for seq in (1, 2):
+        store.queue_message(row(seq))
+        store.after_commit(lambda seq=seq: called.append(seq))
+    with pytest.raises(StoreUnavailable, match="cannot store anything right now"):
+        await store.flush()
+    assert store.failing and called == [] and count(db, "messages") == 0
+    async with store._tx:
+        await store._conn.execute("PRAGMA query_only=OFF")
+    await flush(store)
+    assert called == [1, 2] and not store.failing
+    assert count(db, "messages") == 2
 
 
 # -- group commit ---------------------------------------------------------------
