@@ -308,7 +308,7 @@ async def test_a_list_is_a_contact_its_owner_can_subscribe_to(courier, stack, us
     # after a restart of Courier the owner's server's probe still gets the presence, never "unsubscribed"
     courier.stop()
     courier.start()
-    again = await connect(alice, "laptop")
+    again = await connect(alice, "laptop", presence=False)  # the handler first, then the presence
     seen: list[str] = []
     again.add_event_handler("presence", lambda p: seen.append(f"{p['from'].bare} {p['type']}"))
     again.send_presence()  # an initial presence: the server probes the list's JID

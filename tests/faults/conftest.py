@@ -24,11 +24,10 @@ class SmallDisk:
     def fill(self) -> None:
         """Take every free byte (the filler file grows until the disk says no)."""
         chunk = b"\0" * 65536
-        with self.filler.open("ab") as f:
+        with self.filler.open("ab", buffering=0) as f:
             try:
                 while True:
                     f.write(chunk)
-                    f.flush()
             except OSError:
                 pass
 
