@@ -904,17 +904,26 @@ class Pipeline:
     async def _note_on_delivered(
         self, sender: str, recipient_bare: str, ref: str, is_retract: bool, now: float
     ) -> None:
-        """Record on an already delivered message that a correction or retraction was passed on."""
+        """A correction or retraction of an already delivered message was passed on."""
         target = await self.store.find_message(sender, recipient_bare, ref)
+        self.passed_on(target, Event.RETRACT if is_retract else Event.EDIT, "passed on", now)
+
+    def passed_on(self, target: MessageRow | None, event: Event, note: str, now: float | None = None) -> bool:
+        """Record on delivered message *target* that its correction (``Event.EDIT``) or
+        retraction (``Event.RETRACT``) was passed on, and report it to its sender if they
+        asked — the one passed-on path (hand-offs, lists' copies, …).  Durable after the
+        next commit; False when there is nothing to record."""
         if target is None or target.state not in DELIVERED:
-            return
+            return False
+        now = time.time() if now is None else now
         try:
-            hop = apply(target.state, Event.RETRACT if is_retract else Event.EDIT, now, self.domain, "passed on")
+            hop = apply(target.state, event, now, self.domain, note)
         except IllegalTransition:
-            return
+            return False
         target.state, target.updated = hop.state, now
         self._record(target, hop)
         self.store.queue_update(target)
+        return True
 
     async def drain(self) -> None:
         """Wait for background work and commit everything (tests, shutdown)."""

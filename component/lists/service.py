@@ -31,7 +31,7 @@ from slixmpp.jid import InvalidJID
 from slixmpp.types import ErrorConditions, ErrorTypes
 
 from ..delivery.pipeline import NotFound, Pipeline, TooLate
-from ..delivery.states import DELIVERED, Event, IllegalTransition, State, apply
+from ..delivery.states import DELIVERED, Event, State
 from ..store import Store
 from ..store.lists import CopyRow, FanoutRow, LimitReached, ListRow, NameTaken
 from . import names
@@ -499,18 +499,9 @@ class ListService:
             await self._passed_on(c.message_seq, Event.RETRACT, note)
 
     async def _passed_on(self, seq: int, event: Event, note: str) -> None:
-        """Record on a delivered copy that a retraction or correction was passed on (P1 route record)."""
-        row = await self.store.message(seq)
-        if row is None or row.state not in DELIVERED:
-            return
-        try:
-            hop = apply(row.state, event, time.time(), self.domain, f"passed on ({note})")
-        except IllegalTransition:
-            return
-        row.state, row.updated = hop.state, hop.at
-        self.store.queue_hop(seq, hop)
-        self.store.queue_update(row)
-        await self.store.flush()
+        """Record (and report to the owner) on a delivered copy that a retraction or correction was passed on."""
+        if self.pipeline.passed_on(await self.store.message(seq), event, f"passed on ({note})"):
+            await self.store.flush()
 
     async def correct(self, owner: str, source_id: str, body: str) -> FanoutStatus:
         """XEP-0308 on a message to a list: held copies get the new text, released ones a correction."""

@@ -368,3 +368,33 @@ async def test_correction_and_retraction_sent_to_the_list_jid(courier, stack, us
     only = await j.next_message()
     assert only["body"] == "Meet me at ten"  # the held copy was edited, the recalled one never comes
     await j.no_message(0.5)
+
+
+async def test_the_owner_gets_edited_and_retracted_reports_for_delivered_copies(courier, stack, users, connect) -> None:
+    """Corrections and retractions of a list's delivered copies reach the owner as hop reports."""
+    alice, romeo = users("alice", "romeo")
+    a = await owner(connect, alice)
+    r = await connect(romeo)
+    assert (await bot(a, stack.component, "reports on")).startswith("Saved.")
+    list_jid = (await a.plugin["courier_lists"].create(stack.component, "verona", [romeo]))["lists_list"]["jid"]
+    a.chat(list_jid, "Meet me at nine", "nine")
+    copy = await r.next_message()
+
+    def states(copy_id: str) -> list[str]:
+        return [x["hops_report"]["state"] for x in a.reports if x["hops_report"]["id"] == copy_id]
+
+    await eventually(lambda: states(copy["id"]) == ["sent", "released"], what="the copy's first reports")
+    fix = a.make_message(mto=list_jid, mbody="Meet me at ten", mtype="chat")
+    fix["id"] = "nine-fix"
+    fix["replace"]["id"] = "nine"
+    fix.send()
+    assert (await r.next_message())["replace"]["id"] == copy["id"]
+    await eventually(lambda: states(copy["id"])[-1:] == ["edited"], what="an edited report for the copy")
+    retract = a.make_message(mto=list_jid, mbody="This person attempted to retract a previous message", mtype="chat")
+    retract["id"] = "nine-retract"
+    retract["retract"]["id"] = "nine"
+    retract.send()
+    assert (await r.next_message())["retract"]["id"] == copy["id"]
+    await eventually(lambda: states(copy["id"])[-1:] == ["retracted"], what="a retracted report for the copy")
+    report = [x["hops_report"] for x in a.reports if x["hops_report"]["state"] == "retracted"][0]
+    assert report["to"] == romeo
