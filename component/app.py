@@ -12,8 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from xml.etree.ElementTree import Element, SubElement
+from xml.etree.ElementTree import Element
 
 from slixmpp import JID, ComponentXMPP, Iq, Message, Presence
 from slixmpp.exceptions import XMPPError
@@ -28,20 +27,17 @@ from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, mes
 from .drafts import DraftMessages, DraftsAdapter
 from .lists import Limits as ListLimits
 from .lists import ListService
+from .namespaces import NS_ADDRESS, OUR_TAG_PREFIX
 from .ratelimit import RequestLimiter
 from .sms.xmpp import SmsXmpp
 from .store import Store
 from .store.errors import StoreUnavailable
+from .util import parse_stamp, stamp
 from .xep import drafts as xep_drafts
 from .xep import hops, receipts, route
 from .xep import lists as xep_lists
 
 log = logging.getLogger("courier")
-
-
-def stamp(t: float) -> str:
-    """XEP-0082 date-time in UTC with milliseconds."""
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HopsAdapter:
@@ -121,9 +117,9 @@ class ReceiptsAdapter:
             raise XMPPError("item-not-found", "you received no message with that id") from None
 
 
-def _parse_stamp(stamp: str) -> float:
+def _stamp_or_now(text: str) -> float:
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return parse_stamp(text)
     except ValueError:
         return time.time()
 
@@ -140,6 +136,7 @@ class Courier(ComponentXMPP):
         self._connected = asyncio.Event()
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0356")
+        self.register_plugin("xep_0334")  # message processing hints on Courier's own messages
         self.register_plugin("courier_route", module=route, pconfig={"server": config.domain})
         self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
         self.register_plugin(
@@ -241,9 +238,9 @@ class Courier(ComponentXMPP):
             f"bot@{self.boundjid.bare}",
         ):
             return
-        if any(child.tag.startswith("{https://courier.chat/ns/") for child in msg.xml):
+        if any(child.tag.startswith(OUR_TAG_PREFIX) for child in msg.xml):
             return  # a (forged) route stanza, refused by its plugin
-        if msg.xml.find("{http://jabber.org/protocol/address}addresses") is not None:
+        if msg.xml.find(f"{{{NS_ADDRESS}}}addresses") is not None:
             return  # XEP-0033 multicast: fanned out by the courier-lists plugin
         try:
             ctx = self.command_context(msg["from"])
@@ -263,7 +260,7 @@ class Courier(ComponentXMPP):
         inner = h.get_inner()
         if inner is None:  # the plugin checked already
             return
-        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _parse_stamp(h["stamp"])))
+        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _stamp_or_now(h["stamp"])))
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]
@@ -297,7 +294,7 @@ class Courier(ComponentXMPP):
         msg = self.make_message(mto=sender, mfrom=self.boundjid.bare, mtype="headline", mbody=text)
         msg["receipts_notice"]["jid"] = recipient
         msg["receipts_notice"]["policy"] = policy
-        SubElement(msg.xml, "{urn:xmpp:hints}no-store")
+        msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
         msg.send()
 
     def report(self, report: Report) -> None:
@@ -305,7 +302,7 @@ class Courier(ComponentXMPP):
         r = msg["hops_report"]
         r["id"], r["origin_id"], r["to"] = report.msg_id, report.origin_id, report.recipient
         r["state"], r["at"], r["place"], r["note"] = report.state, stamp(report.at), report.place, report.note
-        SubElement(msg.xml, "{urn:xmpp:hints}no-store")
+        msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
         msg.send()
 
 

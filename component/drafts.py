@@ -10,9 +10,8 @@ the commands in :mod:`component.commands.drafts`.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
-from xml.etree.ElementTree import SubElement
 
 from slixmpp.exceptions import XMPPError
 
@@ -32,17 +31,13 @@ from .delivery.drafts import (
     parse_instant,
 )
 from .store.drafts import DraftRow
+from .util import stamp
 from .xep.drafts import Draft, DraftInfo, TriggerInfo
 
 T = TypeVar("T")
 
 #: How much of a draft's text a one-line summary shows.
 SNIPPET = 60
-
-
-def stamp(t: float) -> str:
-    """XEP-0082 date-time in UTC."""
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def snippet(text: str, size: int = SNIPPET) -> str:
@@ -66,8 +61,8 @@ def draft_info(row: DraftRow) -> DraftInfo:
         trigger=trigger,
         id=str(row.number),
         state=row.state,
-        created=stamp(row.created),
-        updated=stamp(row.updated),
+        created=stamp(row.created, ms=False),
+        updated=stamp(row.updated, ms=False),
     )
 
 
@@ -158,7 +153,7 @@ class DraftMessages:
     def _message(self, to: str, body: str, mtype: str) -> Any:
         msg = self.xmpp.make_message(mto=to, mfrom=self.xmpp.boundjid.bare, mbody=body, mtype=mtype)
         if mtype == "headline":
-            SubElement(msg.xml, "{urn:xmpp:hints}no-store")
+            msg.enable("no-store")  # XEP-0334 (the component registers xep_0334)
         return msg
 
     def reminder(self, draft: DraftRow) -> None:
@@ -175,7 +170,7 @@ class DraftMessages:
         msg = self._message(draft.author, body, "chat")
         reminder = msg["drafts_reminder"]
         if draft.due_at is not None:
-            reminder["due"] = stamp(draft.due_at)
+            reminder["due"] = stamp(draft.due_at, ms=False)
         if late:
             reminder["late"] = str(int(draft.late))
         item = Draft()
@@ -197,7 +192,7 @@ class DraftMessages:
         fired = msg["drafts_fired"]
         fired["id"], fired["message_id"], fired["to"] = str(draft.number), draft.msg_id, draft.target
         if draft.due_at is not None and draft.trigger == "at":
-            fired["due"] = stamp(draft.due_at)
+            fired["due"] = stamp(draft.due_at, ms=False)
         if late:
             fired["late"] = str(int(draft.late))
         msg.send()

@@ -15,6 +15,8 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.base import register_plugin
 from slixmpp.plugins.xep_0050.adhoc import XEP_0050, _await_if_needed
 
+from ..namespaces import NS_COMMANDS
+
 
 class XEP_0050_Courier(XEP_0050):
     name = "xep_0050"
@@ -47,9 +49,6 @@ class XEP_0050_Courier(XEP_0050):
 def install() -> None:
     """Make ``register_plugin("xep_0050")`` load this class."""
     register_plugin(XEP_0050_Courier)
-
-
-NS_COMMANDS = "http://jabber.org/protocol/commands"
 
 
 def name_the_default_action(stanza: Any) -> Any:

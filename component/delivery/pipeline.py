@@ -22,6 +22,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
+from ..namespaces import (
+    NS_CLIENT,
+    NS_CORRECT,
+    NS_FASTEN,
+    NS_HOPS,
+    NS_MARKERS,
+    NS_RECEIPTS,
+    NS_RECEIPTS_POLICY,
+    NS_RETRACT,
+    NS_RETRACT0,
+    NS_SID,
+    NS_XHTML_IM,
+    OUR_TAG_PREFIX,
+)
 from ..store import MessageRow, Store
 from ..tasks import spawn
 from . import sender_copy
@@ -29,19 +43,7 @@ from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, app
 
 log = logging.getLogger(__name__)
 
-NS_CLIENT = "jabber:client"
-NS_SID = "urn:xmpp:sid:0"
-NS_CORRECT = "urn:xmpp:message-correct:0"
-NS_RETRACT1 = "urn:xmpp:message-retract:1"
-NS_RETRACT0 = "urn:xmpp:message-retract:0"
-NS_FASTEN = "urn:xmpp:fasten:0"
-NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_MARKERS = "urn:xmpp:chat-markers:0"
-NS_HOPS = "https://courier.chat/ns/hops/0"
-NS_RECEIPTS_POLICY = "https://courier.chat/ns/receipts/0"
 POLICIES = ("auto", "manual", "refuse")
-OUR_NS_PREFIX = "{https://courier.chat/ns/"
 
 #: How long hand-off ids are remembered in memory for de-duplication (the
 #: server only re-sends hand-offs younger than its ack timeout).
@@ -127,7 +129,7 @@ def _refs(inner: ET.Element) -> tuple[str, str]:
 
 
 def _retract_ref(inner: ET.Element) -> str | None:
-    retract = inner.find(f"{{{NS_RETRACT1}}}retract")
+    retract = inner.find(f"{{{NS_RETRACT}}}retract")
     if retract is not None:
         return retract.get("id") or None
     fasten = inner.find(f"{{{NS_FASTEN}}}apply-to")
@@ -160,7 +162,7 @@ def strip_ours(inner: ET.Element) -> None:
     """Remove every element of our namespaces a client put on a message (forgeries), at any
     depth: one nested in a foreign element would otherwise reach the recipient as Courier's."""
     for parent in list(inner.iter()):
-        for child in [c for c in parent if isinstance(c.tag, str) and c.tag.startswith(OUR_NS_PREFIX)]:
+        for child in [c for c in parent if isinstance(c.tag, str) and c.tag.startswith(OUR_TAG_PREFIX)]:
             parent.remove(child)
 
 

@@ -22,32 +22,16 @@ from datetime import UTC, datetime, timedelta
 from slixmpp import JID
 from slixmpp.jid import InvalidJID, unescape_node
 
+from ..util import escape_node
+
 MAX_NAME = 64
 SEPARATOR = "+"
 #: Localparts under Courier's JID that start with ``+`` or this are phone numbers (SMS), not lists.
 PHONE_PREFIX = "00"
-#: XEP-0106 §3.2: the characters a localpart cannot hold, and their escapes.
-ESCAPES = {
-    "\\": "\\5c",  # first, so that the escapes below are not escaped again
-    " ": "\\20",
-    '"': "\\22",
-    "&": "\\26",
-    "'": "\\27",
-    "/": "\\2f",
-    ":": "\\3a",
-    "<": "\\3c",
-    ">": "\\3e",
-    "@": "\\40",
-}
 
 
 class BadName(ValueError):
     """A list name that cannot be used; the message says why."""
-
-
-def escape_node(text: str) -> str:
-    """XEP-0106 escaping of *text* for a JID localpart (slixmpp only ships the reverse)."""
-    return "".join(ESCAPES.get(c, c) for c in text)
 
 
 def clean_name(name: str) -> str:

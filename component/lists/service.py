@@ -32,18 +32,13 @@ from slixmpp.types import ErrorConditions, ErrorTypes
 
 from ..delivery.pipeline import NotFound, Pipeline, TooLate
 from ..delivery.states import DELIVERED, Event, State
+from ..namespaces import NS_CORRECT, NS_FALLBACK, NS_HINTS, NS_MARKERS, NS_RECEIPTS, NS_RETRACT
 from ..store import Store
 from ..store.lists import CopyRow, FanoutRow, LimitReached, ListRow, NameTaken
 from . import names
 
 log = logging.getLogger(__name__)
 
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_MARKERS = "urn:xmpp:chat-markers:0"
-NS_RETRACT = "urn:xmpp:message-retract:1"
-NS_CORRECT = "urn:xmpp:message-correct:0"
-NS_FALLBACK = "urn:xmpp:fallback:0"
-NS_HINTS = "urn:xmpp:hints"
 
 #: The body of a retraction, for clients without XEP-0424 (the text XEP-0424 suggests).
 RETRACT_FALLBACK = "This person attempted to retract a previous message, but it's unsupported by your client."

@@ -13,19 +13,7 @@ from __future__ import annotations
 import phonenumbers
 from slixmpp.jid import InvalidJID, unescape_node
 
-#: XEP-0106 §3.2: characters a localpart cannot hold, and their escapes ("\\" first).
-_ESCAPES = {
-    "\\": "\\5c",
-    " ": "\\20",
-    '"': "\\22",
-    "&": "\\26",
-    "'": "\\27",
-    "/": "\\2f",
-    ":": "\\3a",
-    "<": "\\3c",
-    ">": "\\3e",
-    "@": "\\40",
-}
+from ..util import escape_node
 
 
 class BadNumber(ValueError):
@@ -60,11 +48,6 @@ def display(e164: str) -> str:
         return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
         return e164
-
-
-def escape_node(text: str) -> str:
-    """XEP-0106 escaping of *text* for a JID localpart (slixmpp ships only the reverse)."""
-    return "".join(_ESCAPES.get(c, c) for c in text)
 
 
 def number_jid(e164_or_raw: str, component: str) -> str:

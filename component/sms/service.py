@@ -48,18 +48,16 @@ from xml.etree import ElementTree as ET
 
 from ..delivery.pipeline import Pipeline
 from ..delivery.states import Event
+from ..namespaces import NS_RECEIPTS, NS_SMS
 from ..store import MessageRow, Store
 from ..store.sms import CANCELLED, DELIVERED, FAILED, QUEUED, SENDING, SUBMITTED, NumberRow, NumberTaken, OutboxRow
 from ..tasks import spawn, supervise
-from ..xep import NS_BASE
 from . import transport as tp
 from .encoding import fit, measure
 from .numbers import BadNumber, display, normalize, number_jid, number_of
 
 log = logging.getLogger(__name__)
 
-NS_SMS = NS_BASE + "sms/0"
-NS_RECEIPTS = "urn:xmpp:receipts"
 HOUR = 3600.0
 
 

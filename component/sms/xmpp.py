@@ -27,6 +27,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
+from ..namespaces import NS_HOPS, NS_RECEIPTS, NS_RECEIPTS_POLICY, NS_SID
 from ..xep import sms as xep_sms
 from ..xep.sms import PhoneInfo
 from .kannel import KannelTransport
@@ -38,10 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_HOPS_REQUEST = "{https://courier.chat/ns/hops/0}request"
-NS_NO_REQUEST = "{https://courier.chat/ns/receipts/0}no-request"
-NS_SID = "urn:xmpp:sid:0"
+NS_HOPS_REQUEST = f"{{{NS_HOPS}}}request"
+NS_NO_REQUEST = f"{{{NS_RECEIPTS_POLICY}}}no-request"
 #: The XMPP error type that goes with each condition the service raises.
 ERROR_TYPES = {
     "bad-request": "modify",

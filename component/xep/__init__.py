@@ -7,7 +7,9 @@ name.  Namespaces live under :data:`NS_BASE`, which the project controls.
 
 from typing import Any
 
-NS_BASE = "https://courier.chat/ns/"
+from ..namespaces import NS_BASE
+
+__all__ = ["NS_BASE", "TextBody"]
 
 
 class TextBody:

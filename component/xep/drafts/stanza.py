@@ -27,9 +27,9 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from ...namespaces import NS_DRAFTS
 
-NS = NS_BASE + "drafts/0"
+NS = NS_DRAFTS
 
 ACTIONS = ("send", "remind")
 TRIGGERS = ("manual", "at", "target-online", "message-from")

@@ -14,9 +14,10 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE, TextBody
+from ...namespaces import NS_HOPS
+from .. import TextBody
 
-NS = NS_BASE + "hops/0"
+NS = NS_HOPS
 
 #: The states a report or trace names, in the order a message can pass them.
 REPORT_STATES = (

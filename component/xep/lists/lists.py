@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
 
@@ -31,8 +30,11 @@ from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
+from ... import util
 from ...lists import ListError, copy_state
 from ...lists.names import is_list_node
+from ...namespaces import NS_ADDRESS, NS_CORRECT, NS_FASTEN, NS_RECEIPTS, NS_RETRACT, NS_RETRACT0, NS_SID
+from ...util import stamp
 from . import stanza
 from .stanza import COUNTS, NS
 
@@ -42,13 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NS_ADDRESS = "http://jabber.org/protocol/address"
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_SID = "urn:xmpp:sid:0"
-NS_RETRACT1 = "urn:xmpp:message-retract:1"
-NS_RETRACT0 = "urn:xmpp:message-retract:0"
-NS_FASTEN = "urn:xmpp:fasten:0"
-NS_CORRECT = "urn:xmpp:message-correct:0"
 #: XEP-0033 address types that receive a copy (every copy is individual: to and cc act as bcc).
 DELIVERED_TYPES = ("to", "cc", "bcc")
 
@@ -67,20 +62,12 @@ _IQ_HANDLERS = (
 )
 
 
-def stamp(t: float) -> str:
-    """XEP-0082 date-time in UTC with milliseconds."""
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def parse_stamp(text: str) -> float:
     """A XEP-0082 date-time → POSIX time; ``bad-request`` if it is not one."""
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return util.parse_stamp(text)
     except ValueError:
         raise XMPPError("bad-request", f"“{text}” is not a XEP-0082 date-time", etype="modify") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 class ForLists(MatcherBase):
@@ -109,7 +96,7 @@ def _ref(msg: Message) -> tuple[str, str]:
 
 
 def _retract_ref(msg: Message) -> str | None:
-    retract = msg.xml.find(f"{{{NS_RETRACT1}}}retract")
+    retract = msg.xml.find(f"{{{NS_RETRACT}}}retract")
     if retract is not None:
         return retract.get("id") or None
     fasten = msg.xml.find(f"{{{NS_FASTEN}}}apply-to")

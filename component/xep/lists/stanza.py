@@ -25,9 +25,10 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE, TextBody
+from ...namespaces import NS_LISTS
+from .. import TextBody
 
-NS = NS_BASE + "lists/0"
+NS = NS_LISTS
 
 #: Aggregate states of a fan-out, in the order a copy can reach them (attributes of <fanout/>).
 COUNTS = ("held", "released", "sms", "sms-delivered", "received", "read", "recalled", "retracted", "failed")

@@ -16,9 +16,9 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from ...namespaces import NS_RECEIPTS_POLICY
 
-NS = NS_BASE + "receipts/0"
+NS = NS_RECEIPTS_POLICY
 POLICIES = ("auto", "manual", "refuse")
 
 

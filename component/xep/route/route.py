@@ -15,12 +15,11 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from ...namespaces import NS_PRIVILEGE
 from . import stanza
 from .stanza import NS, NS_CLIENT, Ack
 
 log = logging.getLogger(__name__)
-
-NS_PRIVILEGE = "urn:xmpp:privilege:2"
 
 
 class XEP_CourierRoute(BasePlugin):

@@ -7,12 +7,9 @@ from xml.etree.ElementTree import Element
 from slixmpp.stanza import Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from ...namespaces import NS_CLIENT, NS_DELAY, NS_FORWARD, NS_ROUTE
 
-NS = NS_BASE + "route/0"
-NS_CLIENT = "jabber:client"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_DELAY = "urn:xmpp:delay"
+NS = NS_ROUTE
 
 
 class Handoff(ElementBase):

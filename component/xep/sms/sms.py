@@ -11,7 +11,6 @@ Client side: :meth:`XEP_CourierSms.get_phone` and friends, and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from slixmpp import JID, Iq
@@ -21,6 +20,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from ...util import stamp
 from . import stanza
 from .stanza import NS, NS_GATEWAY
 
@@ -48,10 +48,6 @@ class SmsIqService(Protocol):
     async def set_fallback(self, user: str, on: bool) -> PhoneInfo: ...
     async def remove(self, user: str) -> None: ...
     def jid_for(self, number: str) -> str: ...
-
-
-def _stamp(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class XEP_CourierSms(BasePlugin):
@@ -123,7 +119,7 @@ class XEP_CourierSms(BasePlugin):
         if info.pending:
             phone["pending"] = info.pending
             if info.expires is not None:
-                phone["expires"] = _stamp(info.expires)
+                phone["expires"] = stamp(info.expires, ms=False)
         reply.send()
 
     async def _phone(self, iq: StanzaBase) -> None:

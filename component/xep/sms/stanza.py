@@ -18,9 +18,9 @@ from typing import ClassVar
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from .. import NS_BASE
+from ...namespaces import NS_SMS
 
-NS = NS_BASE + "sms/0"
+NS = NS_SMS
 NS_GATEWAY = "jabber:iq:gateway"
 
 
