@@ -23,7 +23,8 @@ from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
 from .delivery.drafts import DraftService, Limits
-from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate, message_state, stored_hop_state
+from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
+from .delivery.states import State, hop_word
 from .drafts import DraftMessages, DraftsAdapter
 from .lists import Limits as ListLimits
 from .lists import ListService
@@ -55,10 +56,10 @@ class HopsAdapter:
         iq = self.make_iq()
         trace = iq["hops_trace"]
         trace["id"], trace["origin_id"], trace["to"] = m.msg_id, m.origin_id, m.recipient_bare
-        trace["state"] = message_state(m)
+        trace["state"] = hop_word(m.state.value, m.hold_reason)
         for h in hop_list:
             item = hops.Hop()
-            item["state"] = stored_hop_state(h.label, h.note)
+            item["state"] = hop_word(h.label, h.note)
             item["at"], item["place"], item["note"] = stamp(h.at), h.place, h.note
             trace.append(item)
         return iq
@@ -68,7 +69,7 @@ class HopsAdapter:
             {
                 "id": m.msg_id or m.origin_id,
                 "to": m.recipient_bare,
-                "state": "cached" if m.hold_reason == "recipient-offline" else "held",
+                "state": hop_word(State.HELD.value, m.hold_reason),
                 "since": stamp(m.created),
                 "body": m.body or "",
             }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..delivery.pipeline import NotFound, TooLate, message_state, stored_hop_state
+from ..delivery.pipeline import NotFound, TooLate
+from ..delivery.states import State, hop_word
 from . import Command, CommandError, Context, Field, Result, bool_value, text_value
 
 MAX_UNDO_WINDOW = 3600.0
@@ -16,7 +17,8 @@ def when(t: float) -> str:
 
 
 def _state(hold_reason: str) -> str:
-    return "cached (recipient offline)" if hold_reason == "recipient-offline" else "held"
+    word = hop_word(State.HELD.value, hold_reason)
+    return "cached (recipient offline)" if word == "cached" else word
 
 
 async def _change(ctx: Context, action: str, msg_id: str, text: str = "") -> Result:
@@ -146,12 +148,9 @@ class Trace(Command):
             m, hops = await ctx.pipeline.trace(ctx.requester, msg_id)
         except NotFound:
             raise CommandError(f"No message of yours has the id {msg_id}.") from None
-        rows = [
-            {"state": stored_hop_state(h.label, h.note), "at": when(h.at), "place": h.place, "note": h.note}
-            for h in hops
-        ]
+        rows = [{"state": hop_word(h.label, h.note), "at": when(h.at), "place": h.place, "note": h.note} for h in hops]
         columns = [("state", "Hop"), ("at", "Time"), ("place", "Where"), ("note", "Note")]
-        return Result(f"{msg_id} to {m.recipient_bare}: {message_state(m)}.", columns, rows)
+        return Result(f"{msg_id} to {m.recipient_bare}: {hop_word(m.state.value, m.hold_reason)}.", columns, rows)
 
 
 class Settings(Command):

@@ -39,7 +39,7 @@ from ..namespaces import (
 from ..store import MessageRow, Store
 from ..tasks import spawn
 from . import sender_copy
-from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply
+from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply, hop_word
 
 log = logging.getLogger(__name__)
 
@@ -164,33 +164,6 @@ def strip_ours(inner: ET.Element) -> None:
     for parent in list(inner.iter()):
         for child in [c for c in parent if isinstance(c.tag, str) and c.tag.startswith(OUR_TAG_PREFIX)]:
             parent.remove(child)
-
-
-def report_state(hop: Hop, hold_reason: str) -> str:
-    """The courier-hops state a hop is reported as."""
-    if hop.label == "accepted":
-        return "sent"
-    if hop.label == "held":
-        return "cached" if hold_reason == "recipient-offline" else "held"
-    return hop.label
-
-
-def message_state(m: MessageRow) -> str:
-    """A message's current state in courier-hops words (the state of its last hop)."""
-    if m.state is State.HELD:
-        return "cached" if m.hold_reason == "recipient-offline" else "held"
-    if m.state is State.ACCEPTED:
-        return "sent"
-    return m.state.value
-
-
-def stored_hop_state(label: str, note: str) -> str:
-    """A stored hop (label, note) as a courier-hops state: held for an offline recipient = cached."""
-    if label == "accepted":
-        return "sent"
-    if label == "held" and note == "recipient-offline":
-        return "cached"
-    return label
 
 
 class Pipeline:
@@ -382,7 +355,7 @@ class Pipeline:
                 m.msg_id,
                 m.origin_id,
                 m.recipient_bare,
-                report_state(hop, m.hold_reason),
+                hop_word(hop.label, m.hold_reason),
                 hop.at,
                 hop.place,
                 hop.note,

@@ -105,6 +105,17 @@ class Hop:
     note: str = ""  # reason, route detail, retry information
 
 
+def hop_word(label: str, hold_reason: str = "") -> str:
+    """A state or hop label in courier-hops words (the one place they differ): ``accepted`` is
+    reported as ``sent``, and ``held`` for an offline recipient (*hold_reason* or a stored hop's
+    note ``recipient-offline``) as ``cached``."""
+    if label == State.ACCEPTED.value:
+        return "sent"
+    if label == State.HELD.value and hold_reason == "recipient-offline":
+        return "cached"
+    return label
+
+
 def accept(at: float, place: str, note: str = "") -> Hop:
     """The first hop of every tracked message."""
     return Hop(State.ACCEPTED.value, State.ACCEPTED, at, place, note)

@@ -31,7 +31,7 @@ from slixmpp.jid import InvalidJID
 from slixmpp.types import ErrorConditions, ErrorTypes
 
 from ..delivery.pipeline import NotFound, Pipeline, TooLate
-from ..delivery.states import DELIVERED, Event, State
+from ..delivery.states import DELIVERED, Event, State, hop_word
 from ..namespaces import NS_CORRECT, NS_FALLBACK, NS_HINTS, NS_MARKERS, NS_RECEIPTS, NS_RETRACT
 from ..store import Store
 from ..store.lists import CopyRow, FanoutRow, LimitReached, ListRow, NameTaken
@@ -72,11 +72,7 @@ class Limits:
 
 def copy_state(c: CopyRow) -> str:
     """One copy's state in courier-hops words (a copy not durable yet counts as sent)."""
-    if c.state is None or c.state == State.ACCEPTED.value:
-        return "sent"
-    if c.state == State.HELD.value:
-        return "cached" if c.hold_reason == "recipient-offline" else "held"
-    return c.state
+    return hop_word(c.state or State.ACCEPTED.value, c.hold_reason)
 
 
 def aggregate_state(state: str) -> str:

@@ -99,3 +99,14 @@ def test_never_both_sms_and_xmpp() -> None:
     assert not [s for s in DELIVERED if (s, Event.SMS) in TRANSITIONS]
     assert {s for s in State if (s, Event.SMS) in TRANSITIONS} == OPEN
     assert {s for s in State if (s, Event.SMS_DELIVER) in TRANSITIONS} == {State.SMS}
+
+
+def test_hop_words_differ_from_states_only_for_sent_and_cached() -> None:
+    from component.delivery.states import hop_word
+
+    assert hop_word("accepted") == "sent"
+    assert hop_word("held", "recipient-offline") == "cached"
+    assert hop_word("held", "undo-window") == "held"
+    assert [hop_word(s.value) for s in State if s not in (State.ACCEPTED,)] == [
+        s.value for s in State if s is not State.ACCEPTED
+    ]
