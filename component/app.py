@@ -190,7 +190,7 @@ class Courier(ComponentXMPP):
         self.add_event_handler("presence_unavailable", self._on_presence)
         self.add_event_handler("privileges_advertised", self._on_privileges)
         # SMS fallback (P3): phone numbers, fallback in the pipeline, number JIDs, inbound SMS (component/sms/)
-        self.sms = SmsXmpp(self) if config["sms.enabled"] else None
+        self.sms = SmsXmpp(self, config, store, self.pipeline) if config["sms.enabled"] else None
 
     async def _session_start(self, _event: object) -> None:
         disco = self.plugin["xep_0030"]

@@ -27,11 +27,11 @@ from .delivery.drafts import (
     describe_late,
     describe_trigger,
     format_time,
-    local_time,
     parse_instant,
 )
 from .store.drafts import DraftRow
 from .util import stamp
+from .when import local_time
 from .xep.drafts import Draft, DraftInfo, TriggerInfo
 
 T = TypeVar("T")

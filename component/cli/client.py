@@ -9,10 +9,8 @@ XEP-0184/0308/0333/0359/0424 plugins:
   id and, with ``--watch``, every report until a terminal state;
 - ``watch`` prints every report for this account, whichever device sent the message;
 - ``trace ID``, ``pending``, ``recall ID``, ``edit ID TEXT`` are the plugin's IQs;
-- ``policy`` (show), ``policy auto|manual|refuse [--contact JID]`` (set),
-  ``policy --clear --contact JID``, ``policy-of JID`` and ``confirm ID [--from JID]``
-  are the IQs of courier-receipts (:mod:`component.xep.receipts`): receipt policies, and
-  the receipt for a message received under the manual policy.
+- receipt policies (:mod:`.receipts`), drafts (:mod:`.drafts`) and lists (:mod:`.lists`)
+  add their own subcommands; the shared parts are in :mod:`.base`.
 
 ``--json`` prints one JSON object per line on stdout (``type`` says which).
 Exit codes: 0 ok; 1 an XMPP error answered (or the message was reported failed);
@@ -24,146 +22,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
-import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from slixmpp import JID, ClientXMPP, Message
+from slixmpp import JID, Message
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import InvalidJID
 
-from ..xep import hops, receipts
-
-OK, XMPP_ERROR, USAGE = 0, 1, 2
-
-#: Report states after which nothing more happens to a message.
-TERMINAL = frozenset({"read", "recalled", "retracted", "failed", "sms-delivered"})
-
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-NOT_FOUND = "no message of yours has that id"
-NOT_RECEIVED = "you received no message with that id"
-
-log = logging.getLogger(__name__)
-
-
-class Problem(Exception):
-    """A failure reported to the user: *message* on stderr, exit *code*."""
-
-    def __init__(self, message: str, code: int = USAGE, **fields: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fields = fields
-
-
-class Output:
-    """Human lines or one JSON object per line, on stdout; errors on stderr."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.json = as_json
-
-    def emit(self, line: str, /, **fields: Any) -> None:
-        print(json.dumps(fields, ensure_ascii=False) if self.json else line, flush=True)
-
-    def status(self, line: str, /, **fields: Any) -> None:
-        """A progress line: on stderr for humans, a JSON object on stdout."""
-        if self.json:
-            print(json.dumps(fields, ensure_ascii=False), flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def error(self, problem: Problem) -> None:
-        print(f"courier client: {problem}", file=sys.stderr, flush=True)
-        if self.json:
-            print(json.dumps({"type": "error", "message": str(problem), **problem.fields}), flush=True)
-
-
-# -- the XMPP session ------------------------------------------------------------
-
-
-class CourierClient(ClientXMPP):
-    """A ``ClientXMPP`` with the courier-hops plugin, for one command."""
-
-    def __init__(self, jid: str, password: str, *, plain: bool) -> None:
-        super().__init__(jid, password)
-        for plugin in ("xep_0030", "xep_0184", "xep_0308", "xep_0333", "xep_0359", "xep_0424"):
-            self.register_plugin(plugin)
-        self.register_plugin("courier_hops", module=hops)
-        self.hops: hops.XEP_CourierHops = self.plugin["courier_hops"]  # type: ignore[typeddict-item]
-        self.register_plugin("courier_receipts", module=receipts)
-        self.receipts: receipts.XEP_CourierReceipts = self.plugin["courier_receipts"]  # type: ignore[typeddict-item]
-        # a terminal tool displays nothing it receives: never claim receipt of anything
-        self.plugin["xep_0184"].auto_ack = False
-        self.plugin["xep_0184"].auto_request = False
-        if plain:
-            self.plugin["feature_mechanisms"].unencrypted_plain = True
-            self.enable_plaintext = True
-            self.enable_starttls = False
-            self.enable_direct_tls = False
-        else:
-            self.enable_plaintext = False
-            self.enable_starttls = True
-            self.enable_direct_tls = False
-
-    async def login(self, host: str, port: int, timeout: float) -> None:
-        """Connect, authenticate and bind, or raise :class:`Problem` (exit 2)."""
-        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        auth_failed = False
-        who = self.boundjid.bare
-
-        def settle(error: str | None) -> None:
-            if not outcome.done():
-                outcome.set_result(error)
-
-        def on_failed_auth(_event: Any) -> None:
-            nonlocal auth_failed
-            auth_failed = True
-
-        def on_disconnected(_event: Any) -> None:
-            settle(f"authentication failed for {who}" if auth_failed else f"{host}:{port} closed the connection")
-
-        def on_connection_failed(error: Any) -> None:
-            errno = getattr(error, "errno", None)
-            reason = os.strerror(errno) if errno else str(error)
-            settle(f"cannot connect to {host}:{port}: {reason}")
-
-        handlers: dict[str, Callable[[Any], None]] = {
-            "session_start": lambda _e: settle(None),
-            "failed_auth": on_failed_auth,
-            "failed_all_auth": lambda _e: settle(f"authentication failed for {who}"),
-            "connection_failed": on_connection_failed,
-            "disconnected": on_disconnected,
-        }
-        for name, handler in handlers.items():
-            self.add_event_handler(name, handler)
-        self.connect(host, port)
-        try:
-            error = await asyncio.wait_for(asyncio.shield(outcome), timeout)
-        except TimeoutError:
-            error = f"no XMPP session with {host}:{port} within {timeout:g} s"
-        finally:
-            for name, handler in handlers.items():
-                self.del_event_handler(name, handler)
-        if error is not None:
-            self.cancel_connection_attempt()
-            self.abort()
-            raise Problem(error, USAGE, condition="connection")
-
-    async def logout(self, wait: float = 2.0) -> None:
-        """Close the stream (after what is queued is sent); force it closed after *wait*."""
-        self.cancel_connection_attempt()
-        if self.transport is None:
-            return
-        try:
-            await asyncio.wait_for(self.disconnect(wait=wait), wait + 1)
-        except TimeoutError:
-            self.abort()
-
+from .base import (
+    COMMANDS,
+    LOOPBACK,
+    NOT_FOUND,
+    NOT_RECEIVED,
+    OK,
+    TERMINAL,
+    XMPP_ERROR,
+    CourierClient,
+    Output,
+    Problem,
+    log,
+    wait_any,
+)
+from .drafts import add_parsers as add_draft_parsers  # courier-drafts: draft, drafts, draft-send…
+from .lists import add_parsers as add_list_parsers  # courier-lists: lists, list-create, list-send…
+from .receipts import add_parsers as add_receipt_parsers  # courier-receipts: policy, policy-of, confirm
+from .receipts import check_usage
 
 # -- reports -------------------------------------------------------------------
 
@@ -196,16 +83,6 @@ def on_reports(client: CourierClient, courier: str, handler: Callable[[dict[str,
         handler(report_fields(msg))
 
     client.add_event_handler("hops_report", check)
-
-
-async def wait_any(events: list[asyncio.Event], seconds: float | None) -> None:
-    """Until one of *events* is set, or *seconds* pass (``None``: no limit)."""
-    tasks = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 # -- commands ------------------------------------------------------------------
@@ -351,50 +228,6 @@ async def _after_release(client: CourierClient, args: argparse.Namespace, out: O
     return OK
 
 
-async def cmd_policy(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
-    if args.clear:
-        await client.receipts.set_policy(args.courier, None, contact=args.contact, timeout=args.timeout)
-        line = f"{args.contact}: own policy removed (your default applies)"
-        out.emit(line, type="policy-cleared", contact=args.contact)
-        return OK
-    if args.value:
-        await client.receipts.set_policy(args.courier, args.value, contact=args.contact or "", timeout=args.timeout)
-        who = args.contact or "default"
-        out.emit(f"{who}: {args.value}", type="policy-set", contact=args.contact or "", policy=args.value)
-        return OK
-    policies = (await client.receipts.get_policies(args.courier, timeout=args.timeout))["receipts_policies"]
-    default = policies["default"] or "auto"
-    contacts = {p["contact"]: p["value"] for p in policies["receipts_policy_items"]}
-    if args.contact:  # only the policy this contact gets from me
-        own = args.contact in contacts
-        policy = contacts.get(args.contact, default)
-        note = "" if own else "  (your default)"
-        out.emit(f"{args.contact}: {policy}{note}", type="policy", contact=args.contact, policy=policy, own=own)
-        return OK
-    lines = [f"default: {default}"] + [f"{c}: {p}" for c, p in sorted(contacts.items())]
-    out.emit(
-        "\n".join(lines),
-        type="policies",
-        default=default,
-        contacts=[{"contact": c, "policy": p} for c, p in sorted(contacts.items())],
-    )
-    return OK
-
-
-async def cmd_policy_of(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
-    policy = (await client.receipts.get_policy(args.courier, args.of, timeout=args.timeout))["receipts_policy"]
-    value = policy["value"]
-    out.emit(f"{args.of}: {value}", type="policy-of", jid=args.of, policy=value)
-    return OK
-
-
-async def cmd_confirm(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
-    await client.receipts.confirm(args.courier, args.id, args.sender or "", timeout=args.timeout)
-    to = f" to {args.sender}" if args.sender else ""
-    out.emit(f"receipt sent for {args.id}{to}", type="confirmed", id=args.id, sender=args.sender or "")
-    return OK
-
-
 def explain(exc: IqError, args: argparse.Namespace) -> Problem:
     """An error answer as a message for the user (exit 1)."""
     error = exc.iq["error"]
@@ -420,17 +253,16 @@ def explain(exc: IqError, args: argparse.Namespace) -> Problem:
     return Problem(message, XMPP_ERROR, condition=condition, text=text)
 
 
-COMMANDS: dict[str, Callable[[CourierClient, argparse.Namespace, Output, asyncio.Event], Awaitable[int]]] = {
-    "send": cmd_send,
-    "watch": cmd_watch,
-    "trace": cmd_trace,
-    "pending": cmd_pending,
-    "recall": cmd_recall,
-    "edit": cmd_edit,
-    "policy": cmd_policy,
-    "policy-of": cmd_policy_of,
-    "confirm": cmd_confirm,
-}
+COMMANDS.update(
+    {
+        "send": cmd_send,
+        "watch": cmd_watch,
+        "trace": cmd_trace,
+        "pending": cmd_pending,
+        "recall": cmd_recall,
+        "edit": cmd_edit,
+    }
+)
 
 
 # -- entry points ------------------------------------------------------------------
@@ -477,34 +309,7 @@ def _resolve(args: argparse.Namespace) -> None:
         args.plain = args.host in LOOPBACK
     if args.timeout <= 0:
         raise Problem("--timeout must be positive")
-    _check_receipts_usage(args)
-
-
-def _user_jid(value: str, what: str) -> str:
-    """*value* as a user's bare JID, or :class:`Problem` (exit 2)."""
-    try:
-        jid = JID(value)
-    except InvalidJID as exc:
-        raise Problem(f"{what}: not a JID: {value!r} ({exc})") from None
-    if not jid.user:
-        raise Problem(f"{what} must be a user's JID (USER@DOMAIN), not {value!r}")
-    return str(jid.bare)
-
-
-def _check_receipts_usage(args: argparse.Namespace) -> None:
-    """The receipt-policy commands' arguments, checked before connecting."""
-    command = args.client_command
-    if command == "policy":
-        if args.contact is not None:
-            args.contact = _user_jid(args.contact, "--contact")
-        if args.clear and args.value:
-            raise Problem("policy: give either a policy or --clear, not both")
-        if args.clear and not args.contact:
-            raise Problem("policy --clear needs --contact JID (your default can be changed, not removed)")
-    elif command == "policy-of":
-        args.of = _user_jid(args.of, "policy-of")
-    elif command == "confirm" and args.sender is not None:
-        args.sender = _user_jid(args.sender, "--from")
+    check_usage(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -584,33 +389,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--correct", action="store_true", help="if it was already released, send a XEP-0308 correction instead"
     )
 
-    policy = sub.add_parser(
-        "policy",
-        parents=[common],
-        help="your receipt policies: show them, set auto|manual|refuse (default or --contact), or --clear one",
-        description="Without POLICY: show your default and per-contact receipt policies (with --contact: that "
-        "contact's only). With POLICY: set your default, or with --contact that contact's own policy. "
-        "auto: receipts and read markers go as your client sends them; manual: automatic receipts are "
-        "withheld, only what you confirm goes; refuse: nothing goes and senders are told.",
-    )
-    policy.add_argument("value", metavar="POLICY", nargs="?", choices=receipts.POLICIES, help="auto, manual or refuse")
-    policy.add_argument("--contact", metavar="JID", help="only for this contact (default: your default policy)")
-    policy.add_argument("--clear", action="store_true", help="remove --contact's own policy: your default applies")
-
-    policy_of = sub.add_parser("policy-of", parents=[common], help="the receipt policy JID applies to your messages")
-    policy_of.add_argument("of", metavar="JID")
-
-    confirm = sub.add_parser(
-        "confirm", parents=[common], help="send the receipt for a message you received (for the manual policy)"
-    )
-    confirm.add_argument("id", metavar="ID", help="the received message's id")
-    confirm.add_argument("--from", dest="sender", metavar="JID", help="its sender, if several people used that id")
-
-    from .drafts import add_parsers as add_draft_parsers  # courier-drafts: draft, drafts, draft-send…
-
+    add_receipt_parsers(sub, common)
     add_draft_parsers(sub, common)
-    from .lists import add_parsers as add_list_parsers  # courier-lists: lists, list-create, list-send…
-
     add_list_parsers(sub, common)
     client.set_defaults(func=run)
     return client

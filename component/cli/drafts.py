@@ -7,7 +7,7 @@
 
 TIME is what the bot understands (``09:00 Europe/Paris``, ``tomorrow 18:30``,
 ISO 8601, ``in 10m``); the client turns it into an instant with its offset.
-Registered into :mod:`component.cli.client` by :func:`add_parsers`.
+Registered into :data:`component.cli.base.COMMANDS` by :func:`add_parsers`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import asyncio
 import time
 from typing import Any
 
-from ..delivery.drafts import DraftError, local_time, parse_when
+from ..when import DraftError, local_time, parse_when
 from ..xep import drafts as xep_drafts
 from ..xep.drafts import DraftInfo, TriggerInfo
-from . import client as cli
+from . import base as cli
 
 TRIGGER_WORDS = {
     "at": "at {time}",

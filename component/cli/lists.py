@@ -8,7 +8,7 @@
   ``fanout-recall ID`` recalls it.
 
 TIME is ISO 8601 (``2026-11-24T02:00Z``; no offset means UTC).  Registered into
-:mod:`component.cli.client` by :func:`add_parsers`.
+:data:`component.cli.base.COMMANDS` by :func:`add_parsers`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..xep import lists as xep_lists
-from . import client as cli
+from . import base as cli
 
 
 def _plugin(client: cli.CourierClient) -> xep_lists.XEP_CourierLists:

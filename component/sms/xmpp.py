@@ -35,7 +35,11 @@ from .numbers import looks_like_number, number_jid
 from .service import SmsError, SmsService, SmsSettings
 
 if TYPE_CHECKING:
-    from ..app import Courier
+    from slixmpp import ComponentXMPP
+
+    from ..config import Config
+    from ..delivery.pipeline import Pipeline
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +119,7 @@ class IqAdapter:
 class SmsXmpp:
     """SMS fallback wired into the Courier component (see the module docstring)."""
 
-    def __init__(self, xmpp: Courier) -> None:
-        config = xmpp.config
+    def __init__(self, xmpp: ComponentXMPP, config: Config, store: Store, pipeline: Pipeline) -> None:
         self.xmpp = xmpp
         self.domain = config.domain
         self.component = config.jid
@@ -130,15 +133,15 @@ class SmsXmpp:
             config["sms.public_url"],
         )
         self.service = SmsService(
-            xmpp.store,
-            xmpp.pipeline,
+            store,
+            pipeline,
             transport,
             SmsSettings.from_config(config),
             component=self.component,
             delivery=self,
         )
-        xmpp.pipeline.sms = self.service
-        xmpp.pipeline.sms_domain = self.component
+        pipeline.sms = self.service
+        pipeline.sms_domain = self.component
         xmpp.register_plugin(
             "courier_sms", module=xep_sms, pconfig={"service": IqAdapter(self.service), "domain": self.domain}
         )
