@@ -17,6 +17,7 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0004 import Form
 
+from ..namespaces import NS_COMMANDS
 from ..store.errors import StoreUnavailable
 from . import Command, CommandError, Context, Field, Result
 
@@ -35,7 +36,7 @@ class AdhocCommands:
         """(Re-)register every command; safe to call on each (re)connection."""
         adhoc = self.xmpp.plugin["xep_0050"]
         disco = self.xmpp.plugin["xep_0030"]
-        disco.set_items(jid=self.xmpp.boundjid, node="http://jabber.org/protocol/commands", items=set())
+        disco.set_items(jid=self.xmpp.boundjid, node=NS_COMMANDS, items=set())
         for command in self.commands:
             adhoc.add_command(node=command.node, name=command.name, handler=self._starter(command))
 

@@ -14,13 +14,9 @@ from __future__ import annotations
 import uuid
 from xml.etree import ElementTree as ET
 
+from ..namespaces import NS_CLIENT, NS_FALLBACK, NS_HINTS, NS_RETRACT, NS_ROUTE
 from ..store import MessageRow
 
-NS_CLIENT = "jabber:client"
-NS_RETRACT1 = "urn:xmpp:message-retract:1"
-NS_FALLBACK = "urn:xmpp:fallback:0"
-NS_HINTS = "urn:xmpp:hints"
-NS_ROUTE = "https://courier.chat/ns/route/0"
 FALLBACK_TEXT = "This person attempted to retract a previous message, but it's unsupported by your client."
 
 
@@ -31,8 +27,8 @@ def recalled(m: MessageRow) -> ET.Element:
         f"{{{NS_CLIENT}}}message",
         {"from": m.sender, "to": m.recipient_bare, "type": "chat", "id": uuid.uuid4().hex},
     )
-    ET.SubElement(inner, f"{{{NS_RETRACT1}}}retract", id=m.origin_id or m.msg_id)
-    ET.SubElement(inner, f"{{{NS_FALLBACK}}}fallback", {"for": NS_RETRACT1})
+    ET.SubElement(inner, f"{{{NS_RETRACT}}}retract", id=m.origin_id or m.msg_id)
+    ET.SubElement(inner, f"{{{NS_FALLBACK}}}fallback", {"for": NS_RETRACT})
     ET.SubElement(inner, f"{{{NS_CLIENT}}}body").text = FALLBACK_TEXT
     ET.SubElement(inner, f"{{{NS_HINTS}}}store")
     ET.SubElement(inner, f"{{{NS_ROUTE}}}sender-only")
