@@ -22,9 +22,11 @@ def _setup_for(data: Path, args: argparse.Namespace | None = None) -> prosody.Pr
     saved = data / SETUP_FILE
     values: dict[str, object] = json.loads(saved.read_text()) if saved.exists() else {}
     if args is not None:
-        for key in ("domain", "c2s_port", "component_port"):
+        for key in ("domain", "c2s_port", "component_port", "s2s_port"):
             if getattr(args, key, None) is not None:
                 values[key] = getattr(args, key)
+        if getattr(args, "peer", None):
+            values["peers"] = dict(_peer(p) for p in args.peer)
     values.setdefault("secret", secrets.token_urlsafe(24))
     setup = prosody.ProsodySetup(data=data, **values)  # type: ignore[arg-type]
     data.mkdir(parents=True, exist_ok=True)
@@ -33,11 +35,23 @@ def _setup_for(data: Path, args: argparse.Namespace | None = None) -> prosody.Pr
     return setup
 
 
+def _peer(text: str) -> tuple[str, str]:
+    """``DOMAIN=HOST:PORT`` of ``--peer``."""
+    domain, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not (sep and domain and colon and host and port.isdigit()):
+        raise SystemExit(f"courier: --peer {text!r}: expected DOMAIN=HOST:PORT")
+    return domain, address
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     setup = _setup_for(data, args)
     setup.render()
-    for port, what in ((setup.c2s_port, "--c2s-port"), (setup.component_port, "--component-port")):
+    ports = [(setup.c2s_port, "--c2s-port"), (setup.component_port, "--component-port")]
+    if setup.s2s_port is not None:
+        ports.append((setup.s2s_port, "--s2s-port"))
+    for port, what in ports:
         if prosody._listening(port):
             print(
                 f"courier: port {port} is in use (a system Prosody?). Stop it or choose another with {what}.",
@@ -65,7 +79,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(
         f"Prosody  {setup.domain}: c2s on 127.0.0.1:{setup.c2s_port} (plain, loopback only), "
         f"component port {setup.component_port}\n"
-        f"Courier  {config.jid}: store {config['store.path']}\n"
+        + (
+            f"s2s      127.0.0.1:{setup.s2s_port} (dialback, no TLS; fixed peers: "
+            f"{', '.join(f'{d}={a}' for d, a in sorted(setup.peers.items())) or 'none, DNS'})\n"
+            if setup.s2s_port is not None
+            else "s2s      off (an island; --s2s-port PORT federates)\n"
+        )
+        + f"Courier  {config.jid}: store {config['store.path']}\n"
         f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
         f"Add a user: courier adduser alice@{setup.domain} PASSWORD --data {args.data}\n"
         "Ctrl-C stops both.",
@@ -162,6 +182,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--data", default="./var", help="data directory (default: ./var)")
     up.add_argument("--c2s-port", type=int, default=None, help="client port (default: 5222)")
     up.add_argument("--component-port", type=int, default=None, help="component port (default: 5347)")
+    up.add_argument("--s2s-port", type=int, default=None, help="federate: s2s on 127.0.0.1:PORT with dialback")
+    up.add_argument(
+        "--peer",
+        action="append",
+        metavar="DOMAIN=HOST:PORT",
+        help="a fixed s2s address for DOMAIN (test networks, private federations without DNS); repeatable",
+    )
     up.add_argument("--sms", action="store_true", help="also run a local Kannel with a fake SMSC: the SMS sandbox")
     up.set_defaults(func=cmd_up)
 

@@ -51,6 +51,10 @@ class ProsodySetup:
     ack_timeout: float = 5.0
     log_level: str = "info"
     route: bool = True  # False: plain Prosody, no hand-off to Courier (benchmarks' baseline)
+    #: s2s (federation) on 127.0.0.1:s2s_port with dialback; None: an island (no s2s at all)
+    s2s_port: int | None = None
+    #: fixed s2s addresses {domain: "HOST:PORT"} (mod_courier_peers), for networks without DNS
+    peers: dict[str, str] = field(default_factory=dict)
 
     @property
     def component(self) -> str:
@@ -81,9 +85,29 @@ class ProsodySetup:
             ack_timeout=self.ack_timeout,
             log_level=self.log_level,
             host_modules='"courier_route"' if self.route else "",
+            **self._s2s_options(),
         )
         self.config_file.write_text(text)
         return self.config_file
+
+    def _s2s_options(self) -> dict[str, str]:
+        """The template's s2s parts: federation with dialback on loopback, or none."""
+        if self.s2s_port is None:
+            return {"s2s": "", "s2s_modules": "", "disabled": '"s2s"; "tls"'}
+        peers = "".join(f"\t[{_lua(d)}] = {_lua(a)};\n" for d, a in sorted(self.peers.items()))
+        s2s = (
+            "-- Federation (courier up --s2s-port): plain s2s with dialback on loopback.\n"
+            f"s2s_ports = {{ {self.s2s_port} }}\n"
+            's2s_interfaces = { "127.0.0.1" }\n'
+            "s2s_secure_auth = false\n"
+            f"courier_s2s_peers = {{\n{peers}}}"
+        )
+        return {"s2s": s2s, "s2s_modules": '"dialback"; "courier_peers";', "disabled": '"tls"'}
+
+
+def _lua(text: str) -> str:
+    """A Lua string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def find_binary(name: str) -> str:
@@ -108,7 +132,11 @@ def start(setup: ProsodySetup, timeout: float = 15.0) -> subprocess.Popen[bytes]
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             raise RuntimeError(f"Prosody exited with {proc.returncode}: {err.strip()} (log: {setup.log_file})")
-        if _listening(setup.c2s_port) and _listening(setup.component_port):
+        if (
+            _listening(setup.c2s_port)
+            and _listening(setup.component_port)
+            and (setup.s2s_port is None or _listening(setup.s2s_port))
+        ):
             return proc
         time.sleep(0.05)
     stop(proc)

@@ -1,0 +1,104 @@
+"""Fixtures: two real Prosody servers federating over s2s on loopback, each with its own Courier.
+
+a.example and b.example know each other's s2s address through mod_courier_peers
+(fixed peers, no DNS); both run dialback over plain loopback s2s.  The servers
+and the Couriers live for the test session; users are fresh per test.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from component import prosody
+from tests.conformance.xmpp import Client, CourierProcess
+
+PASSWORD = "pw-4-tests"
+DOMAINS = ("a.example", "b.example")
+_counter = itertools.count(1)
+
+
+@dataclass
+class Server:
+    """One federating server: its Prosody setup and its Courier."""
+
+    setup: prosody.ProsodySetup
+    courier: CourierProcess
+
+    @property
+    def domain(self) -> str:
+        return self.setup.domain
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """a.example and b.example federating on loopback, each with a Courier: {domain: Server}."""
+    s2s = {domain: prosody.free_port() for domain in DOMAINS}
+    setups = {
+        domain: prosody.ProsodySetup(
+            data=tmp_path_factory.mktemp(domain),
+            domain=domain,
+            c2s_port=prosody.free_port(),
+            component_port=prosody.free_port(),
+            ack_timeout=3.0,
+            log_level="debug",
+            s2s_port=s2s[domain],
+            peers={other: f"127.0.0.1:{port}" for other, port in s2s.items() if other != domain},
+        )
+        for domain in DOMAINS
+    }
+    procs = []
+    servers: dict[str, Server] = {}
+    try:
+        for setup in setups.values():
+            setup.render()
+            procs.append(prosody.start(setup))
+        for domain, setup in setups.items():
+            servers[domain] = Server(setup, CourierProcess(setup, setup.data / "courier").start())
+        yield servers
+    finally:
+        for server in servers.values():
+            server.courier.stop()
+        for proc in procs:
+            prosody.stop(proc)
+
+
+@pytest.fixture
+def users(federation: dict[str, Server]) -> Callable[..., list[str]]:
+    """``users("alice@a.example", "bob@b.example")``: fresh accounts (a number added to each name)."""
+
+    def make(*specs: str) -> list[str]:
+        n = next(_counter)
+        jids = []
+        for spec in specs:
+            name, _, domain = spec.partition("@")
+            jid = f"{name}{n}@{domain}"
+            prosody.adduser(federation[domain].setup, jid, PASSWORD)
+            jids.append(jid)
+        return jids
+
+    return make
+
+
+@pytest.fixture
+async def connect(federation: dict[str, Server]) -> AsyncIterator[Callable[..., object]]:
+    """``await connect(jid)`` logs a real client in to its own server; all are logged out after the test."""
+    clients: list[Client] = []
+
+    async def make(jid: str, resource: str = "phone", presence: bool = True) -> Client:
+        server = federation[jid.partition("@")[2]]
+        client = Client(f"{jid}/{resource}", PASSWORD, server.setup.c2s_port, presence=presence)
+        clients.append(client)
+        return await client.start()
+
+    yield make
+    for client in clients:
+        await client.stop()
+
+
+def courier_dir(server: Server) -> Path:
+    return server.courier.workdir
