@@ -94,7 +94,10 @@ class ProsodySetup:
         """The template's s2s parts: federation with dialback on loopback, or none."""
         if self.s2s_port is None:
             return {"s2s": "", "s2s_modules": "", "disabled": '"s2s"; "tls"'}
-        peers = "".join(f"\t[{_lua(d)}] = {_lua(a)};\n" for d, a in sorted(self.peers.items()))
+        # A peer's Courier (courier.<peer>) sends over its own s2s stream, to be verified
+        # by dialback at the same server: it gets the peer's address unless given its own.
+        fixed = {f"courier.{d}": a for d, a in self.peers.items()} | self.peers
+        peers = "".join(f"\t[{_lua(d)}] = {_lua(a)};\n" for d, a in sorted(fixed.items()))
         s2s = (
             "-- Federation (courier up --s2s-port): plain s2s with dialback on loopback.\n"
             f"s2s_ports = {{ {self.s2s_port} }}\n"

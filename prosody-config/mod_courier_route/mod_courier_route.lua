@@ -165,9 +165,12 @@ local function send_handoff(hid, entry, kind)
 	if not ok then error(err, 0); end
 end
 
+local passing_mark; -- set below: marks stanzas posted by this module (federation)
+
 local function deliver_normally(entry)
 	-- No pre-events: the sender's archive and carbons already saw it.
 	strip_ours(entry.stanza);
+	if entry.s2s then passing_mark(entry.stanza); end
 	core_post_stanza(entry.origin, entry.stanza, false);
 end
 
@@ -330,6 +333,109 @@ module:hook("message/host", function(event)
 	end
 	return true;
 end);
+
+-- Federation (xeps/courier-federation.xml): messages arriving over s2s for
+-- local users are handed to Courier like local ones (the same acknowledged
+-- protocol); Courier sends them back with <deliver/>, addressed to the host,
+-- since XEP-0356 re-injects only stanzas from local users.
+-- Stanzas this module posts itself (a delivery, a fallback) pass untouched.
+local passing = setmetatable({}, { __mode = "k" });
+function passing_mark(stanza) passing[stanza] = true; end
+
+local function s2s_recipient_kind(stanza)
+	local node, to_host = jid_split(stanza.attr.to);
+	if not node or to_host ~= host then return nil; end
+	if is_online(node, to_host) then return "online"; end
+	if not bare_sessions[node .. "@" .. to_host] and not user_exists(node, to_host) then
+		return nil; -- no such account: the server bounces its usual error to the remote sender
+	end
+	return "offline";
+end
+
+local function intercept_s2s(event)
+	local origin, stanza = event.origin, event.stanza;
+	if origin.type ~= "s2sin" or passing[stanza] then return; end
+	strip_ours(stanza); -- only Courier speaks Courier's namespaces, on any server
+	local kind = wanted(stanza) and s2s_recipient_kind(stanza);
+	if not kind then return; end
+	local session = component_session();
+	if not session then
+		bypassed = bypassed + 1;
+		module:log(bypassed == 1 and "warn" or "debug",
+			"Courier (%s) is not connected: delivering %s -> %s (s2s) normally", courier_host,
+			tostring(stanza.attr.from), stanza.attr.to);
+		return;
+	end
+	local hid = uuid();
+	local now = time_now();
+	pending[hid] = {
+		stanza = stanza, origin = origin, first_sent = now, session = session, stamp = stamp(now), s2s = true,
+	};
+	pending_count = pending_count + 1;
+	local ok, err = pcall(send_handoff, hid, pending[hid], kind);
+	if not ok then
+		resolve(hid);
+		module:log("error", "s2s hand-off failed, delivering normally: %s", err);
+		return;
+	end
+	return true;
+end
+
+local function safe_intercept_s2s(event)
+	local ok, result = pcall(intercept_s2s, event);
+	if ok then return result; end
+	module:log("error", "s2s hand-off failed, delivering normally: %s", result);
+	return nil;
+end
+
+-- Priority 10: before mod_mam (0), mod_carbons (-0.5) and mod_message, which
+-- then see the message when Courier delivers it.
+module:hook("message/bare", safe_intercept_s2s, 10);
+module:hook("message/full", safe_intercept_s2s, 10);
+
+-- The component stream gives every jabber:client element an explicit xmlns;
+-- modules match children of a plain stanza by a nil one (as mod_privilege does).
+local function clean_xmlns(node)
+	if node.attr.xmlns == "jabber:client" then node.attr.xmlns = nil; end
+	for _, child in ipairs(node.tags) do clean_xmlns(child); end
+end
+
+-- Post *stanza* to its local recipient the way an s2s arrival is processed.
+local function post_inbound(origin, stanza)
+	passing[stanza] = true;
+	clean_xmlns(stanza);
+	core_post_stanza(origin, stanza, false);
+end
+
+-- Courier delivers a message that came from another server: <deliver id/>
+-- around the forwarded message, from the component to the host.
+module:hook("message/host", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	local deliver = stanza:get_child("deliver", NS);
+	if not deliver then return; end
+	if origin.type ~= "component" or origin.host ~= courier_host then
+		module:log("warn", "Route deliver from %s ignored: not from %s", tostring(stanza.attr.from), courier_host);
+		return true;
+	end
+	local forwarded = deliver:get_child("forwarded", NS_FORWARD);
+	local inner = forwarded and (forwarded:get_child("message", "jabber:client") or forwarded:get_child("message"));
+	local hid = deliver.attr.id;
+	local from_host = inner and select(2, jid_split(inner.attr.from));
+	local _, to_host = jid_split(inner and inner.attr.to);
+	if not (hid and inner and from_host and to_host == host) or hosts[from_host] then
+		module:log("warn", "Malformed route deliver from Courier dropped");
+		return true;
+	end
+	if fell_back[hid] then
+		send_fallback_notice({ hid });
+		return true;
+	end
+	if released[hid] or released_old[hid] then return true; end
+	local entry = resolve(hid);
+	released[hid] = true;
+	post_inbound(entry and entry.origin or origin, inner);
+	return true;
+end, 1);
 
 local resend_pending;
 

@@ -1,6 +1,7 @@
-"""Fixtures: two real Prosody servers federating over s2s on loopback, each with its own Courier.
+"""Fixtures: real Prosody servers federating over s2s on loopback.
 
-a.example and b.example know each other's s2s address through mod_courier_peers
+a.example and b.example each run their own Courier; c.example is a stock
+Prosody (no Courier, no mod_courier_route).  They know each other's s2s address through mod_courier_peers
 (fixed peers, no DNS); both run dialback over plain loopback s2s.  The servers
 and the Couriers live for the test session; users are fresh per test.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +18,8 @@ from component import prosody
 from tests.conformance.xmpp import Client, CourierProcess
 
 PASSWORD = "pw-4-tests"
-DOMAINS = ("a.example", "b.example")
+DOMAINS = ("a.example", "b.example", "c.example")
+STOCK = "c.example"  # a stock server: no mod_courier_route, no Courier
 _counter = itertools.count(1)
 
 
@@ -27,7 +28,7 @@ class Server:
     """One federating server: its Prosody setup and its Courier."""
 
     setup: prosody.ProsodySetup
-    courier: CourierProcess
+    courier: CourierProcess | None  # None: a stock server
 
     @property
     def domain(self) -> str:
@@ -36,7 +37,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """a.example and b.example federating on loopback, each with a Courier: {domain: Server}."""
+    """a.example and b.example with a Courier each, stock c.example, federating on loopback: {domain: Server}."""
     s2s = {domain: prosody.free_port() for domain in DOMAINS}
     setups = {
         domain: prosody.ProsodySetup(
@@ -46,6 +47,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
             component_port=prosody.free_port(),
             ack_timeout=3.0,
             log_level="debug",
+            route=domain != STOCK,
             s2s_port=s2s[domain],
             peers={other: f"127.0.0.1:{port}" for other, port in s2s.items() if other != domain},
         )
@@ -58,11 +60,13 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
             setup.render()
             procs.append(prosody.start(setup))
         for domain, setup in setups.items():
-            servers[domain] = Server(setup, CourierProcess(setup, setup.data / "courier").start())
+            courier = CourierProcess(setup, setup.data / "courier").start() if domain != STOCK else None
+            servers[domain] = Server(setup, courier)
         yield servers
     finally:
         for server in servers.values():
-            server.courier.stop()
+            if server.courier is not None:
+                server.courier.stop()
         for proc in procs:
             prosody.stop(proc)
 
@@ -98,7 +102,3 @@ async def connect(federation: dict[str, Server]) -> AsyncIterator[Callable[..., 
     yield make
     for client in clients:
         await client.stop()
-
-
-def courier_dir(server: Server) -> Path:
-    return server.courier.workdir

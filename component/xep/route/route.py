@@ -75,9 +75,25 @@ class XEP_CourierRoute(BasePlugin):
         msg.send()
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
-        """Re-inject *inner* as *sender_bare* through XEP-0356, marked with ``<release/>``."""
+        """Re-inject *inner* as *sender_bare* through XEP-0356, marked with ``<release/>``.
+
+        A message from another server's user (federation) cannot be re-injected
+        through XEP-0356: it goes back to the server inside ``<deliver/>``.
+        """
+        if sender_bare.rpartition("@")[2] != self.server:
+            self.deliver(hid, inner)
+            return
         SubElement(inner, f"{{{NS}}}release", id=hid)
         self.originate(inner, sender_bare)
+
+    def deliver(self, hid: str, inner: Element) -> None:
+        """Hand a message that came over s2s back to the server for its local recipient."""
+        inner.tag = f"{{{NS_CLIENT}}}message"
+        wrapper = Element(f"{{{NS}}}deliver", id=hid)
+        SubElement(wrapper, f"{{{stanza.NS_FORWARD}}}forwarded").append(inner)
+        msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
+        msg.xml.append(wrapper)
+        msg.send()
 
     def originate(self, inner: Element, sender_bare: str) -> None:
         """Send *inner* as *sender_bare* through XEP-0356.

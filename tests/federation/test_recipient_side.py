@@ -1,0 +1,104 @@
+"""Scenario 3 of issue 13: Courier on the recipient's server only.
+
+The sender is on c.example, a stock Prosody (no Courier); the recipient is on
+b.example, whose mod_courier_route hands off what arrives over s2s for local
+users to Courier B: held while the recipient is offline (the stock sender's
+XEP-0308/0424 applied to the held message), the recipient's receipt policy,
+drafts' message-from triggers for remote contacts.
+"""
+
+from __future__ import annotations
+
+from component.xep import drafts as xep_drafts
+from component.xep import receipts
+from component.xep.drafts import DraftInfo, TriggerInfo
+from tests.conformance.conftest import read_store
+from tests.conformance.test_delivery import eventually, states
+
+
+async def test_offline_local_recipient_gets_the_remote_senders_final_text_only(federation, users, connect) -> None:
+    bob, carol = users("bob@b.example", "carol@c.example")
+    courier_b = federation["b.example"].courier
+    c = await connect(carol)
+    c.chat(bob, "Meet me at nine", "m1")
+    c.chat(bob, "Forget it", "m2")
+    await eventually(lambda: states(courier_b, carol) == {"m1": "held", "m2": "held"}, 15, "both held at b.example")
+
+    fix = c.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
+    fix["id"] = "m1-fix"
+    fix["replace"]["id"] = "m1"
+    fix.send()
+    recall = c.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
+    recall["id"] = "m2-retract"
+    recall["retract"]["id"] = "m2"
+    recall.send()
+    await eventually(lambda: states(courier_b, carol) == {"m1": "held", "m2": "recalled"}, 15, "recall applied")
+
+    b = await connect(bob)
+    got = await b.next_message(timeout=10)
+    assert (got["from"].bare, got["id"], got["body"]) == (carol, "m1", "Meet me at ten")
+    c.chat(bob, "After login", "m3")  # a later positive marker: nothing else came before it
+    after = await b.next_message(timeout=10)
+    assert after["body"] == "After login"
+    assert [m["body"] for m in b.all_received] == ["Meet me at ten", "After login"]
+    await eventually(lambda: states(courier_b, carol).get("m1") == "released", 5, "m1 released")
+    archived = await b.archive(carol)
+    assert [m["body"] for m in archived] == ["Meet me at ten", "After login"]
+
+
+async def test_online_local_recipient_gets_a_remote_message_through_courier(federation, users, connect) -> None:
+    bob, carol = users("bob@b.example", "carol@c.example")
+    b = await connect(bob)
+    c = await connect(carol, "laptop")
+    c.chat(bob, "Straight through", "s1")
+    got = await b.next_message(timeout=15)
+    assert (got["from"].full, got["body"]) == (f"{carol}/laptop", "Straight through")
+    assert states(federation["b.example"].courier, carol) == {"s1": "released"}
+    b.chat(carol, "Answer", "s2")
+    assert (await c.next_message(timeout=15))["body"] == "Answer"
+
+
+async def test_refuse_strips_a_remote_senders_request_and_tells_them_once(federation, users, connect) -> None:
+    bob, carol = users("bob@b.example", "carol@c.example")
+    b = await connect(bob)
+    b.register_plugin("courier_receipts", module=receipts)
+    await b.plugin["courier_receipts"].set_policy("courier.b.example", "refuse")
+    c = await connect(carol)
+    c.register_plugin("courier_receipts", module=receipts)
+    for n in (1, 2):
+        msg = c.make_message(mto=bob, mbody=f"Did you get this? {n}", mtype="chat")
+        msg["id"] = f"r{n}"
+        msg["request_receipt"] = True
+        msg.enable("markable")
+        msg.send()
+        got = await b.next_message(timeout=15)
+        assert got["body"] == f"Did you get this? {n}"
+        assert not got["request_receipt"]
+        assert got.xml.find("{urn:xmpp:chat-markers:0}markable") is None
+    b.chat(carol, "marker", "r-end")  # Bob's answer comes after any notice Courier B sent
+    notices = []
+    while True:
+        m = await c.next_message(timeout=15)
+        if m["body"] == "marker":
+            break
+        if m.xml.find(f"{{{receipts.NS}}}notice") is not None:
+            notices.append((m["from"].bare, m["receipts_notice"]["jid"], m["receipts_notice"]["policy"]))
+    assert notices == [("courier.b.example", bob, "refuse")]
+
+
+async def test_when_from_draft_fires_on_a_remote_contacts_message(federation, users, connect) -> None:
+    bob, dave, carol = users("bob@b.example", "dave@b.example", "carol@c.example")
+    b = await connect(bob)
+    b.register_plugin("courier_drafts", module=xep_drafts)
+    b.register_plugin("xep_0004")
+    d = await connect(dave)
+    c = await connect(carol)
+    await b.plugin["courier_drafts"].store(
+        "courier.b.example", DraftInfo(to=dave, body="Carol answered", trigger=TriggerInfo("message-from", jid=carol))
+    )
+    c.chat(bob, "Carol here", "c1")
+    assert (await b.next_message(timeout=15))["body"] == "Carol here"
+    got = await d.next_message(timeout=10)
+    assert (got["from"].bare, got["body"]) == (bob, "Carol answered")
+    with read_store(federation["b.example"].courier) as db:
+        assert [r[0] for r in db.execute("SELECT state FROM drafts WHERE author=?", (bob,))] == ["sent"]
