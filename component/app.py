@@ -22,6 +22,7 @@ from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
+from .delivery import federation
 from .delivery.drafts import DraftService, Limits
 from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
 from .delivery.states import State, hop_word
@@ -186,6 +187,7 @@ class Courier(ComponentXMPP):
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("route_handoff", self._on_handoff)
         self.add_event_handler("route_fallback", self.pipeline.fallback)
+        self.add_event_handler("route_bounce", self._on_bounce)
         self.add_event_handler("presence_available", self._on_presence)
         self.add_event_handler("presence_unavailable", self._on_presence)
         self.add_event_handler("privileges_advertised", self._on_privileges)
@@ -262,6 +264,9 @@ class Courier(ComponentXMPP):
         if inner is None:  # the plugin checked already
             return
         self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _stamp_or_now(h["stamp"])))
+
+    async def _on_bounce(self, error: Element) -> None:
+        await federation.bounced(self.pipeline, error)
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]

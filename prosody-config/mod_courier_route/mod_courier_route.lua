@@ -352,10 +352,27 @@ local function s2s_recipient_kind(stanza)
 	return "offline";
 end
 
+-- A remote server's error for a message Courier released comes back to the
+-- sender's bare JID (the re-injection's from): Courier is told (a copy, so it
+-- records a failed hop); the server goes on with the error as it would.
+local function tell_bounce(stanza)
+	local node, to_host, resource = jid_split(stanza.attr.to);
+	if not node or to_host ~= host or resource or not component_session() then return; end
+	local copy = st.clone(stanza);
+	copy.attr.xmlns = "jabber:client";
+	module:send(st.message({ from = host, to = courier_host })
+		:tag("bounce", { xmlns = NS })
+			:tag("forwarded", { xmlns = NS_FORWARD }):add_child(copy));
+end
+
 local function intercept_s2s(event)
 	local origin, stanza = event.origin, event.stanza;
 	if origin.type ~= "s2sin" or passing[stanza] then return; end
 	strip_ours(stanza); -- only Courier speaks Courier's namespaces, on any server
+	if stanza.attr.type == "error" then
+		tell_bounce(stanza);
+		return;
+	end
 	local kind = wanted(stanza) and s2s_recipient_kind(stanza);
 	if not kind then return; end
 	local session = component_session();

@@ -3,8 +3,8 @@
 from slixmpp.plugins.base import register_plugin
 
 from .route import XEP_CourierRoute
-from .stanza import NS, Ack, AckItem, Fallback, FallbackItem, Handoff, Release
+from .stanza import NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Release
 
 register_plugin(XEP_CourierRoute)
 
-__all__ = ["NS", "Ack", "AckItem", "Fallback", "FallbackItem", "Handoff", "Release", "XEP_CourierRoute"]
+__all__ = ["NS", "Ack", "AckItem", "Bounce", "Fallback", "FallbackItem", "Handoff", "Release", "XEP_CourierRoute"]

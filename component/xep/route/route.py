@@ -1,7 +1,8 @@
 """The courier-route plugin: receives hand-offs and fallback notices, sends acks and releases.
 
-Events: ``route_handoff`` (the message carrying a valid ``<handoff/>``) and
-``route_fallback`` (a list of hand-off ids the server delivered itself).
+Events: ``route_handoff`` (the message carrying a valid ``<handoff/>``),
+``route_fallback`` (a list of hand-off ids the server delivered itself) and
+``route_bounce`` (a remote server's error to a local user's bare JID, as an Element).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ class XEP_CourierRoute(BasePlugin):
         self.server = self.config.get("server") or self.xmpp.boundjid.domain.split(".", 1)[-1]
         self.xmpp.register_handler(Callback("Route hand-off", StanzaPath("message/route_handoff"), self._handoff))
         self.xmpp.register_handler(Callback("Route fallback", StanzaPath("message/route_fallback"), self._fallback))
+        self.xmpp.register_handler(Callback("Route bounce", StanzaPath("message/route_bounce"), self._bounce))
         self.xmpp.register_handler(Callback("Route forged", StanzaPath("message/route_ack"), self._forged))
 
     def plugin_end(self) -> None:
-        for name in ("Route hand-off", "Route fallback", "Route forged"):
+        for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged"):
             self.xmpp.remove_handler(name)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
 
@@ -62,6 +64,14 @@ class XEP_CourierRoute(BasePlugin):
         if not self._from_server(msg):
             raise XMPPError("forbidden", f"only {self.server} may send fallback notices", etype="auth")
         self.xmpp.event("route_fallback", msg["route_fallback"]["ids"])
+
+    def _bounce(self, msg: StanzaBase) -> None:
+        if not self._from_server(msg):
+            raise XMPPError("forbidden", f"only {self.server} may report bounces", etype="auth")
+        inner = msg["route_bounce"].get_inner()
+        if inner is None or inner.get("type") != "error" or not inner.get("from") or not inner.get("to"):
+            raise XMPPError("bad-request", "a bounce forwards a jabber:client error message")
+        self.xmpp.event("route_bounce", inner)
 
     def _forged(self, msg: StanzaBase) -> None:
         # Acks only flow from Courier to the server; one arriving here is forged.

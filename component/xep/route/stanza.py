@@ -113,6 +113,20 @@ class Fallback(Ack):
             self.xml.remove(item.xml)
 
 
+class Bounce(ElementBase):
+    """``<bounce><forwarded>error</forwarded></bounce>``: a remote server's error to a local user's
+    bare JID, copied to Courier (server → Courier; federation)."""
+
+    namespace = NS
+    name = "bounce"
+    plugin_attrib = "route_bounce"
+    interfaces = {"id"}  # (unused: the forwarded error says it all)
+
+    def get_inner(self) -> Element | None:
+        """The forwarded ``jabber:client`` error message."""
+        return self.xml.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
+
+
 class Release(ElementBase):
     """``<release id/>`` inside a privileged re-injection; the server strips it."""
 
@@ -127,5 +141,6 @@ def register() -> None:
     register_stanza_plugin(Message, Ack)
     register_stanza_plugin(Message, Fallback)
     register_stanza_plugin(Message, Release)
+    register_stanza_plugin(Message, Bounce)
     register_stanza_plugin(Ack, AckItem, iterable=True)
     register_stanza_plugin(Fallback, FallbackItem, iterable=True)
