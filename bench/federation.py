@@ -1,0 +1,191 @@
+"""Cross-server throughput and latency: plain s2s against a Courier pair, same run.
+
+    python -m bench.federation [--messages N] [--latency-samples M] [--repeat R] [--warmup W]
+
+Two federations on free loopback ports, both up for the whole run:
+
+* **plain**: two Debian Prosody servers (``ProsodySetup(route=False)``) federating
+  over s2s with dialback (fixed peers, mod_courier_peers);
+* **Courier**: the same two servers with ``mod_courier_route`` and a real Courier
+  process each (sender's Courier releases toward the remote server, recipient's
+  Courier takes it over from its Prosody and delivers it).
+
+The sender is on the first server, the recipient on the second.  Burst: N
+pre-serialised messages written in one tight loop; time from the first write to
+the N-th arrival.  Bursts alternate plain/Courier ``--repeat`` times (medians).
+Latency: M messages one at a time; p50/p99 by nearest rank.  Every measurement
+checks that each message arrived exactly once and in order.
+Targets (issue 13): Courier pair >= 50 % of plain s2s throughput, added p50 <= +2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from component import prosody
+from tests.conformance.xmpp import CourierProcess
+
+from .throughput_latency import BenchClient, body_for, one_at_a_time, percentile, stanza_for, verify
+
+PASSWORD = "bench-pw"
+TARGET_THROUGHPUT_RATIO = 0.50
+TARGET_ADDED_P50_MS = 2.0
+
+
+@dataclass
+class Federation:
+    """Two federating servers; with ``route`` each has mod_courier_route and a Courier."""
+
+    name: str
+    route: bool
+    root: Path
+    domains: tuple[str, str]
+    setups: list[prosody.ProsodySetup] = field(default_factory=list)
+    procs: list[object] = field(default_factory=list)
+    couriers: list[CourierProcess] = field(default_factory=list)
+    clients: list[BenchClient] = field(default_factory=list)
+    pairs: int = 0
+
+    def start(self, pairs: int) -> None:
+        s2s = {d: prosody.free_port() for d in self.domains}
+        for d in self.domains:
+            setup = prosody.ProsodySetup(
+                data=self.root / d,
+                domain=d,
+                c2s_port=prosody.free_port(),
+                component_port=prosody.free_port(),
+                route=self.route,
+                s2s_port=s2s[d],
+                peers={o: f"127.0.0.1:{p}" for o, p in s2s.items() if o != d},
+            )
+            setup.render()
+            self.setups.append(setup)
+        sender_setup, recipient_setup = self.setups
+        for k in range(pairs):
+            prosody.adduser(sender_setup, f"s{k}@{sender_setup.domain}", PASSWORD)
+            prosody.adduser(recipient_setup, f"r{k}@{recipient_setup.domain}", PASSWORD)
+        for setup in self.setups:
+            self.procs.append(prosody.start(setup))
+        if self.route:
+            for setup in self.setups:
+                work = self.root / f"courier-{setup.domain}"
+                self.couriers.append(CourierProcess(setup, work, COURIER_LOG_LEVEL="INFO").start())
+
+    async def pair(self) -> tuple[BenchClient, BenchClient]:
+        k, self.pairs = self.pairs, self.pairs + 1
+        a, b = self.setups
+        sender = BenchClient(f"s{k}@{a.domain}/bench", PASSWORD, a.c2s_port)
+        recipient = BenchClient(f"r{k}@{b.domain}/bench", PASSWORD, b.c2s_port)
+        self.clients += [sender, recipient]
+        await recipient.start()
+        await sender.start()
+        await asyncio.sleep(0.3)  # (benchmark set-up) let Courier B see the recipient's presence
+        return sender, recipient
+
+    def stop(self) -> None:
+        for courier in self.couriers:
+            courier.stop()
+        for proc in self.procs:
+            prosody.stop(proc)  # type: ignore[arg-type]
+
+
+async def burst(fed: Federation, rep: int, n: int, warmup: int) -> float:
+    sender, recipient = await fed.pair()
+    try:
+        await one_at_a_time(sender, recipient, f"{fed.name[0]}w{rep}", warmup)  # also sets up the s2s streams
+        tag = f"{fed.name[0]}{rep}"
+        to = recipient.boundjid.bare
+        lines = [stanza_for(to, tag, i) for i in range(n)]
+        recipient.arrivals.clear()
+        recipient.expect(n)
+        t0 = time.perf_counter()
+        for line in lines:
+            sender.send_raw(line)
+        await recipient.wait_target(20, f"{fed.name} burst {rep}")
+        verify([b for _, b in recipient.arrivals], [body_for(tag, i) for i in range(n)], f"{fed.name} burst {rep}")
+        return n / (recipient.arrivals[n - 1][0] - t0)
+    finally:
+        await sender.stop()
+        await recipient.stop()
+
+
+async def latency(fed: Federation, m: int, warmup: int) -> list[float]:
+    sender, recipient = await fed.pair()
+    try:
+        await one_at_a_time(sender, recipient, f"{fed.name[0]}wl", warmup)
+        return await one_at_a_time(sender, recipient, f"{fed.name[0]}L", m)
+    finally:
+        await sender.stop()
+        await recipient.stop()
+
+
+async def measure(args: argparse.Namespace, feds: dict[str, Federation]) -> str:
+    rates: dict[str, list[float]] = {"plain": [], "Courier": []}
+    for rep in range(args.repeat):
+        order = ("plain", "Courier") if rep % 2 == 0 else ("Courier", "plain")
+        for name in order:
+            rates[name].append(await burst(feds[name], rep, args.messages, args.warmup))
+            print(f"  {name} burst {rep}: {rates[name][-1]:.0f} msg/s", flush=True)
+    lat = {name: await latency(feds[name], args.latency_samples, args.warmup) for name in ("plain", "Courier")}
+    plain_rate, courier_rate = statistics.median(rates["plain"]), statistics.median(rates["Courier"])
+    ratio = courier_rate / plain_rate
+    p50 = {n: percentile(v, 50) for n, v in lat.items()}
+    p99 = {n: percentile(v, 99) for n, v in lat.items()}
+    added = p50["Courier"] - p50["plain"]
+    ok = ratio >= TARGET_THROUGHPUT_RATIO and added <= TARGET_ADDED_P50_MS
+    return "\n".join(
+        [
+            f"Cross-server a→b: plain s2s vs Courier pair — {args.messages} msg bursts x {args.repeat} (median), "
+            f"{args.latency_samples} latency samples",
+            f"throughput (msg/s)   plain {plain_rate:.0f}   Courier {courier_rate:.0f}   "
+            f"{ratio * 100:.1f} % (target >= {TARGET_THROUGHPUT_RATIO * 100:.0f} %)",
+            f"latency p50 (ms)     plain {p50['plain']:.2f}   Courier {p50['Courier']:.2f}   "
+            f"{added:+.2f} ms (target <= +{TARGET_ADDED_P50_MS} ms)",
+            f"latency p99 (ms)     plain {p99['plain']:.2f}   Courier {p99['Courier']:.2f}   "
+            f"{p99['Courier'] - p99['plain']:+.2f} ms",
+            f"bursts (msg/s): plain {[round(r) for r in rates['plain']]}; "
+            f"Courier {[round(r) for r in rates['Courier']]}",
+            "result: " + ("within target" if ok else "OUTSIDE TARGET"),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.federation", description=__doc__.split("\n")[0])
+    p.add_argument("--messages", type=int, default=1000)
+    p.add_argument("--latency-samples", type=int, default=300)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="courier-bench-fed-"))
+    feds = {
+        "plain": Federation("plain", False, root / "plain", ("pa.example", "pb.example")),
+        "Courier": Federation("Courier", True, root / "courier", ("ca.example", "cb.example")),
+    }
+    try:
+        pairs = args.repeat + 1
+        for fed in feds.values():
+            fed.start(pairs)
+        print(asyncio.run(measure(args, feds)))
+        return 0
+    except (AssertionError, TimeoutError, RuntimeError) as exc:
+        print(f"FAILED: {exc} (work dir {root})", file=sys.stderr)
+        return 1
+    finally:
+        for fed in feds.values():
+            fed.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
