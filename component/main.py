@@ -150,6 +150,9 @@ def cmd_prosody_config(args: argparse.Namespace) -> int:
     print(
         f"""-- Courier: add to your Prosody configuration, then restart Prosody.
 -- Copy prosody-config/mod_courier_route/ into a directory listed in plugin_paths.
+-- Federation: messages from other servers are handed off too. Publish _xmpp-server._tcp
+-- SRV (or A/AAAA) records and certificates for {args.domain} AND {component}
+-- (Courier's reports and notices leave from {component}); see docs/federation.md.
 modules_enabled = {{ --[[ your modules ]] "privilege" }}
 
 VirtualHost "{args.domain}"
