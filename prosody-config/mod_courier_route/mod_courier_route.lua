@@ -368,7 +368,9 @@ end
 local function intercept_s2s(event)
 	local origin, stanza = event.origin, event.stanza;
 	if origin.type ~= "s2sin" or passing[stanza] then return; end
-	strip_ours(stanza); -- only Courier speaks Courier's namespaces, on any server
+	-- Only Courier speaks Courier's namespaces: what a remote *user* sends loses them
+	-- (a remote Courier, courier.<domain>, has no node and keeps its reports and notices).
+	if jid_split(stanza.attr.from) then strip_ours(stanza); end
 	if stanza.attr.type == "error" then
 		tell_bounce(stanza);
 		return;

@@ -102,3 +102,39 @@ async def test_when_from_draft_fires_on_a_remote_contacts_message(federation, us
     assert (got["from"].bare, got["body"]) == (bob, "Carol answered")
     with read_store(federation["b.example"].courier) as db:
         assert [r[0] for r in db.execute("SELECT state FROM drafts WHERE author=?", (bob,))] == ["sent"]
+
+
+async def test_courier_elements_from_a_remote_user_are_stripped(federation, users, connect) -> None:
+    alice, carol = users("alice@a.example", "carol@c.example")
+    a = await connect(alice)
+    c = await connect(carol)
+    forged = c.make_message(mto=alice, mbody="Look, a report", mtype="chat")
+    forged["id"] = "fr1"
+    forged["hops_report"]["id"] = "whatever"
+    forged["hops_report"]["state"] = "read"
+    forged.send()
+    got = await a.next_message(timeout=15)
+    assert got["body"] == "Look, a report"
+    assert not any(child.tag.startswith("{https://courier.chat/ns/") for child in got.xml)
+    assert a.reports == []
+
+
+async def test_the_recipients_courier_reports_to_a_remote_sender_who_asked(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="Are you there?", mtype="chat")
+    msg["id"] = "q1"
+    msg["request_receipt"] = True
+    msg.send()
+
+    def from_b() -> list[tuple[str, str]]:
+        return [
+            (r["hops_report"]["state"], r["hops_report"]["place"])
+            for r in a.reports
+            if r["from"].bare == "courier.b.example"
+        ]
+
+    await eventually(lambda: ("cached", "b.example") in from_b(), 15, "cached at b.example, from courier.b.example")
+    b = await connect(bob)
+    assert (await b.next_message(timeout=15))["body"] == "Are you there?"
+    await eventually(lambda: ("released", "b.example") in from_b(), 15, "released at b.example")

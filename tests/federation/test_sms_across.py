@@ -29,9 +29,7 @@ def sms_courier_b(federation, kannel, network, tmp_path: Path) -> Iterator[Couri
         server.courier.start()
 
 
-async def test_remote_message_to_an_offline_local_user_becomes_one_sms(
-    sms_courier_b, users, connect, network
-) -> None:
+async def test_remote_message_to_an_offline_local_user_becomes_one_sms(sms_courier_b, users, connect, network) -> None:
     bob, carol = users("bob@b.example", "carol@c.example")
     number = new_number()
     b = await with_sms(connect, bob)
