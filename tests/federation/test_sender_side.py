@@ -44,5 +44,8 @@ async def test_an_error_from_a_third_party_about_alices_message_changes_nothing(
     forged.send()
     c.chat(alice, "marker", "c1")  # after the forged error, in order on the same s2s stream
     assert (await a.next_message(timeout=15))["body"] == "marker"
-    assert states(courier_a, alice) == {"d1": "released"}
+    # A genuine bounce, on the same stream after the forged error, is processed after it.
+    a.chat("nobody@c.example", "Anybody?", "n2")
+    await eventually(lambda: states(courier_a, alice).get("n2") == "failed", 15, "the genuine bounce recorded")
+    assert states(courier_a, alice) == {"d1": "released", "n2": "failed"}
     assert "failed" not in [label for label, _at, _place in hops(courier_a, alice, "d1")]
