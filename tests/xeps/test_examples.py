@@ -54,7 +54,9 @@ _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.DOTALL)
 def _parser() -> etree.XMLParser:
     # XSF documents reference xep.dtd / xep.ent, which are not available
     # offline: never load them, keep unresolved entity references as nodes.
-    return etree.XMLParser(load_dtd=False, no_network=True, resolve_entities=False, remove_blank_text=False)
+    return etree.XMLParser(
+        load_dtd=False, no_network=True, resolve_entities=False, remove_blank_text=False
+    )
 
 
 def _parse_document(path: Path) -> etree._Element:
@@ -181,7 +183,10 @@ def test_examples_validate_against_schema(path: Path) -> None:
             validated += 1
             if not schema.validate(tree):
                 errors = "; ".join(f"line {e.line}: {e.message}" for e in schema.error_log)
-                failures.append(f"example {caption!r}: <{etree.QName(el).localname}/> does not validate: {errors}")
+                failures.append(
+                    f"example {caption!r}: <{etree.QName(el).localname}/> "
+                    f"does not validate: {errors}"
+                )
 
     assert not failures, "\n".join(failures)
     assert validated, f"no element in {sorted(namespaces)} found in any example"
