@@ -37,3 +37,4 @@ NS_RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 NS_RETRACT0 = "urn:xmpp:message-retract:0"  # XEP-0424 before 0.4 (inside XEP-0422 fastening)
 NS_FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
 NS_FALLBACK = "urn:xmpp:fallback:0"  # XEP-0428
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"  # RFC 6120 stanza errors

@@ -12,14 +12,12 @@ import logging
 import time
 from xml.etree import ElementTree as ET
 
+from ..namespaces import NS_CLIENT, NS_STANZAS
 from ..store import MessageRow
 from .pipeline import Pipeline
 from .states import Event, IllegalTransition, apply
 
 log = logging.getLogger(__name__)
-
-NS_CLIENT = "jabber:client"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 def _bare(jid: str) -> str:
