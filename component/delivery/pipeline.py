@@ -48,6 +48,10 @@ POLICIES = ("auto", "manual", "refuse")
 #: How long hand-off ids are remembered in memory for de-duplication (the
 #: server only re-sends hand-offs younger than its ack timeout).
 HID_MEMORY = 900.0
+#: Refs of recalled messages (and of those gone as SMS) stay indexed this long, so that a late
+#: correction or retraction of them is absorbed; at most REF_MAX of them (oldest forgotten first).
+REF_MEMORY = 86400.0
+REF_MAX = 100_000
 #: Acknowledgements: (namespace, element) -> the event it means for the acknowledged message.
 ACKNOWLEDGEMENTS: dict[tuple[str, str], Event] = {
     (NS_RECEIPTS, "received"): Event.RECEIVE,
@@ -180,6 +184,8 @@ class Pipeline:
         # (sender, recipient_bare, id or origin-id) -> seq, for held and recalled messages
         self.by_ref: dict[tuple[str, str, str], int] = {}
         self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        #: closed messages whose refs are still in by_ref: seq -> (closed at, the by_ref keys)
+        self.closed_refs: OrderedDict[int, tuple[float, list[tuple[str, str, str]]]] = OrderedDict()
         self.available: defaultdict[str, set[str]] = defaultdict(set)
         self.undo_windows: dict[str, float] = {}
         self.report_defaults: set[str] = set()
@@ -239,6 +245,18 @@ class Pipeline:
         for ref in (m.msg_id, m.origin_id):
             if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
                 del self.by_ref[(m.sender, m.recipient_bare, ref)]
+        self.closed_refs.pop(m.seq, None)
+
+    def _forget_closed_refs(self, now: float) -> None:
+        """Bound by_ref: refs of closed messages older than REF_MEMORY, or beyond REF_MAX, go."""
+        while self.closed_refs:
+            seq, (t, keys) = next(iter(self.closed_refs.items()))
+            if now - t < REF_MEMORY and len(self.closed_refs) <= REF_MAX:
+                break
+            self.closed_refs.popitem(last=False)
+            for key in keys:
+                if self.by_ref.get(key) == seq:
+                    del self.by_ref[key]
 
     # -- presence ------------------------------------------------------------
 
@@ -371,6 +389,7 @@ class Pipeline:
         """Process one hand-off (synchronously; effects follow the commit)."""
         now = time.time()
         self._forget_old_hids(now)
+        self._forget_closed_refs(now)
         if h.hid in self.known_hids:
             self._spawn(self._answer_again(h, self.known_hids[h.hid][1]))
             return
@@ -558,8 +577,12 @@ class Pipeline:
         self.store.queue_update(target)
 
     def _close(self, m: MessageRow) -> None:
-        """Take *m* off the open set and its recipient's queue (its refs stay, for late edits)."""
+        """Take *m* off the open set and its recipient's queue (its refs stay, for late edits,
+        until :meth:`_forget_closed_refs` or :meth:`_unindex_ref`)."""
         self.open.pop(m.seq, None)
+        keys = [(m.sender, m.recipient_bare, ref) for ref in (m.msg_id, m.origin_id) if ref]
+        if keys:
+            self.closed_refs[m.seq] = (time.time(), keys)
         queue = self.queues.get(m.recipient_bare)
         if queue is not None:
             try:

@@ -188,3 +188,36 @@ async def test_a_correction_after_a_held_message_was_released_is_passed_on(pipel
     assert [h.label for h in await pipeline.store.hops(original.seq)] == [
         "accepted", "held", "released", "edited", "retracted",
     ]  # fmt: skip
+
+
+async def test_refs_of_recalled_messages_are_bounded_in_count_and_time(pipeline, monkeypatch) -> None:
+    """Issue 12 #6: by_ref entries of recalled messages used to stay for ever."""
+    from component.delivery import pipeline as module
+
+    monkeypatch.setattr(module, "REF_MAX", 3)
+    now = time.time()
+    for i in range(6):
+        pipeline.handoff(Handoff(f"h{i}", "offline", message(f"m{i}", f"text {i}"), now))
+        pipeline.handoff(Handoff(f"r{i}", "offline", message(f"m{i}-del", None, retract=f"m{i}"), now))
+    await pipeline.drain()
+    # one more hand-off prunes: only the newest REF_MAX recalled messages keep their refs
+    pipeline.handoff(Handoff("late", "offline", message("m5-fix", "never", replace="m5"), time.time()))
+    await pipeline.drain()
+    assert len(pipeline.closed_refs) == 3
+    assert {ref for (_, _, ref) in pipeline.by_ref} == {"m3", "m4", "m5"}
+    # within the bound a late correction of a recalled message is still absorbed (never delivered)
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    assert pipeline.recorder.releases == []
+    # and after REF_MEMORY every ref of a closed message is forgotten
+    pipeline._forget_closed_refs(time.time() + module.REF_MEMORY + 1)
+    assert pipeline.by_ref == {} and not pipeline.closed_refs
+
+
+async def test_refs_of_released_messages_are_not_kept(pipeline) -> None:
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "one"), time.time()))
+    await pipeline.drain()
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    assert [r[2] for r in pipeline.recorder.releases] == ["one"]
+    assert pipeline.by_ref == {} and not pipeline.closed_refs
