@@ -48,6 +48,10 @@ POLICIES = ("auto", "manual", "refuse")
 #: How long hand-off ids are remembered in memory for de-duplication (the
 #: server only re-sends hand-offs younger than its ack timeout).
 HID_MEMORY = 900.0
+#: ... and at most this many (oldest forgotten first): memory stays bounded at any rate.  The
+#: server re-sends only un-acknowledged hand-offs (younger than its ack timeout, seconds), so
+#: 200,000 covers minutes even at the highest rate measured on this machine.
+HID_MAX = 200_000
 #: Refs of recalled messages (and of those gone as SMS) stay indexed this long, so that a late
 #: correction or retraction of them is absorbed; at most REF_MAX of them (oldest forgotten first).
 REF_MEMORY = 86400.0
@@ -872,7 +876,7 @@ class Pipeline:
     def _forget_old_hids(self, now: float) -> None:
         while self.known_hids:
             hid, (t, _) = next(iter(self.known_hids.items()))
-            if now - t < HID_MEMORY:
+            if now - t < HID_MEMORY and len(self.known_hids) <= HID_MAX:
                 break
             self.known_hids.popitem(last=False)
 

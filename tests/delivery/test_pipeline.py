@@ -221,3 +221,20 @@ async def test_refs_of_released_messages_are_not_kept(pipeline) -> None:
     await pipeline.drain()
     assert [r[2] for r in pipeline.recorder.releases] == ["one"]
     assert pipeline.by_ref == {} and not pipeline.closed_refs
+
+
+async def test_known_handoff_ids_are_bounded_in_count(pipeline, monkeypatch) -> None:
+    """Issue 12 #6: known_hids was kept 900 s whatever the rate (~1.2 M entries at full rate)."""
+    from component.delivery import pipeline as module
+
+    monkeypatch.setattr(module, "HID_MAX", 5)
+    now = time.time()
+    for i in range(20):
+        pipeline.handoff(Handoff(f"h{i}", "offline", message(f"m{i}"), now))
+    await pipeline.drain()
+    assert len(pipeline.known_hids) <= 6  # pruned before each hand-off, which then adds one
+    # a re-sent recent hand-off is still recognised: answered again, never stored twice
+    pipeline.handoff(Handoff("h19", "offline", message("m19"), now))
+    await pipeline.drain()
+    assert pipeline.recorder.acks.count("h19") == 2
+    assert len(await pipeline.store.messages_between(JULIET, ROMEO)) == 20
