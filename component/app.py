@@ -25,6 +25,7 @@ from .config import Config
 from .delivery import federation
 from .delivery.drafts import DraftService, Limits
 from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
+from .delivery.retention import Retention
 from .delivery.states import State, hop_word
 from .drafts import DraftMessages, DraftsAdapter
 from .lists import Limits as ListLimits
@@ -328,6 +329,8 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     await courier.lists.start()
     if courier.sms is not None:
         await courier.sms.start()
+    retention = Retention(store, config["store.retention_days"])
+    retention.start()
     disconnected = asyncio.Event()
     courier.add_event_handler("disconnected", lambda _e: disconnected.set())
     courier.add_event_handler("connection_failed", lambda _e: disconnected.set())
@@ -372,5 +375,6 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             await courier.pipeline.drain()
         except StoreUnavailable as exc:
             log.error("Stopping with work not stored: %s", exc)
+        await retention.stop()
         await store.close()
         log.info("Courier stopped")

@@ -43,6 +43,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("store.batch_max", int, 256, "At most this many operations are committed in one transaction."),
     Option(
+        "store.retention_days",
+        float,
+        30.0,
+        "Closed messages (delivered, recalled, failed…) and their hops are deleted this many days after "
+        "their last change; 0 keeps them for ever. Messages still held are never deleted.",
+    ),
+    Option(
         "delivery.undo_window",
         float,
         0.0,

@@ -25,6 +25,7 @@ from .drafts import DraftStore
 from .errors import StoreUnavailable
 from .lists import ListStore
 from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
+from .retention import RetentionStore
 from .sms import SmsStore
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class Store:
         self.drafts = DraftStore(conn, self._tx)  # drafts (P5): store/drafts.py
         self.lists = ListStore(conn, self._tx)  # broadcast lists (P4): store/lists.py
         self.sms = SmsStore(conn, self._tx)  # SMS fallback (P3): store/sms.py
+        self.retention = RetentionStore(conn, self._tx)  # closed messages deleted by age: store/retention.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
