@@ -24,7 +24,7 @@ from .commands.bot import Bot
 from .config import Config
 from .delivery import federation
 from .delivery.drafts import DraftService, Limits
-from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, TooLate
+from .delivery.pipeline import Encrypted, Handoff, NotFound, Pipeline, Report, TooLate, encrypted
 from .delivery.retention import Retention
 from .delivery.states import State, hop_word
 from .drafts import DraftMessages, DraftsAdapter
@@ -59,6 +59,8 @@ class HopsAdapter:
         trace = iq["hops_trace"]
         trace["id"], trace["origin_id"], trace["to"] = m.msg_id, m.origin_id, m.recipient_bare
         trace["state"] = hop_word(m.state.value, m.hold_reason)
+        if encrypted(m):
+            trace["encrypted"] = "true"  # instead of any text: Courier never reads it
         for h in hop_list:
             item = hops.Hop()
             item["state"] = hop_word(h.label, h.note)
@@ -73,7 +75,7 @@ class HopsAdapter:
                 "to": m.recipient_bare,
                 "state": hop_word(State.HELD.value, m.hold_reason),
                 "since": stamp(m.created),
-                "body": m.body or "",
+                **({"encrypted": "true", "body": ""} if encrypted(m) else {"body": m.body or ""}),
             }
             for m in self.pipeline.pending(requester)
         ]
@@ -92,6 +94,8 @@ class HopsAdapter:
             raise XMPPError("item-not-found", "no message of yours has that id") from None
         except TooLate as exc:
             raise XMPPError("not-allowed", f"{exc}: it can no longer be changed") from None
+        except Encrypted as exc:
+            raise XMPPError("not-acceptable", str(exc)) from None
         except ValueError as exc:
             raise XMPPError("bad-request", str(exc)) from None
         except StoreUnavailable as exc:

@@ -125,6 +125,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("sms.code_ttl", float, 600.0, "Seconds a verification code stays valid."),
     Option("sms.codes_per_hour", int, 3, "Verification codes per user (and per number) and hour."),
     Option("sms.parts_per_hour", int, 30, "SMS parts one user may cause per hour (fallback and direct)."),
+    Option(
+        "sms.encrypted_notice",
+        str,
+        "{sender} sent you an end-to-end encrypted message; open your XMPP app to read it.",
+        "SMS fallback of an end-to-end encrypted message (OMEMO, OpenPGP): this notice goes as SMS "
+        "instead (`{sender}` is the sender's JID), and the message waits for the recipient's XMPP app.",
+    ),
     Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
 )
 

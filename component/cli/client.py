@@ -153,6 +153,8 @@ async def cmd_trace(client: CourierClient, args: argparse.Namespace, out: Output
     lines = [f"{t['id']} → {t['to']}: {t['state']}"]
     if t["origin_id"] and t["origin_id"] != t["id"]:
         lines[0] += f" (origin-id {t['origin_id']})"
+    if t["encrypted"] == "true":
+        lines[0] += " (🔒 encrypted)"
     lines += ["  " + hop_line(h["at"], h["state"], h["place"], h["note"]) for h in hop_list]
     out.emit(
         "\n".join(lines),
@@ -171,14 +173,16 @@ async def cmd_pending(client: CourierClient, args: argparse.Namespace, out: Outp
     if not messages and not out.json:
         out.emit("no held messages")
     for m in messages:
+        text = f"🔒 encrypted message to {m['to']}" if m["encrypted"] == "true" else m["body"]
         out.emit(
-            f"{m['id']}  → {m['to']}  {m['state']:<6}  since {m['since']}  {m['body']}",
+            f"{m['id']}  → {m['to']}  {m['state']:<6}  since {m['since']}  {text}",
             type="pending",
             id=m["id"],
             to=m["to"],
             state=m["state"],
             since=m["since"],
             body=m["body"],
+            encrypted=m["encrypted"] == "true",
         )
     return OK
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..delivery.pipeline import NotFound, TooLate
+from ..delivery.pipeline import Encrypted, NotFound, TooLate, encrypted
 from ..delivery.states import State, hop_word
+from ..store import MessageRow
 from . import Command, CommandError, Context, Field, Result, bool_value, text_value
 
 MAX_UNDO_WINDOW = 3600.0
@@ -14,6 +15,14 @@ MAX_UNDO_WINDOW = 3600.0
 
 def when(t: float) -> str:
     return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def preview(m: MessageRow, width: int = 40) -> str:
+    """What a pending message is called in a list: its text, or never the fallback sentence of an
+    end-to-end encrypted one."""
+    if encrypted(m):
+        return f"🔒 encrypted message to {m.recipient_bare}"
+    return (m.body or "")[:width]
 
 
 def _state(hold_reason: str) -> str:
@@ -37,6 +46,8 @@ async def _change(ctx: Context, action: str, msg_id: str, text: str = "") -> Res
     except TooLate as exc:
         verb = "a retraction" if action == "recall" else "a correction"
         raise CommandError(f"Too late: {exc}. Your client can still send {verb}, which is passed on.") from None
+    except Encrypted as exc:
+        raise CommandError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
@@ -52,7 +63,10 @@ class Pending(Command):
         held = ctx.pipeline.pending(ctx.requester)
         if not held:
             return []
-        options = [(m.msg_id or m.origin_id, f"{m.recipient_bare}: {(m.body or '')[:40]}") for m in held]
+        options = [
+            (m.msg_id or m.origin_id, preview(m) if encrypted(m) else f"{m.recipient_bare}: {preview(m)}")
+            for m in held
+        ]
         return [
             Field("message", "Message", "list-single", options=options, default=options[0][0]),
             Field(
@@ -78,7 +92,7 @@ class Pending(Command):
                 "to": m.recipient_bare,
                 "state": _state(m.hold_reason),
                 "since": when(m.created),
-                "text": m.body or "",
+                "text": preview(m, 1000),
             }
             for m in held
         ]
@@ -150,7 +164,8 @@ class Trace(Command):
             raise CommandError(f"No message of yours has the id {msg_id}.") from None
         rows = [{"state": hop_word(h.label, h.note), "at": when(h.at), "place": h.place, "note": h.note} for h in hops]
         columns = [("state", "Hop"), ("at", "Time"), ("place", "Where"), ("note", "Note")]
-        return Result(f"{msg_id} to {m.recipient_bare}: {hop_word(m.state.value, m.hold_reason)}.", columns, rows)
+        lock = " (🔒 encrypted)" if encrypted(m) else ""
+        return Result(f"{msg_id} to {m.recipient_bare}{lock}: {hop_word(m.state.value, m.hold_reason)}.", columns, rows)
 
 
 class Settings(Command):

@@ -38,8 +38,9 @@ from ..namespaces import (
 )
 from ..store import MessageRow, Store
 from ..tasks import spawn
+from ..xep import e2ee
 from . import sender_copy
-from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, apply, hop_word
+from .states import DELIVERED, Event, Hop, IllegalTransition, State, accept, annotate, apply, hop_word
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,13 @@ class NotFound(LookupError):
 
 class TooLate(Exception):
     """The message has left the server (or was recalled): it can no longer be changed."""
+
+
+class Encrypted(ValueError):
+    """The message is end-to-end encrypted: only the sender's client can change its text."""
+
+    def __init__(self) -> None:
+        super().__init__(e2ee.EDIT_REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +172,17 @@ def _acknowledgement(inner: ET.Element) -> tuple[str, Event] | None:
 def _body(inner: ET.Element) -> str | None:
     body = inner.find(f"{{{NS_CLIENT}}}body")
     return body.text or "" if body is not None else None
+
+
+def _text(inner: ET.Element) -> str | None:
+    """The text Courier may show or send on: None for an end-to-end encrypted message, whose
+    ``<body/>`` is only a fallback sentence ("I sent you an OMEMO encrypted message…")."""
+    return None if e2ee.is_encrypted(inner) else _body(inner)
+
+
+def encrypted(m: MessageRow) -> bool:
+    """Whether tracked message *m* is end-to-end encrypted (Courier never reads its payload)."""
+    return e2ee.stanza_encrypted(m.stanza)
 
 
 def strip_ours(inner: ET.Element) -> None:
@@ -479,7 +498,7 @@ class Pipeline:
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
         row = MessageRow(
             seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
-            kind, _body(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now, now,
+            kind, _text(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now, now,
             wants_reports,
         )  # fmt: skip
         if hid is not None:
@@ -520,7 +539,7 @@ class Pipeline:
             self._recall_held(target, f"by {sender_full}", now)
             self.store.queue_absorbed(hid, target.seq, "recalled", now)
         else:
-            self._edit_held(target, _body(inner) or "", f"by {sender_full}", now)
+            self._correct_held(target, inner, f"by {sender_full}", now)
             self.store.queue_absorbed(hid, target.seq, "edited", now)
         self._after_commit(lambda: self.transport.ack(hid))
         return True
@@ -543,6 +562,18 @@ class Pipeline:
         for html in original.findall(f"{{{NS_XHTML_IM}}}html"):
             original.remove(html)
         target.body = new_body
+        target.stanza = ET.tostring(original, encoding="unicode")
+        target.updated = now
+        self._record(target, hop)
+        self.store.queue_update(target)
+
+    def _correct_held(self, target: MessageRow, correction: ET.Element, note: str, now: float) -> None:
+        """A XEP-0308 correction from the sender's client: its whole payload-bearing part (body,
+        encrypted elements, EME, fallback markers) replaces the held message's."""
+        hop = apply(target.state, Event.EDIT, now, self.domain, note)
+        original = ET.fromstring(target.stanza)
+        e2ee.swap_payload(original, correction)
+        target.body = _text(original)
         target.stanza = ET.tostring(original, encoding="unicode")
         target.updated = now
         self._record(target, hop)
@@ -660,8 +691,30 @@ class Pipeline:
     # -- SMS fallback (P3) -----------------------------------------------------------
 
     def _offer_sms(self, m: MessageRow) -> None:
-        if self.sms is not None and m.kind == "message" and m.body:
-            self.sms.held_offline(m)
+        if self.sms is not None and m.kind == "message":
+            self.sms.held_offline(m)  # it decides: the text as SMS, a notice for an encrypted one
+
+    def waiting_offline(self, seq: int) -> MessageRow | None:
+        """Held message *seq*, if it still waits for an offline recipient (for an SMS notice,
+        which leaves the message held for XMPP)."""
+        m = self.open.get(seq)
+        if m is None or m.state is not State.HELD or m.hold_reason != "recipient-offline":
+            return None
+        return None if self.online(m.recipient_bare) else m
+
+    async def sms_notice_hop(self, seq: int, place: str, note: str) -> MessageRow | None:
+        """Record that an SMS *notice* of held message *seq* went out (hop ``sms``): the message
+        itself stays held for XMPP.  None if it is not held any more.  Durable when this returns."""
+        m = self.open.get(seq)
+        if m is None:
+            return None
+        try:
+            hop = annotate(m.state, Event.SMS, time.time(), place, note)
+        except IllegalTransition:
+            return None
+        self._record(m, hop)
+        await self.store.flush()
+        return m
 
     def sms_claim(self, seq: int) -> MessageRow | None:
         """The SMS side is about to submit held message *seq*.  If it still waits for an offline
@@ -840,6 +893,8 @@ class Pipeline:
             raise await self._not_held(sender, ref)
         if m.seq in self.sms_inflight:
             raise TooLate("the message is being sent as SMS")
+        if encrypted(m):
+            raise Encrypted()
         self._edit_held(m, body, note, time.time())
         await self.store.flush()
         return m
@@ -939,4 +994,7 @@ class Pipeline:
             self._timer = None
 
 
-__all__ = ["Handoff", "NotFound", "Pipeline", "Report", "SmsFallback", "TooLate", "Transport", "strip_ours"]
+__all__ = [
+    "Encrypted", "Handoff", "NotFound", "Pipeline", "Report", "SmsFallback", "TooLate", "Transport", "encrypted",
+    "strip_ours",
+]  # fmt: skip

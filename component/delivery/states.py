@@ -77,6 +77,12 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 }
 
 
+#: Hops recorded without a change of state.  An SMS *notice* of an end-to-end encrypted message
+#: held for an offline recipient (P3: the text cannot go as SMS) is reported as an ``sms`` hop,
+#: and the message stays held for XMPP.
+ANNOTATIONS: frozenset[tuple[State, Event]] = frozenset({(State.HELD, Event.SMS)})
+
+
 class IllegalTransition(ValueError):
     """An event that the current state does not allow."""
 
@@ -124,3 +130,11 @@ def accept(at: float, place: str, note: str = "") -> Hop:
 def apply(state: State, event: Event, at: float, place: str, note: str = "") -> Hop:
     """Apply *event* to a message in *state* and return the hop to record."""
     return Hop(event.value, next_state(state, event), at, place, note)
+
+
+def annotate(state: State, event: Event, at: float, place: str, note: str = "") -> Hop:
+    """A hop of *event* that leaves a message in *state* (:data:`ANNOTATIONS`), or raise
+    :class:`IllegalTransition`."""
+    if (state, event) not in ANNOTATIONS:
+        raise IllegalTransition(state, event)
+    return Hop(event.value, state, at, place, note)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
-from ..delivery.pipeline import Pipeline
+from ..delivery.pipeline import Pipeline, encrypted
 from ..delivery.states import Event
 from ..namespaces import NS_RECEIPTS, NS_SMS
 from ..store import MessageRow, Store
@@ -85,6 +85,8 @@ class SmsSettings:
     codes_per_hour: int = 3
     code_tries: int = 5
     parts_per_hour: int = 30  # SMS parts one user may cause per hour (fallback + direct)
+    #: sent instead of an end-to-end encrypted message, which stays held for XMPP
+    encrypted_notice: str = "{sender} sent you an end-to-end encrypted message; open your XMPP app to read it."
 
     @classmethod
     def from_config(cls, config: Any) -> SmsSettings:
@@ -98,6 +100,7 @@ class SmsSettings:
             code_ttl=float(config["sms.code_ttl"]),
             codes_per_hour=int(config["sms.codes_per_hour"]),
             parts_per_hour=int(config["sms.parts_per_hour"]),
+            encrypted_notice=str(config["sms.encrypted_notice"]),
         )
 
 
@@ -184,10 +187,10 @@ class SmsService:
             # Its request may have reached the gateway: never resend (a report may still come).
             await self._submitted(entry, [], "Courier stopped during the submission: assumed submitted, not resent")
         for entry in await self.store.sms.in_state(QUEUED):
-            if entry.purpose == "fallback" and entry.message_seq is not None:
+            if entry.purpose in ("fallback", "notice") and entry.message_seq is not None:
                 self.offered.add(entry.message_seq)
         for m in list(self.pipeline.open.values()):
-            if m.hold_reason == "recipient-offline" and m.kind == "message" and m.body:
+            if m.hold_reason == "recipient-offline" and m.kind == "message":
                 self.held_offline(m)  # held while Courier was down, or offered and not yet queued
         await self.transport.start(self.on_inbound, self.on_report)
         self._worker = asyncio.create_task(
@@ -333,8 +336,37 @@ class SmsService:
             return
         if NS_SMS in m.stanza:
             return  # it came in by SMS: the recipient's phone has it already
+        if encrypted(m):
+            self.offered.add(m.seq)
+            self._spawn(self._offer_notice(m, row.number))
+            return
+        if not m.body:
+            return  # nothing to read (a chat state, say)
         self.offered.add(m.seq)
         self._spawn(self._offer(m, row.number))
+
+    def _notice(self, sender: str) -> tuple[str, str]:
+        """(from, text) of the SMS notice of an encrypted message from *sender*: never its
+        fallback sentence; from the sender's own verified number, else the gateway's."""
+        own = self.rows.get(sender)
+        return (own.number if own is not None and own.number else self.settings.sender), (
+            self.settings.encrypted_notice.replace("{sender}", sender)
+        )
+
+    async def _offer_notice(self, m: MessageRow, number: str) -> None:
+        """An end-to-end encrypted message waits for its offline recipient: its text cannot go as
+        SMS, so a notice does (once), and the message stays held for XMPP."""
+        now = time.time()
+        if await self.store.sms.noticed(m.seq):
+            return  # sent (or queued) before a restart: one notice a message
+        sender, text = self._notice(m.sender)
+        parts = measure(fit(text, self.settings.max_parts)).parts
+        async with self._quota:
+            if await self._over_limit(m.sender, parts, now):
+                log.info("SMS: %s is over the hourly limit; no notice of message %d", m.sender, m.seq)
+                self.offered.discard(m.seq)
+                return
+            await self._queue("notice", m.seq, m.sender, sender, number, text, now + self.settings.fallback_delay)
 
     async def _offer(self, m: MessageRow, number: str) -> None:
         now = time.time()
@@ -363,7 +395,7 @@ class SmsService:
         return self.settings.sender, f"{sender}: {body}"
 
     async def _over_limit(self, owner: str, parts: int, now: float) -> bool:
-        used = await self.store.sms.sent_since(owner, now - HOUR, ("fallback", "direct"))
+        used = await self.store.sms.sent_since(owner, now - HOUR, ("fallback", "notice", "direct"))
         return used + parts > self.settings.parts_per_hour
 
     # -- messages to number JIDs (called by the XMPP side) ----------------------------
@@ -455,7 +487,21 @@ class SmsService:
                         )
                         self.offered.discard(row.message_seq)
                         return
+                    if encrypted(m):  # corrected into an encrypted message since it was queued
+                        self.pipeline.sms_unclaim(row.message_seq)
+                        note = "encrypted: a notice instead"
+                        await self.store.sms.move(row.id, CANCELLED, from_states=(QUEUED,), note=note, now=time.time())
+                        self.offered.discard(row.message_seq)
+                        self.held_offline(m)
+                        return
                     sender, text = self._compose(m.sender, m.body or "")  # edits up to now apply
+                elif row.purpose == "notice":
+                    assert row.message_seq is not None
+                    if self.pipeline.waiting_offline(row.message_seq) is None:  # XMPP won, or recalled
+                        await self.store.sms.move(
+                            row.id, CANCELLED, from_states=(QUEUED,), note="not held any more", now=time.time()
+                        )
+                        return
                 text = fit(text, self.settings.max_parts)
                 size = measure(text)
                 started = await self.store.sms.start_attempt(
@@ -489,7 +535,10 @@ class SmsService:
         if ids:
             await self.store.sms.add_transport_ids(row.id, ids)
         log.info("SMS %s (%s, %d part(s)) submitted to %s", row.ref, row.purpose, row.parts, row.recipient)
-        if row.message_seq is not None:
+        if row.purpose == "notice" and row.message_seq is not None:
+            # The message itself stays held for XMPP; the hop says only a notice went.
+            await self.pipeline.sms_notice_hop(row.message_seq, self.component, "notice: encrypted")
+        elif row.message_seq is not None:
             self.offered.discard(row.message_seq)
             detail = f"to {display(row.recipient)} via {self.transport.name}: {row.parts} part(s), {row.encoding}"
             await self.pipeline.sms_hop(row.message_seq, Event.SMS, self.component, note or detail)
@@ -510,6 +559,8 @@ class SmsService:
         if moved is None:
             return
         log.warning("SMS %s to %s failed: %s", row.ref, row.recipient, reason)
+        if row.purpose == "notice":
+            return  # only a notice: the message still waits for XMPP, unharmed
         if row.message_seq is not None:
             self.offered.discard(row.message_seq)
             await self.pipeline.sms_hop(row.message_seq, Event.FAIL, self.component, reason)
@@ -540,8 +591,8 @@ class SmsService:
             if row is None:
                 return  # a duplicate, or a later report of a multi-part SMS
             self._locks.pop(found.id, None)
-            if row.message_seq is None:
-                return
+            if row.message_seq is None or row.purpose == "notice":
+                return  # a notice's fate is not the message's: that one still waits for XMPP
             m = await self.pipeline.sms_hop(row.message_seq, event, number_jid(row.recipient, self.component), note)
             if m is not None and event is Event.SMS_DELIVER and row.purpose == "direct" and NS_RECEIPTS in m.stanza:
                 self.delivery.receipt(row.recipient, m.sender, m.msg_id or m.origin_id)

@@ -28,6 +28,7 @@ from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
 from ..namespaces import NS_HOPS, NS_RECEIPTS, NS_RECEIPTS_POLICY, NS_SID
+from ..xep import e2ee
 from ..xep import sms as xep_sms
 from ..xep.sms import PhoneInfo
 from .kannel import KannelTransport
@@ -163,6 +164,13 @@ class SmsXmpp:
     async def _to_number(self, msg: StanzaBase) -> None:
         if msg["type"] not in ("chat", "normal"):
             return  # errors, headlines, groupchat
+        if e2ee.is_encrypted(msg.xml):
+            raise XMPPError(
+                "not-acceptable",
+                "this message is end-to-end encrypted: an SMS cannot carry it, and Courier never sends "
+                "its fallback sentence as if it were the message; turn encryption off to text a phone",
+                etype="modify",
+            )
         body = msg["body"]
         if not body:
             return  # chat states, receipts, markers: nothing to send by SMS

@@ -53,7 +53,7 @@ class OutboxRow:
 
     id: int
     ref: str
-    purpose: str  # fallback | direct | code
+    purpose: str  # fallback | notice | direct | code
     message_seq: int | None
     owner: str
     sender: str
@@ -303,6 +303,13 @@ class SmsStore:
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def noticed(self, message_seq: int) -> bool:
+        """Whether an SMS notice of (encrypted) message *message_seq* was ever queued: one a message."""
+        async with self._conn.execute(
+            "SELECT 1 FROM sms_outbox WHERE purpose = 'notice' AND message_seq = ? LIMIT 1", (message_seq,)
+        ) as cur:
+            return await cur.fetchone() is not None
 
     async def codes_since(self, owner: str, number: str, since: float) -> int:
         """Verification codes sent for *owner* or to *number* since *since*."""

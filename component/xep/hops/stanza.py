@@ -92,6 +92,7 @@ class Trace(Report):
 
     name = "trace"
     plugin_attrib = "hops_trace"
+    interfaces = Report.interfaces | {"encrypted"}  # encrypted='true': end-to-end encrypted, no text shown
 
 
 class PendingMessage(TextBody, ElementBase):
@@ -101,7 +102,7 @@ class PendingMessage(TextBody, ElementBase):
     name = "message"
     plugin_attrib = "message"
     plugin_multi_attrib = "messages"
-    interfaces = {"id", "to", "state", "since", "body"}
+    interfaces = {"id", "to", "state", "since", "encrypted", "body"}  # encrypted='true': no body
 
 
 class Pending(ElementBase):

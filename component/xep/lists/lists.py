@@ -35,6 +35,7 @@ from ...lists import ListError, copy_state
 from ...lists.names import is_list_node
 from ...namespaces import NS_ADDRESS, NS_CORRECT, NS_FASTEN, NS_RECEIPTS, NS_RETRACT, NS_RETRACT0, NS_SID
 from ...util import stamp
+from .. import e2ee
 from . import stanza
 from .stanza import COUNTS, NS
 
@@ -88,6 +89,13 @@ class ForLists(MatcherBase):
         if bare.endswith(self.suffix):
             return is_list_node(bare[: -len(self.suffix)])  # not a phone number's JID (SMS)
         return bare == self.component and xml.xml.find(f"{{{NS_ADDRESS}}}addresses") is not None
+
+
+#: Why an end-to-end encrypted message to a list JID (or with XEP-0033 addresses) is refused.
+ENCRYPTED_REFUSED = (
+    "this message is end-to-end encrypted: a broadcast list sends a copy of its text to every member, "
+    "and Courier cannot encrypt it for each of them; send it to each member from your client"
+)
 
 
 def _ref(msg: Message) -> tuple[str, str]:
@@ -330,6 +338,8 @@ class XEP_CourierLists(BasePlugin):
         to_list = msg["to"].bare != self.xmpp.boundjid.bare
         retract_ref = _retract_ref(msg)
         replace_ref = None if retract_ref else _replace_ref(msg)
+        if not retract_ref and e2ee.is_encrypted(msg.xml):
+            raise XMPPError("not-acceptable", ENCRYPTED_REFUSED, etype="modify")
         body = msg["body"]
         if not body and not retract_ref:
             return  # chat states, receipts, markers
