@@ -263,3 +263,38 @@ async def test_recipient_back_online_while_the_gateway_is_down_gets_it_over_xmpp
         assert [s for s in network.to(number) if "XMPP wins" in s.text] == []
     finally:
         process.stop()
+
+
+async def test_an_encrypted_message_gets_a_notice_by_sms_and_waits_for_xmpp(
+    courier, stack, users, connect, network
+) -> None:
+    """Issue 17: never the fallback sentence as SMS; a notice, and the message stays held for XMPP."""
+
+    from .test_e2ee import OLD, OMEMO_FALLBACK, encrypted, omemo_legacy, payload_text
+
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    b = await with_sms(connect, bob)
+    await verified(b, stack.component, network, number)
+    await b.stop()
+
+    a = await connect(alice)
+    encrypted(a, bob, "secret-1", omemo_legacy(OLD))  # Conversations' shape, with a receipt request
+    sms = await network.wait_for(lambda s: s.recipient == number and "code" not in s.text)
+    assert (sms.sender, sms.text) == (
+        GATEWAY,
+        f"{alice} sent you an end-to-end encrypted message; open your XMPP app to read it.",
+    )
+    await eventually(lambda: report_states(a)[-1:] == ["sms"], what="the sms hop")
+    assert report_states(a) == ["sent", "cached", "sms"]
+    notice = a.reports[-1]["hops_report"]
+    assert (notice["note"], notice["place"]) == ("notice: encrypted", stack.component)
+    trace = await a.plugin["courier_hops"].get_trace(stack.component, "secret-1", timeout=5)
+    assert trace["hops_trace"]["state"] == "cached"  # still held for XMPP
+
+    b = await connect(bob, "laptop")
+    got = await b.next_message()
+    assert got["id"] == "secret-1" and payload_text(got) == [OLD]
+    await eventually(lambda: report_states(a)[-1:] == ["released"], what="released")
+    assert all(OMEMO_FALLBACK not in s.text and OLD not in s.text for s in network.to(number))
+    assert len(network.to(number)) == 2  # the code and the notice
