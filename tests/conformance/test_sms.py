@@ -17,6 +17,7 @@ from component.xep import sms as xep_sms
 
 from .kannel import Kannel, PhoneNetwork
 from .test_delivery import eventually
+from .test_e2ee import OLD, OMEMO_FALLBACK, encrypted, omemo_legacy, payload_text
 from .test_hops import report_states
 from .xmpp import CourierProcess
 
@@ -269,9 +270,6 @@ async def test_an_encrypted_message_gets_a_notice_by_sms_and_waits_for_xmpp(
     courier, stack, users, connect, network
 ) -> None:
     """Issue 17: never the fallback sentence as SMS; a notice, and the message stays held for XMPP."""
-
-    from .test_e2ee import OLD, OMEMO_FALLBACK, encrypted, omemo_legacy, payload_text
-
     alice, bob = users("alice", "bob")
     number = new_number()
     b = await with_sms(connect, bob)
