@@ -64,8 +64,7 @@ class Pending(Command):
         if not held:
             return []
         options = [
-            (m.msg_id or m.origin_id, preview(m) if encrypted(m) else f"{m.recipient_bare}: {preview(m)}")
-            for m in held
+            (m.msg_id or m.origin_id, preview(m) if encrypted(m) else f"{m.recipient_bare}: {preview(m)}") for m in held
         ]
         return [
             Field("message", "Message", "list-single", options=options, default=options[0][0]),
