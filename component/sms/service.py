@@ -336,42 +336,27 @@ class SmsService:
             return
         if NS_SMS in m.stanza:
             return  # it came in by SMS: the recipient's phone has it already
-        if encrypted(m):
-            self.offered.add(m.seq)
-            self._spawn(self._offer_notice(m, row.number))
-            return
-        if not m.body:
+        purpose = "notice" if encrypted(m) else "fallback"  # never an encrypted message's fallback body
+        if purpose == "fallback" and not m.body:
             return  # nothing to read (a chat state, say)
         self.offered.add(m.seq)
-        self._spawn(self._offer(m, row.number))
+        self._spawn(self._offer(m, row.number, purpose))
 
     def _notice(self, sender: str) -> tuple[str, str]:
         """(from, text) of the SMS notice of an encrypted message from *sender*: never its
         fallback sentence; from the sender's own verified number, else the gateway's."""
         own = self.rows.get(sender)
-        return (own.number if own is not None and own.number else self.settings.sender), (
-            self.settings.encrypted_notice.replace("{sender}", sender)
-        )
+        text = self.settings.encrypted_notice.replace("{sender}", sender)
+        return (own.number if own is not None and own.number else self.settings.sender), text
 
-    async def _offer_notice(self, m: MessageRow, number: str) -> None:
-        """An end-to-end encrypted message waits for its offline recipient: its text cannot go as
-        SMS, so a notice does (once), and the message stays held for XMPP."""
-        now = time.time()
-        if await self.store.sms.noticed(m.seq):
-            return  # sent (or queued) before a restart: one notice a message
-        sender, text = self._notice(m.sender)
-        parts = measure(fit(text, self.settings.max_parts)).parts
-        async with self._quota:
-            if await self._over_limit(m.sender, parts, now):
-                log.info("SMS: %s is over the hourly limit; no notice of message %d", m.sender, m.seq)
-                self.offered.discard(m.seq)
-                return
-            await self._queue("notice", m.seq, m.sender, sender, number, text, now + self.settings.fallback_delay)
-
-    async def _offer(self, m: MessageRow, number: str) -> None:
+    async def _offer(self, m: MessageRow, number: str, purpose: str) -> None:
+        """Queue *m* as SMS (``fallback``), or for an end-to-end encrypted message, whose text
+        cannot go as SMS, a notice (``notice``, once a message; the message stays held for XMPP)."""
         now = time.time()
         try:
-            sender, text = self._compose(m.sender, m.body or "")
+            if purpose == "notice" and await self.store.sms.noticed(m.seq):
+                return  # sent (or queued) before a restart: one notice a message
+            sender, text = self._notice(m.sender) if purpose == "notice" else self._compose(m.sender, m.body or "")
             parts = measure(fit(text, self.settings.max_parts)).parts
             async with self._quota:
                 if await self._over_limit(m.sender, parts, now):
@@ -379,7 +364,7 @@ class SmsService:
                     self.offered.discard(m.seq)
                     return
                 at = now + self.settings.fallback_delay
-                await self._queue("fallback", m.seq, m.sender, sender, number, text, at)
+                await self._queue(purpose, m.seq, m.sender, sender, number, text, at)
             if sender == self.settings.sender:
                 await self.store.sms.set_contact(number, m.sender, now)
         except BaseException:

@@ -14,6 +14,7 @@ from slixmpp.exceptions import IqError
 
 from component.xep import e2ee
 
+from .test_cli import cli
 from .test_commands import bot, execute
 from .test_delivery import eventually, hops, states
 from .test_lists import owner
@@ -180,6 +181,8 @@ async def test_edit_by_command_is_refused_and_the_payload_untouched(courier, sta
     values = {"id": "c1", "text": "Meet me at ten"}
     result = await execute(a, stack.component, "edit", "complete", first["sessionid"], values)
     assert result["notes"] == [("error", "This message is end-to-end encrypted; correct it from your client.")]
+    client = await cli(stack, alice, "edit", "c1", "Meet me at ten")  # courier client edit
+    assert client.code == 1 and f"not-acceptable: {e2ee.EDIT_REFUSED}" in client.err, client
 
     b = await connect(bob)
     got = await b.next_message()
@@ -206,6 +209,10 @@ async def test_trace_and_pending_say_encrypted_and_never_the_fallback(courier, s
     assert OPENPGP_FALLBACK not in listing
     traced = await bot(a, stack.component, "trace p1")
     assert f"p1 to {bob} (🔒 encrypted): cached." in traced, traced
+    client = await cli(stack, alice, "pending")  # courier client pending
+    assert client.code == 0 and f"🔒 encrypted message to {bob}" in client.out and OPENPGP_FALLBACK not in client.out
+    client = await cli(stack, alice, "trace", "p1")
+    assert client.code == 0 and "(🔒 encrypted)" in client.out.splitlines()[0], client
 
 
 async def test_an_encrypted_message_to_a_list_is_refused_with_a_sentence(courier, stack, users, connect) -> None:

@@ -83,6 +83,16 @@ async def with_sms(connect, jid: str, resource: str = "phone", presence: bool = 
     return client
 
 
+async def offline_with_fallback(stack, users, connect, network):
+    """Alice online; Bob offline, with a verified number and SMS fallback on: (alice, bob, number, a)."""
+    alice, bob = users("alice", "bob")
+    number = new_number()
+    b = await with_sms(connect, bob)
+    await verified(b, stack.component, network, number)
+    await b.stop()
+    return alice, bob, number, await connect(alice)
+
+
 async def test_register_and_verify_by_bot_end_to_end(courier, stack, users, connect, network) -> None:
     (bob,) = users("bob")
     number = new_number()
@@ -126,13 +136,7 @@ async def test_register_and_verify_by_bot_end_to_end(courier, stack, users, conn
 async def test_offline_recipient_gets_exactly_one_sms_and_nothing_later(
     courier, stack, users, connect, network
 ) -> None:
-    alice, bob = users("alice", "bob")
-    number = new_number()
-    b = await with_sms(connect, bob)
-    await verified(b, stack.component, network, number)
-    await b.stop()
-
-    a = await connect(alice)
+    alice, bob, number, a = await offline_with_fallback(stack, users, connect, network)
     msg = a.make_message(mto=bob, mbody="Meet me at the fountain", mtype="chat")
     msg["id"] = "fountain-1"
     msg["request_receipt"] = True
@@ -270,13 +274,7 @@ async def test_an_encrypted_message_gets_a_notice_by_sms_and_waits_for_xmpp(
     courier, stack, users, connect, network
 ) -> None:
     """Issue 17: never the fallback sentence as SMS; a notice, and the message stays held for XMPP."""
-    alice, bob = users("alice", "bob")
-    number = new_number()
-    b = await with_sms(connect, bob)
-    await verified(b, stack.component, network, number)
-    await b.stop()
-
-    a = await connect(alice)
+    alice, bob, number, a = await offline_with_fallback(stack, users, connect, network)
     encrypted(a, bob, "secret-1", omemo_legacy(OLD))  # Conversations' shape, with a receipt request
     sms = await network.wait_for(lambda s: s.recipient == number and "code" not in s.text)
     assert (sms.sender, sms.text) == (
