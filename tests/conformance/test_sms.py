@@ -294,3 +294,19 @@ async def test_an_encrypted_message_gets_a_notice_by_sms_and_waits_for_xmpp(
     await eventually(lambda: report_states(a)[-1:] == ["released"], what="released")
     assert all(OMEMO_FALLBACK not in s.text and OLD not in s.text for s in network.to(number))
     assert len(network.to(number)) == 2  # the code and the notice
+
+
+async def test_an_encrypted_message_to_a_number_is_refused_and_never_texted(
+    courier, stack, users, connect, network
+) -> None:
+    (alice,) = users("alice")
+    number = new_number()
+    a = await connect(alice)
+    encrypted(a, f"{number}@{stack.component}", "secret-2", omemo_legacy(OLD))
+    error = await a.next_message()
+    assert (error["type"], error["id"], error["error"]["condition"]) == ("error", "secret-2", "not-acceptable")
+    assert "end-to-end encrypted" in error["error"]["text"] and "SMS" in error["error"]["text"]
+    a.chat(f"{number}@{stack.component}", "Plain words for a phone", "plain-2")  # the positive marker
+    sms = await network.wait_for(lambda s: s.recipient == number)
+    assert sms.text == f"{alice}: Plain words for a phone"
+    assert [s.text for s in network.to(number)] == [sms.text]
