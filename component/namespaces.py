@@ -38,3 +38,9 @@ NS_RETRACT0 = "urn:xmpp:message-retract:0"  # XEP-0424 before 0.4 (inside XEP-04
 NS_FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
 NS_FALLBACK = "urn:xmpp:fallback:0"  # XEP-0428
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"  # RFC 6120 stanza errors
+NS_EME = "urn:xmpp:eme:0"  # XEP-0380
+# end-to-end encryption (component/xep/e2ee.py)
+NS_OMEMO_LEGACY = "eu.siacs.conversations.axolotl"  # OMEMO 0.3 (XEP-0384 0.3; Conversations, Gajim, Monal, Dino)
+NS_OMEMO2 = "urn:xmpp:omemo:2"  # OMEMO 2 (XEP-0384 0.8+, with a XEP-0420 envelope)
+NS_OPENPGP = "urn:xmpp:openpgp:0"  # OpenPGP for XMPP (XEP-0373/0374)
+NS_PGP_LEGACY = "jabber:x:encrypted"  # Current Jabber OpenPGP Usage (XEP-0027)

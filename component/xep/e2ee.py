@@ -20,14 +20,16 @@ from __future__ import annotations
 import copy
 from xml.etree import ElementTree as ET
 
-NS_CLIENT = "jabber:client"
-NS_OMEMO_LEGACY = "eu.siacs.conversations.axolotl"  # OMEMO 0.3 (Conversations, Gajim, Monal, Dino)
-NS_OMEMO2 = "urn:xmpp:omemo:2"  # OMEMO 2 (XEP-0384 0.8+, with a XEP-0420 envelope)
-NS_OPENPGP = "urn:xmpp:openpgp:0"  # OpenPGP for XMPP (XEP-0373/0374)
-NS_PGP_LEGACY = "jabber:x:encrypted"  # Current Jabber OpenPGP Usage (XEP-0027)
-NS_EME = "urn:xmpp:eme:0"  # Explicit Message Encryption (XEP-0380)
-NS_FALLBACK = "urn:xmpp:fallback:0"  # Fallback Indication (XEP-0428)
-NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
+from ..namespaces import (
+    NS_CLIENT,
+    NS_EME,
+    NS_FALLBACK,
+    NS_OMEMO2,
+    NS_OMEMO_LEGACY,
+    NS_OPENPGP,
+    NS_PGP_LEGACY,
+    NS_XHTML_IM,
+)
 
 #: Encryption namespaces known without an EME hint, and what to call them.
 KNOWN: dict[str, str] = {
