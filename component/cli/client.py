@@ -150,11 +150,9 @@ async def cmd_watch(client: CourierClient, args: argparse.Namespace, out: Output
 async def cmd_trace(client: CourierClient, args: argparse.Namespace, out: Output, stop: asyncio.Event) -> int:
     t = (await client.hops.get_trace(args.courier, args.id, timeout=args.timeout))["hops_trace"]
     hop_list = [{"state": h["state"], "at": h["at"], "place": h["place"], "note": h["note"]} for h in t["hops"]]
-    lines = [f"{t['id']} → {t['to']}: {t['state']}"]
+    lines = [f"{t['id']} → {t['to']}: {t['state']}" + (" (🔒 encrypted)" if t["encrypted"] == "true" else "")]
     if t["origin_id"] and t["origin_id"] != t["id"]:
         lines[0] += f" (origin-id {t['origin_id']})"
-    if t["encrypted"] == "true":
-        lines[0] += " (🔒 encrypted)"
     lines += ["  " + hop_line(h["at"], h["state"], h["place"], h["note"]) for h in hop_list]
     out.emit(
         "\n".join(lines),
@@ -173,7 +171,7 @@ async def cmd_pending(client: CourierClient, args: argparse.Namespace, out: Outp
     if not messages and not out.json:
         out.emit("no held messages")
     for m in messages:
-        text = f"🔒 encrypted message to {m['to']}" if m["encrypted"] == "true" else m["body"]
+        text = f"🔒 encrypted message to {m['to']}" if m["encrypted"] == "true" else m["body"]  # never a fallback
         out.emit(
             f"{m['id']}  → {m['to']}  {m['state']:<6}  since {m['since']}  {text}",
             type="pending",
@@ -181,8 +179,7 @@ async def cmd_pending(client: CourierClient, args: argparse.Namespace, out: Outp
             to=m["to"],
             state=m["state"],
             since=m["since"],
-            body=m["body"],
-            encrypted=m["encrypted"] == "true",
+            body=m["body"], encrypted=m["encrypted"] == "true",
         )
     return OK
 
