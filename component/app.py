@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 from slixmpp import JID, ComponentXMPP, Iq, Message, Presence
 from slixmpp.exceptions import XMPPError
 
-from . import __version__
+from . import __version__, metrics
 from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
@@ -31,6 +31,8 @@ from .drafts import DraftMessages, DraftsAdapter
 from .lists import Limits as ListLimits
 from .lists import ListService
 from .namespaces import NS_ADDRESS, OUR_TAG_PREFIX
+from .ops import service
+from .ops.http import MetricsServer
 from .ratelimit import RequestLimiter
 from .sms.xmpp import SmsXmpp
 from .store import Store
@@ -206,6 +208,7 @@ class Courier(ComponentXMPP):
             self.sms.advertise()  # the gateway identity (XEP-0100), after the reset above
         self.adhoc.register()  # after the session binds: disco data is reset then
         log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
+        metrics.connected(True)
         self._connected.set()
 
     def _on_privileges(self, _event: object) -> None:
@@ -235,6 +238,9 @@ class Courier(ComponentXMPP):
             drafts=self.drafts,
             lists=self.lists,
             sms=self.sms.service if self.sms is not None else None,
+            admin=str(jid.bare).lower() in self.config.admins,
+            domain=self.config.domain,
+            statistics=lambda: metrics.statistics(self),
         )
 
     async def _on_chat(self, msg: Message) -> None:
@@ -268,6 +274,7 @@ class Courier(ComponentXMPP):
         inner = h.get_inner()
         if inner is None:  # the plugin checked already
             return
+        metrics.handoff()
         self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _stamp_or_now(h["stamp"])))
 
     async def _on_bounce(self, error: Element) -> None:
@@ -282,6 +289,7 @@ class Courier(ComponentXMPP):
     # -- Transport -----------------------------------------------------------
 
     def ack(self, hid: str) -> None:
+        metrics.ack()
         if not self._acks:
             self.loop.call_soon(self._send_acks)
         self._acks.append(hid)
@@ -328,6 +336,11 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             pass
     store = await Store.open(config["store.path"], config["store.synchronous"], config["store.batch_max"])
     courier = Courier(config, store)
+    service.on_sighup(courier)  # reloads log level and limits (docs/operators.md)
+    metrics.INFO.info({"version": __version__, "jid": config.jid})
+    http = MetricsServer(courier, config["metrics.host"], config["metrics.port"]) if config["metrics.port"] else None
+    if http is not None:
+        await http.start()
     await courier.pipeline.start()
     await courier.drafts.start()
     await courier.lists.start()
@@ -337,6 +350,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     retention.start()
     disconnected = asyncio.Event()
     courier.add_event_handler("disconnected", lambda _e: disconnected.set())
+    courier.add_event_handler("disconnected", lambda _e: metrics.connected(False))
     courier.add_event_handler("connection_failed", lambda _e: disconnected.set())
     delay = 0.2
     try:
@@ -380,5 +394,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
         except StoreUnavailable as exc:
             log.error("Stopping with work not stored: %s", exc)
         await retention.stop()
+        if http is not None:
+            await http.stop()
         await store.close()
         log.info("Courier stopped")

@@ -132,7 +132,21 @@ OPTIONS: tuple[Option, ...] = (
         "SMS fallback of an end-to-end encrypted message (OMEMO, OpenPGP): this notice goes as SMS "
         "instead (`{sender}` is the sender's JID), and the message waits for the recipient's XMPP app.",
     ),
-    Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
+    Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR (SIGHUP re-reads it)."),
+    # operations: component/ops/, docs/operators.md
+    Option(
+        "metrics.port",
+        int,
+        0,
+        "Serve OpenMetrics at `http://<metrics.host>:<port>/metrics` (and `/status` for `courier status`); 0: off.",
+    ),
+    Option("metrics.host", str, "127.0.0.1", "Address the metrics endpoint binds (loopback by default)."),
+    Option(
+        "admin.jids",
+        str,
+        "",
+        "The server's admins (bare JIDs; a TOML list or comma-separated): they may run the admin commands.",
+    ),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -147,6 +161,7 @@ class Config:
     """Resolved configuration; read values with ``config["section.key"]``."""
 
     values: dict[str, Any] = field(default_factory=lambda: {o.name: o.default for o in OPTIONS})
+    path: str | None = None  # the TOML file it was read from (SIGHUP re-reads it)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -159,6 +174,11 @@ class Config:
     def jid(self) -> str:
         return str(self.values["xmpp.jid"] or f"courier.{self.domain}")
 
+    @property
+    def admins(self) -> frozenset[str]:
+        """``admin.jids`` as a set of bare JIDs."""
+        return frozenset(j.strip().lower() for j in str(self.values["admin.jids"]).replace(",", " ").split())
+
     def set(self, name: str, value: Any, source: str = "") -> None:
         option = _BY_NAME.get(name)
         if option is None:
@@ -166,6 +186,8 @@ class Config:
         try:
             if option.type is bool and isinstance(value, str):
                 value = value.lower() in ("1", "true", "yes", "on")
+            if option.type is str and isinstance(value, list):  # a TOML list (admin.jids)
+                value = ", ".join(str(v) for v in value)
             self.values[name] = option.type(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be {option.type.__name__}: {value!r} ({source})") from exc
@@ -173,7 +195,7 @@ class Config:
 
 def load(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """Defaults, then the TOML file, then ``COURIER_*`` variables, then *overrides*."""
-    config = Config()
+    config = Config(path=None if path is None else str(path))
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())

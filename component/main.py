@@ -1,4 +1,4 @@
-"""The ``courier`` command: up, run, adduser, prosody-config, config-doc."""
+"""The ``courier`` command: up, run, status, adduser, prosody-config, config-doc."""
 
 from __future__ import annotations
 
@@ -73,9 +73,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             "xmpp.secret": setup.secret,
             "xmpp.port": setup.component_port,
             "store.path": str(data / "courier.sqlite"),
+            **({"metrics.port": args.metrics_port} if args.metrics_port is not None else {}),
             **(sms.options if sms is not None else {}),
         },
     )
+    _apply_log_level(config)
     print(
         f"Prosody  {setup.domain}: c2s on 127.0.0.1:{setup.c2s_port} (plain, loopback only), "
         f"component port {setup.component_port}\n"
@@ -87,7 +89,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         + f"Courier  {config.jid}: store {config['store.path']}\n"
         f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
-        f"Add a user: courier adduser alice@{setup.domain} PASSWORD --data {args.data}\n"
+        + (
+            f"Metrics  http://{config['metrics.host']}:{config['metrics.port']}/metrics\n"
+            if config["metrics.port"]
+            else ""
+        )
+        + f"Add a user: courier adduser alice@{setup.domain} PASSWORD --data {args.data}\n"
         "Ctrl-C stops both.",
         flush=True,
     )
@@ -103,6 +110,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             sms.stop()
         prosody.stop(proc)
     return status
+
+
+def _apply_log_level(config: configuration.Config) -> None:
+    from .ops.service import apply_log_level
+
+    apply_log_level(config["log.level"])
 
 
 async def _run_logged(config: configuration.Config) -> None:
@@ -129,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except configuration.ConfigError as exc:
         print(f"courier: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(config["log.level"].upper())
+    _apply_log_level(config)
     return _serve(config)
 
 
@@ -193,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
         help="a fixed s2s address for DOMAIN (test networks, private federations without DNS); repeatable",
     )
     up.add_argument("--sms", action="store_true", help="also run a local Kannel with a fake SMSC: the SMS sandbox")
+    up.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1:PORT (metrics.port)")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run only the component, for a Prosody you run yourself")
@@ -213,8 +227,10 @@ def parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("config-doc", help="print the configuration reference (Markdown)")
     doc.set_defaults(func=cmd_config_doc)
 
+    from .cli import status
     from .cli.client import add_parser
 
+    status.add_parser(sub)
     add_parser(sub)
     return p
 

@@ -10,6 +10,7 @@ returns a :class:`Result` (text and/or a table).  Expected failures raise
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -55,6 +56,9 @@ class Context:
     drafts: DraftService | None = None  # drafts (P5)
     lists: ListService | None = None  # broadcast lists (P4)
     sms: SmsService | None = None  # phone numbers, SMS fallback (P3)
+    admin: bool = False  # the requester is in admin.jids (commands/admin.py)
+    domain: str = ""  # the server's domain
+    statistics: Callable[[], Awaitable[dict[str, float]]] | None = None  # the instance's figures (admins)
 
 
 class Command(ABC):
@@ -65,6 +69,7 @@ class Command(ABC):
     help: ClassVar[str]  # one line, for the bot's help
     example: ClassVar[str]  # a bot example
     words: ClassVar[tuple[str, ...]]  # the bot's verbs for it
+    admin: ClassVar[bool] = False  # only for admin.jids; anyone else gets forbidden
 
     def fields(self, ctx: Context) -> list[Field]:
         """The form (no fields: the command runs at once, single-stage)."""
@@ -102,7 +107,7 @@ def bool_value(values: dict[str, Any], var: str) -> bool | None:
 
 def all_commands() -> list[Command]:
     """Every command, in the order the bot's help lists them (one import per feature module)."""
-    from . import builtin, drafts, lists, receipts, sms
+    from . import admin, builtin, drafts, lists, receipts, sms
 
-    modules = [builtin, receipts, drafts, lists, sms]
+    modules = [builtin, receipts, drafts, lists, sms, admin]
     return [c() for module in modules for c in module.COMMANDS]

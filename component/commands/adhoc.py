@@ -43,6 +43,9 @@ class AdhocCommands:
     def _starter(self, command: Command) -> Callable[..., Any]:
         async def start(iq: Any, session: dict[str, Any]) -> dict[str, Any]:
             ctx = self.context(iq["from"])  # raises forbidden for strangers
+            if command.admin and not ctx.admin:
+                log.info("Refused admin command %s to %s: not in admin.jids", command.node, iq["from"])
+                raise XMPPError("forbidden", f"“{command.name}” is for the server's admins only", etype="auth")
             session["courier_requester"] = ctx.requester
             fields = command.fields(ctx)
             if not fields:

@@ -16,9 +16,11 @@ class Bot:
         self.commands = commands
         self.by_word = {word: c for c in commands for word in c.words}
 
-    def help(self) -> str:
+    def help(self, admin: bool = False) -> str:
         lines = ["Courier commands (also as ad-hoc commands in your client):", "help — this list"]
         for c in self.commands:
+            if c.admin and not admin:
+                continue
             lines.append(f"{' | '.join(c.words)} — {c.help}. Example: {c.example}")
         return "\n".join(lines)
 
@@ -26,10 +28,12 @@ class Bot:
         word, _, args = text.strip().partition(" ")
         word = word.lower()
         if word in ("help", "?", ""):
-            return self.help()
+            return self.help(ctx.admin)
         command = self.by_word.get(word)
         if command is None:
             return f"Unknown command “{word}”. Send “help” for the list."
+        if command.admin and not ctx.admin:
+            return f"Forbidden: “{word}” is for the server's admins only."
         try:
             values = command.parse(word, args.strip())
             return render(await command.run(ctx, values))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
+from .. import metrics
 from ..namespaces import (
     NS_CLIENT,
     NS_CORRECT,
@@ -390,6 +391,7 @@ class Pipeline:
     def _record(self, m: MessageRow, hop: Hop) -> None:
         """Queue *hop* of *m*; report it to the sender after the commit if they asked."""
         self.store.queue_hop(m.seq, hop)
+        metrics.hop(m, hop)
         if m.reports:
             report = Report(
                 m.sender,
@@ -670,7 +672,7 @@ class Pipeline:
     def fallback(self, hids: Iterable[str]) -> None:
         """The server delivered these hand-offs itself: never release them."""
         now = time.time()
-        for hid in hids:
+        for hid in metrics.fallbacks(self, hids):
             known = self.known_hids.get(hid)
             if known is None:
                 continue

@@ -30,6 +30,7 @@ from slixmpp import JID
 from slixmpp.jid import InvalidJID
 from slixmpp.types import ErrorConditions, ErrorTypes
 
+from .. import metrics
 from ..delivery.pipeline import NotFound, Pipeline, TooLate
 from ..delivery.states import DELIVERED, Event, State, hop_word
 from ..namespaces import NS_CORRECT, NS_FALLBACK, NS_HINTS, NS_MARKERS, NS_RECEIPTS, NS_RETRACT
@@ -378,6 +379,7 @@ class ListService:
                     fanout, copies, since=now - 60, max_since=self.limits.fanouts_per_minute
                 )
             except LimitReached:
+                metrics.rate_limited("fanouts")
                 raise ListError(
                     "resource-constraint",
                     f"You can send at most {self.limits.fanouts_per_minute} messages to lists a minute; "
@@ -388,6 +390,7 @@ class ListService:
                 break
         else:
             raise RuntimeError("no free fan-out id")
+        metrics.FANOUT_COPIES.inc(len(copies))
         self._recent[owner].insert(0, fanout)
         del self._recent[owner][RECENT:]
         await self._send(fanout, copies, reports)

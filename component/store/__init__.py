@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from .. import metrics
 from ..delivery.states import Hop, State
 from .drafts import DraftStore
 from .errors import StoreUnavailable
@@ -27,6 +28,7 @@ from .lists import ListStore
 from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
 from .retention import RetentionStore
 from .sms import SmsStore
+from .stats import StatsStore
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class Store:
         self.lists = ListStore(conn, self._tx)  # broadcast lists (P4): store/lists.py
         self.sms = SmsStore(conn, self._tx)  # SMS fallback (P3): store/sms.py
         self.retention = RetentionStore(conn, self._tx)  # closed messages deleted by age: store/retention.py
+        self.stats = StatsStore(conn, self._tx)  # counts for metrics and status: store/stats.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
@@ -253,11 +256,13 @@ class Store:
             absorbed, self._absorbed = self._absorbed, []
             notices, self._notices = self._notices, []
             callbacks, self._callbacks = self._callbacks, []
+        started = time.perf_counter()
         async with self._tx:
             error = await self._write(inserts, hops, updates, absorbed, notices)
             if isinstance(error, sqlite3.IntegrityError):
                 # A bad operation (a bug): commit the others one by one, drop only what fails.
                 error = await self._write_each(inserts, hops, updates, absorbed, notices)
+        metrics.commit(time.perf_counter() - started, error is None)
         if error is not None:
             self._inserts[:0], self._hops[:0], self._updates[:0] = inserts, hops, updates
             self._absorbed[:0], self._notices[:0], self._callbacks[:0] = absorbed, notices, callbacks

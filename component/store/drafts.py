@@ -18,6 +18,8 @@ from typing import Any
 
 import aiosqlite
 
+from .. import metrics
+
 #: Draft states: waiting for its trigger; claimed to be sent (its message not yet
 #: durable); sent (became a tracked message); deleted by its author.
 PENDING, FIRING, SENT, DELETED = "pending", "firing", "sent", "deleted"
@@ -186,6 +188,7 @@ class DraftStore:
                 "UPDATE drafts SET state = 'sent', message_seq = ?, updated = ? WHERE id = ? AND state = 'firing'",
                 (message_seq, now, draft_id),
             )
+        metrics.DRAFTS_FIRED.inc()
 
     # -- claims: the only way a trigger fires -----------------------------------
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 
+from .. import metrics
+
 QUEUED, SENDING, SUBMITTED, DELIVERED, FAILED, CANCELLED = (
     "queued",
     "sending",
@@ -275,6 +277,8 @@ class SmsStore:
             ) as cur,
         ):
             row = await cur.fetchone()
+        if row:
+            metrics.sms_moved(to_state)
         return _outbox(row) if row else None
 
     async def add_transport_ids(self, outbox_id: int, ids: Iterable[str]) -> None:
