@@ -15,7 +15,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from component import prosody
 
-from .test_commands import execute
+from .test_commands import bot, execute
 from .test_delivery import eventually, states
 from .xmpp import REPO, CourierProcess
 
@@ -274,3 +274,37 @@ async def test_courier_up_honours_log_level_and_serves_metrics(tmp_path) -> None
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+async def test_drafts_and_list_copies_are_counted(ops, stack, users, connect) -> None:
+    alice, bob, carol = users("alice", "bob", "carol")
+    a = await connect(alice)
+    before = await scrape(ops.metrics_port)
+    assert (await bot(a, stack.component, f"draft {bob} when-online Hello when you are back")).startswith("Draft 1")
+    pending = await scrape(ops.metrics_port)
+    assert pending.one("courier_drafts_pending") - before.one("courier_drafts_pending") == 1
+    b = await connect(bob)
+    assert (await b.next_message())["body"] == "Hello when you are back"
+    assert (await a.next_message())["body"].startswith(f"Draft 1 sent to {bob}")
+    await eventually(lambda: states(ops, alice) and set(states(ops, alice).values()) == {"released"})
+    fired = await scrape(ops.metrics_port)
+    assert fired.one("courier_drafts_fired_total") - before.one("courier_drafts_fired_total") == 1
+    assert fired.one("courier_drafts_pending") == before.one("courier_drafts_pending")
+
+    created = await bot(a, stack.component, f"list create team {bob} {carol}")
+    assert created.startswith("Created “team” with 2 member(s)"), created
+    sent = await bot(a, stack.component, "list send team To the team")
+    assert sent.startswith("Sent to “team”: 2 members"), sent
+    assert (await b.next_message())["body"] == "To the team"
+    copies = await scrape(ops.metrics_port)
+    assert copies.one("courier_fanout_copies_total") - before.one("courier_fanout_copies_total") == 2
+
+
+async def test_sighup_applies_new_limits(ops, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    assert (await bot(a, stack.component, f"draft {bob} one")).startswith("Draft 1")
+    ops.config.write_text(ops.config.read_text() + "[drafts]\nmax_pending = 1\n")
+    os.kill(ops.proc.pid, signal.SIGHUP)
+    await asyncio.to_thread(ops.wait_log, "SIGHUP: configuration reloaded")
+    assert (await bot(a, stack.component, f"draft {bob} two")).startswith("You already have 1 pending drafts")
