@@ -11,6 +11,7 @@ these figures is exposed.  Served by :mod:`component.ops.http`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -146,17 +147,17 @@ def rate_limited(limit: str) -> None:
 # -- reading --------------------------------------------------------------------------
 
 
-def held_now(pipeline: Any) -> dict[str, int]:
-    """Open messages by hold reason."""
+def held_now(messages: Iterable[MessageRow]) -> dict[str, int]:
+    """Open *messages* by hold reason (``pipeline.open.values()``: all of them)."""
     counts = {"recipient-offline": 0, "undo-window": 0, "queued": 0}
-    for m in pipeline.open.values():
+    for m in messages:
         counts[m.hold_reason if m.hold_reason in counts else "queued"] += 1
     return counts
 
 
 async def refresh(courier: Any) -> None:
     """Set the gauges from the running instance (before each scrape)."""
-    for reason, n in held_now(courier.pipeline).items():
+    for reason, n in held_now(courier.pipeline.open.values()).items():
         HELD.labels(reason).set(n)
     stats = await courier.store.stats.depths()
     DRAFTS_PENDING.set(stats["drafts_pending"])

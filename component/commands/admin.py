@@ -7,6 +7,7 @@ from typing import Any
 
 from ..ops import admin
 from . import Command, CommandError, Context, Field, Result, text_value
+from .receipts import _bare
 
 _REASONS = (("recipient-offline", "recipient offline"), ("undo-window", "undo-send window"), ("queued", "queued"))
 
@@ -16,14 +17,25 @@ def _checked(ctx: Context) -> None:
         raise CommandError("Forbidden: for the server's admins only.")
 
 
-def _user(ctx: Context, values: dict[str, Any]) -> str:
-    try:
-        return admin.user_jid(text_value(values, "user"), ctx.domain)
-    except ValueError as exc:
-        raise CommandError(f"{exc}. Give a user's JID, e.g. alice@{ctx.domain}.") from None
+class _OfUser(Command):
+    """An admin command about one user: a JID field, or the bot's ``WORD JID``."""
 
+    admin = True
 
-_USER = Field("user", "User (JID)", required=True, desc="A user of this server, e.g. alice@example.org")
+    def fields(self, ctx: Context) -> list[Field]:
+        return [Field("user", "User (JID)", required=True, desc=f"A user of this server, e.g. alice@{ctx.domain}")]
+
+    def parse(self, word: str, args: str) -> dict[str, str]:
+        if not args:
+            raise CommandError(f"Usage: {self.example}")
+        return {"user": args.split()[0]}
+
+    @staticmethod
+    def user(ctx: Context, values: dict[str, Any]) -> str:
+        """The user's bare JID (``alice`` means ``alice@<domain>``); only admins get this far."""
+        _checked(ctx)
+        text = text_value(values, "user")
+        return _bare(text if "@" in text else f"{text}@{ctx.domain}", "user")
 
 #: (metric sample, label) rows of the statistics, in order
 _FIGURES = (
@@ -66,25 +78,15 @@ class Statistics(Command):
         )
 
 
-class HeldOfUser(Command):
+class HeldOfUser(_OfUser):
     node = "admin-held"
     name = "Held messages of a user (admins)"
     help = "how many messages wait at Courier to and from a user (counts, not contents)"
     example = "held alice@example.org"
     words = ("held",)
-    admin = True
-
-    def fields(self, ctx: Context) -> list[Field]:
-        return [_USER]
-
-    def parse(self, word: str, args: str) -> dict[str, str]:
-        if not args:
-            raise CommandError(f"Usage: {self.example}")
-        return {"user": args.split()[0]}
 
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
-        _checked(ctx)
-        user = _user(ctx, values)
+        user = self.user(ctx, values)
         counts = admin.held_of(ctx.pipeline, user)
         rows = [
             {"reason": label, "to": str(counts["to"][key]), "from": str(counts["from"][key])} for key, label in _REASONS
@@ -97,25 +99,15 @@ class HeldOfUser(Command):
         )
 
 
-class ReleaseUser(Command):
+class ReleaseUser(_OfUser):
     node = "admin-release"
     name = "Release a user's held messages now (admins)"
     help = "release every message held to or from a user now (offline: their server stores it)"
     example = "release alice@example.org"
     words = ("release",)
-    admin = True
-
-    def fields(self, ctx: Context) -> list[Field]:
-        return [_USER]
-
-    def parse(self, word: str, args: str) -> dict[str, str]:
-        if not args:
-            raise CommandError(f"Usage: {self.example}")
-        return {"user": args.split()[0]}
 
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
-        _checked(ctx)
-        user = _user(ctx, values)
+        user = self.user(ctx, values)
         n = await admin.release_now(ctx.pipeline, user, f"released by admin {ctx.requester}")
         return Result(f"Released {n} message(s) to or from {user}.")
 

@@ -5,36 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from slixmpp import JID
-from slixmpp.jid import InvalidJID
-
-
-def user_jid(text: str, domain: str) -> str:
-    """A user's bare JID from what an admin typed (``alice`` means ``alice@<domain>``)."""
-    text = text.strip()
-    if text and "@" not in text:
-        text = f"{text}@{domain}"
-    try:
-        jid = JID(text)
-    except InvalidJID:
-        raise ValueError(f"“{text}” is not a JID") from None
-    if not jid.user:
-        raise ValueError(f"“{text}” is not a user's JID")
-    return str(jid.bare)
+from .. import metrics
 
 
 def held_of(pipeline: Any, user: str) -> dict[str, dict[str, int]]:
     """Open messages *to* and *from* *user*, by hold reason."""
-    counts: dict[str, dict[str, int]] = {
-        side: {"recipient-offline": 0, "undo-window": 0, "queued": 0} for side in ("to", "from")
+    open_messages = list(pipeline.open.values())
+    return {
+        "to": metrics.held_now(m for m in open_messages if m.recipient_bare == user),
+        "from": metrics.held_now(m for m in open_messages if m.sender == user),
     }
-    for m in pipeline.open.values():
-        reason = m.hold_reason if m.hold_reason in counts["to"] else "queued"
-        if m.recipient_bare == user:
-            counts["to"][reason] += 1
-        if m.sender == user:
-            counts["from"][reason] += 1
-    return counts
 
 
 async def release_now(pipeline: Any, user: str, note: str) -> int:
