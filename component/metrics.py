@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from .delivery.states import Event
+
 if TYPE_CHECKING:
     from .delivery.states import Hop
     from .store import MessageRow
@@ -80,6 +82,8 @@ for _reason in ("recipient-offline", "undo-window", "queued"):
     HELD.labels(_reason)
 for _cause in ("held", "after_release", "unknown"):
     FALLBACKS.labels(_cause)
+for _event in ("accepted", *(e.value for e in Event)):
+    HOPS.labels(_event)
 
 
 # -- hooks (one line at the place where it happens) ------------------------------------

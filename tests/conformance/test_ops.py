@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -46,6 +48,18 @@ async def scrape(port: int) -> Scrape:
         for s in family.samples:
             result[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return result
+
+
+async def scrape_until(port: int, check: Callable[[Scrape], bool], timeout: float = 10, what: str = "") -> Scrape:
+    """Scrape until *check* holds (figures that follow an event outside Courier, e.g. the gateway's answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        figures = await scrape(port)
+        if check(figures):
+            return figures
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
