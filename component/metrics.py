@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from .delivery.states import Event
+from .delivery.states import Event, Hop
 
-if TYPE_CHECKING:
-    from .delivery.states import Hop
-    from .store import MessageRow
+
+class MessageRow(Protocol):
+    """What the hooks read of a tracked message (store.MessageRow; not imported: the store imports us)."""
+
+    created: float
+    hold_reason: str
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
