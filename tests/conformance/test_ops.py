@@ -322,3 +322,30 @@ async def test_sighup_applies_new_limits(ops, stack, users, connect) -> None:
     os.kill(ops.proc.pid, signal.SIGHUP)
     await asyncio.to_thread(ops.wait_log, "SIGHUP: configuration reloaded")
     assert (await bot(a, stack.component, f"draft {bob} two")).startswith("You already have 1 pending drafts")
+
+
+async def test_status_of_a_courier_that_cannot_reach_prosody(stack, tmp_path) -> None:
+    """Not connected: the gauge reads 0, `courier status` says so (exit 1) and shows the last warnings."""
+    port, nowhere = prosody.free_port(), prosody.free_port()
+    process = CourierProcess(stack, tmp_path / "lost", COURIER_METRICS_PORT=str(port), COURIER_XMPP_PORT=str(nowhere))
+    with process.log.open("ab") as out:
+        process.proc = subprocess.Popen(
+            [sys.executable, "-m", "component", "run", "--config", str(process.config)],
+            stdout=out, stderr=out, env=process.env, cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+    try:
+        await asyncio.to_thread(process.wait_log, "reconnecting in", 15)
+        assert (await scrape(port)).one("courier_connected") == 0
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "component", "status", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=30,
+        )
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"NOT connected to 127.0.0.1:{nowhere}" in out.stdout
+        assert "WARNING courier: Disconnected from 127.0.0.1; reconnecting in" in out.stdout
+    finally:
+        process.stop()
