@@ -62,7 +62,7 @@ _FIGURES = (
 class Statistics(Command):
     node = "admin-statistics"
     name = "Statistics (admins)"
-    help = "this Courier's figures: connection, held messages, hand-offs, releases, queues, errors"
+    help = "admins only: this Courier's figures: connection, held messages, hand-offs, releases, queues, errors"
     example = "stats"
     words = ("stats", "statistics")
     admin = True
@@ -81,7 +81,7 @@ class Statistics(Command):
 class HeldOfUser(_OfUser):
     node = "admin-held"
     name = "Held messages of a user (admins)"
-    help = "how many messages wait at Courier to and from a user (counts, not contents)"
+    help = "admins only: how many messages wait at Courier to and from a user (counts, not contents)"
     example = "held alice@example.org"
     words = ("held",)
 
@@ -102,7 +102,7 @@ class HeldOfUser(_OfUser):
 class ReleaseUser(_OfUser):
     node = "admin-release"
     name = "Release a user's held messages now (admins)"
-    help = "release every message held to or from a user now (offline: their server stores it)"
+    help = "admins only: release every message held to or from a user now (offline: their server stores it)"
     example = "release alice@example.org"
     words = ("release",)
 

@@ -16,11 +16,9 @@ class Bot:
         self.commands = commands
         self.by_word = {word: c for c in commands for word in c.words}
 
-    def help(self, admin: bool = False) -> str:
+    def help(self) -> str:
         lines = ["Courier commands (also as ad-hoc commands in your client):", "help — this list"]
         for c in self.commands:
-            if c.admin and not admin:
-                continue
             lines.append(f"{' | '.join(c.words)} — {c.help}. Example: {c.example}")
         return "\n".join(lines)
 
@@ -28,7 +26,7 @@ class Bot:
         word, _, args = text.strip().partition(" ")
         word = word.lower()
         if word in ("help", "?", ""):
-            return self.help(ctx.admin)
+            return self.help()
         command = self.by_word.get(word)
         if command is None:
             return f"Unknown command “{word}”. Send “help” for the list."
