@@ -17,6 +17,8 @@ from collections import OrderedDict
 from slixmpp import Iq, Message
 from slixmpp.xmlstream import StanzaBase
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +68,7 @@ class RequestLimiter:
         if user is None or self.allow(user):
             return stanza
         self.limited += 1
+        metrics.rate_limited("requests")
         if user not in self._warned:
             self._warned.add(user)
             log.warning("Rate limit: refusing requests of %s (over %g a second)", user, self.per_second)

@@ -3,7 +3,7 @@
 * ``log.level`` applies in every mode (``courier up`` and ``courier run``);
 * SIGTERM and SIGINT stop Courier cleanly (the run loop's *stop* event);
 * SIGHUP re-reads the configuration file and applies the log level and the
-  limits (drafts, lists, the default undo-send window); options that need a new
+  limits (requests, drafts, lists, the default undo-send window); options that need a new
   connection or store (JID, secret, ports, paths) need a restart and are logged
   as such;
 * the last errors are kept for ``courier status`` (:data:`LAST_ERRORS`).
@@ -38,6 +38,8 @@ RELOADABLE = (
     "drafts.max_length",
     "drafts.max_days_ahead",
     "admin.jids",
+    "requests.per_second",
+    "requests.burst",
 )
 
 
@@ -79,6 +81,8 @@ def reload(courier: Any) -> None:
     for service, section in ((courier.drafts, "drafts"), (courier.lists, "lists")):
         fields = {f.name: new[f"{section}.{f.name}"] for f in dataclasses.fields(service.limits)}
         service.limits = dataclasses.replace(service.limits, **fields)
+    courier.limiter.per_second = new["requests.per_second"]
+    courier.limiter.burst = float(max(new["requests.burst"], 1))
     stale = sorted(n for n in new.values if n not in RELOADABLE and new[n] != old[n])
     for name in stale:  # still running with the old value until a restart
         new.values[name] = old[name]

@@ -349,3 +349,24 @@ async def test_status_of_a_courier_that_cannot_reach_prosody(stack, tmp_path) ->
         assert "WARNING courier: Disconnected from 127.0.0.1; reconnecting in" in out.stdout
     finally:
         process.stop()
+
+
+async def test_rate_limited_requests_are_counted(stack, users, connect, tmp_path) -> None:
+    (alice,) = users("alice")
+    port = prosody.free_port()
+    limits = {"COURIER_REQUESTS_BURST": "2", "COURIER_REQUESTS_PER_SECOND": "0.01"}
+    process = CourierProcess(stack, tmp_path / "limited", COURIER_METRICS_PORT=str(port), **limits).start()
+    try:
+        a = await connect(alice)
+        refused = 0
+        for _ in range(5):
+            try:
+                await a.plugin["xep_0030"].get_info(jid=stack.component, timeout=5)
+            except Exception as exc:
+                assert exc.iq["error"]["condition"] == "resource-constraint"
+                refused += 1
+        assert refused == 3
+        figures = await scrape(port)
+        assert figures.one("courier_rate_limited_total", limit="requests") == 3
+    finally:
+        process.stop()
