@@ -146,7 +146,7 @@ class Courier(ComponentXMPP):
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0356")
         self.register_plugin("xep_0334")  # message processing hints on Courier's own messages
-        self.register_plugin("courier_route", module=route, pconfig={"server": config.domain})
+        self.register_plugin("courier_route", module=route, pconfig={"server": config.domain, "health": store.flush})
         self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
         self.register_plugin(
             "courier_hops",
@@ -195,6 +195,7 @@ class Courier(ComponentXMPP):
         self.add_event_handler("route_handoff", self._on_handoff)
         self.add_event_handler("route_fallback", self.pipeline.fallback)
         self.add_event_handler("route_bounce", self._on_bounce)
+        self.add_event_handler("route_routed", store.queue_routed)
         self.add_event_handler("presence_available", self._on_presence)
         self.add_event_handler("presence_unavailable", self._on_presence)
         self.add_event_handler("privileges_advertised", self._on_privileges)
@@ -210,17 +211,16 @@ class Courier(ComponentXMPP):
         log.info("Courier %s connected to %s as %s", __version__, self.config["xmpp.host"], self.boundjid)
         metrics.connected(True)
         self._connected.set()
+        await self.pipeline.resend_unconfirmed()
 
     def _on_privileges(self, _event: object) -> None:
         perms = self.plugin["xep_0356"].granted_privileges.get(self.config.domain)
         if perms is not None:
             log.info(
-                "Privileges granted by %s: message=%s presence=%s roster=%s",
-                self.config.domain,
-                getattr(perms.message, "value", perms.message),
-                getattr(perms.presence, "value", perms.presence),
+                "Privileges granted by %s: message=%s presence=%s roster=%s", self.config.domain,
+                getattr(perms.message, "value", perms.message), getattr(perms.presence, "value", perms.presence),
                 getattr(perms.roster, "value", perms.roster),
-            )
+            )  # fmt: skip
         if perms is None or getattr(perms.message, "value", perms.message) != "outgoing":
             log.error(
                 "%s did not grant message='outgoing' (XEP-0356): held messages cannot be released. "
@@ -302,8 +302,8 @@ class Courier(ComponentXMPP):
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.route.release(hid, inner, sender_bare)
 
-    def originate(self, inner: Element, sender_bare: str) -> None:
-        self.route.originate(inner, sender_bare)
+    def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
+        self.route.originate(inner, sender_bare, token)
 
     def notice(self, sender: str, recipient: str, policy: str) -> None:
         text = {

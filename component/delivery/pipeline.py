@@ -113,8 +113,9 @@ class Transport(Protocol):
 
     def report(self, report: Report) -> None: ...
 
-    def originate(self, inner: ET.Element, sender_bare: str) -> None:
-        """Send a message Courier composed as *sender_bare* (their archive and devices see it)."""
+    def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
+        """Send a message Courier composed as *sender_bare* (their archive and devices see it);
+        *token* identifies it in the server's confirmation."""
         ...
 
     def notice(self, sender: str, recipient: str, policy: str) -> None:
@@ -382,7 +383,7 @@ class Pipeline:
             m.state, m.updated = hop.state, now
             self._record(m, hop)
             self.store.queue_update(m)
-        self._after_commit(lambda: self.transport.originate(receipt, user))
+        self._send_after_commit(None, ET.tostring(receipt, encoding="unicode"), user)
         await self.store.flush()
         return m
 
@@ -407,6 +408,14 @@ class Pipeline:
 
     def _after_commit(self, effect: Callable[[], None]) -> None:
         self.store.after_commit(effect)
+
+    def _send_after_commit(self, hid: str | None, stanza: str, sender: str) -> None:
+        """Release hand-off *hid* (None: originate a message) once committed; kept in the
+        outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile)."""
+        token = hid or uuid.uuid4().hex
+        kind = "release" if hid else "originate"
+        self.store.queue_outbox(token, kind, sender, stanza, time.time())
+        self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
 
     # -- hand-offs -------------------------------------------------------------
 
@@ -511,10 +520,7 @@ class Pipeline:
         if hop.state is State.FAILED:
             pass  # the server did not wait for us: it bounces its own error to the sender
         elif hop.state is State.RELEASED:
-            if hid is None:
-                self._after_commit(lambda: self.transport.originate(inner, sender))
-            else:
-                self._after_commit(lambda: self.transport.release(hid, inner, sender))
+            self._send_after_commit(hid, row.stanza, sender)
         else:
             self._index_open(row)
             if hid is not None:
@@ -663,11 +669,7 @@ class Pipeline:
         self._unindex_ref(m)
         self._record(m, hop)
         self.store.queue_update(m)
-        hid, stanza, sender = m.hid, m.stanza, m.sender
-        if hid is None:
-            self._after_commit(lambda: self.transport.originate(ET.fromstring(stanza), sender))
-        else:
-            self._after_commit(lambda: self.transport.release(hid, ET.fromstring(stanza), sender))
+        self._send_after_commit(m.hid, m.stanza, m.sender)
 
     def fallback(self, hids: Iterable[str]) -> None:
         """The server delivered these hand-offs itself: never release them."""
@@ -675,6 +677,8 @@ class Pipeline:
         for hid in metrics.fallbacks(self, hids):
             known = self.known_hids.get(hid)
             if known is None:
+                # Older than the in-memory window (a notice re-sent at reconnect): ask the store.
+                self._spawn(self._fallback_stored(hid))
                 continue
             m = self.open.get(known[1])
             if m is not None and m.hid == hid:
@@ -689,6 +693,13 @@ class Pipeline:
                 self._record(m, hop)
                 self.store.queue_update(m)
                 self.flush(m.recipient_bare)
+
+    async def _fallback_stored(self, hid: str) -> None:
+        await self.store.flush()
+        m = await self.store.message_by_hid(hid)
+        if m is not None:
+            self.known_hids[hid] = (time.time(), m.seq)
+            self.fallback([hid])
 
     # -- SMS fallback (P3) -----------------------------------------------------------
 
@@ -984,6 +995,16 @@ class Pipeline:
         self.store.queue_update(target)
         return True
 
+    async def resend_unconfirmed(self) -> None:
+        """Releases and originated messages the server never confirmed: send them again
+        (same hand-off id / token: the server drops what it already routed).  At each connect."""
+        await self.store.flush()
+        rows = await self.store.outbox.unconfirmed()
+        if rows:
+            log.info("Re-sending %d releases and messages the server did not confirm", len(rows))
+        for row in rows:
+            send_stored(self.transport, row.kind, row.token, row.stanza, row.sender)
+
     async def drain(self) -> None:
         """Wait for background work and commit everything (tests, shutdown)."""
         while self._tasks:
@@ -996,7 +1017,15 @@ class Pipeline:
             self._timer = None
 
 
+def send_stored(transport: Transport, kind: str, token: str, stanza: str, sender: str) -> None:
+    """Send one outbox entry (a release, or an originated message) through *transport*."""
+    if kind == "release":
+        transport.release(token, ET.fromstring(stanza), sender)
+    else:
+        transport.originate(ET.fromstring(stanza), sender, token)
+
+
 __all__ = [
     "Encrypted", "Handoff", "NotFound", "Pipeline", "Report", "SmsFallback", "TooLate", "Transport", "encrypted",
-    "strip_ours",
+    "send_stored", "strip_ours",
 ]  # fmt: skip

@@ -26,6 +26,7 @@ from .drafts import DraftStore
 from .errors import StoreUnavailable
 from .lists import ListStore
 from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
+from .outbox import OutboxStore
 from .retention import RetentionStore
 from .sms import SmsStore
 from .stats import StatsStore
@@ -89,6 +90,8 @@ class Store:
         self._absorbed: list[tuple] = []
         self._updates: list[tuple] = []
         self._notices: list[tuple] = []
+        self._outbox: list[tuple] = []  # unconfirmed sends (store/outbox.py)
+        self._routed: list[tuple] = []  # ... and the server's confirmations of them
         self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -99,6 +102,7 @@ class Store:
         self.sms = SmsStore(conn, self._tx)  # SMS fallback (P3): store/sms.py
         self.retention = RetentionStore(conn, self._tx)  # closed messages deleted by age: store/retention.py
         self.stats = StatsStore(conn, self._tx)  # counts for metrics and status: store/stats.py
+        self.outbox = OutboxStore(conn)  # sends the server has not confirmed: store/outbox.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
@@ -218,6 +222,16 @@ class Store:
         self._absorbed.append((hid, seq, outcome, at))
         self._wake.set()
 
+    def queue_outbox(self, token: str, kind: str, sender: str, stanza: str, at: float) -> None:
+        """Keep a release / originated message until the server confirms it routed it."""
+        self._outbox.append((token, kind, sender, stanza, at))
+        self._wake.set()
+
+    def queue_routed(self, tokens: list[str]) -> None:
+        """The server confirmed it routed these sends."""
+        self._routed.extend((t,) for t in tokens)
+        self._wake.set()
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run *callback* once everything queued so far is committed."""
         self._callbacks.append(callback)
@@ -232,7 +246,10 @@ class Store:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._inserts or self._hops or self._updates or self._absorbed or self._notices or self._callbacks:
+            while (
+                self._inserts or self._hops or self._updates or self._absorbed or self._notices or self._callbacks
+                or self._outbox or self._routed
+            ):  # fmt: skip
                 if not await self._commit_batch():
                     if self._closing and time.monotonic() - (self.failing_since or 0) > self.close_patience:
                         self._give_up()
@@ -250,27 +267,35 @@ class Store:
         # every hop/update queued so far is only safe when all inserts were taken
         if self._inserts:
             hops, updates, absorbed, notices, callbacks = [], [], [], [], []
+            outbox: list[tuple] = []
         else:
+            outbox, self._outbox = self._outbox, []
             hops, self._hops = self._hops, []
             updates, self._updates = self._updates, []
             absorbed, self._absorbed = self._absorbed, []
             notices, self._notices = self._notices, []
             callbacks, self._callbacks = self._callbacks, []
+        routed, self._routed = self._routed, []
         started = time.perf_counter()
         async with self._tx:
-            error = await self._write(inserts, hops, updates, absorbed, notices)
+            error = await self._write(inserts, hops, updates, absorbed, notices, extra=(outbox, routed))
             if isinstance(error, sqlite3.IntegrityError):
                 # A bad operation (a bug): commit the others one by one, drop only what fails.
                 error = await self._write_each(inserts, hops, updates, absorbed, notices)
+                if error is None:
+                    error = await self._write([], [], [], [], [], extra=(outbox, routed))
         metrics.commit(time.perf_counter() - started, error is None)
         if error is not None:
+            self._outbox[:0], self._routed[:0] = outbox, routed
             self._inserts[:0], self._hops[:0], self._updates[:0] = inserts, hops, updates
             self._absorbed[:0], self._notices[:0], self._callbacks[:0] = absorbed, notices, callbacks
             if self.failing_since is None:
                 self.failing_since = time.monotonic()
                 log.error(
                     "Store cannot commit (%s): %d operations kept and retried; new hand-offs are not "
-                    "acknowledged meanwhile (Prosody delivers them itself)", error, len(inserts) + len(updates),
+                    "acknowledged meanwhile (Prosody delivers them itself)",
+                    error,
+                    len(inserts) + len(updates),
                 )
             self.failure = str(error)
             return False
@@ -285,9 +310,16 @@ class Store:
         return True
 
     async def _write(
-        self, inserts: list, hops: list, updates: list, absorbed: list, notices: list
+        self,
+        inserts: list,
+        hops: list,
+        updates: list,
+        absorbed: list,
+        notices: list,
+        extra: tuple[list, list] = ([], []),
     ) -> Exception | None:
-        """One transaction; the error (rolled back) or None."""
+        """One transaction; the error (rolled back) or None.  *extra*: outbox rows, routed tokens."""
+        outbox, routed = extra
         try:
             await self._conn.execute("BEGIN")
             if inserts:
@@ -314,6 +346,12 @@ class Store:
                     "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at",
                     notices,
                 )
+            if outbox:
+                await self._conn.executemany(
+                    "INSERT OR REPLACE INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?)", outbox
+                )
+            if routed:
+                await self._conn.executemany("DELETE FROM outbox WHERE token=?", routed)
             await self._conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
@@ -347,9 +385,13 @@ class Store:
         log.error(
             "Store still cannot commit at shutdown (%s): %d operations were not stored; hand-offs among "
             "them were never acknowledged, so Prosody delivers or re-sends those messages itself",
-            self.failure, lost,
+            self.failure,
+            lost,
         )
-        for queue in (self._inserts, self._hops, self._updates, self._absorbed, self._notices, self._callbacks):
+        for queue in (
+            self._inserts, self._hops, self._updates, self._absorbed, self._notices, self._callbacks, self._outbox,
+            self._routed,
+        ):  # fmt: skip
             queue.clear()
 
     async def flush(self) -> None:

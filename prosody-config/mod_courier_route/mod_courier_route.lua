@@ -11,7 +11,8 @@ local jid_split = require "util.jid".split;
 local jid_bare = require "util.jid".bare;
 local uuid = require "util.uuid".generate;
 local datetime = require "util.datetime".datetime;
-local time_now = require "util.time".now;
+local time_now = require "util.time".now; -- wall clock: delay stamps and persisted fallback times only
+local monotonic = require "util.time".monotonic; -- every timeout
 local user_exists = require "core.usermanager".user_exists;
 
 local NS = "https://courier.chat/ns/route/0";
@@ -26,20 +27,22 @@ local OUR_NS_PREFIX = "https://courier.chat/ns/";
 local host = module.host;
 local courier_host = module:get_option_string("courier_component", "courier." .. host);
 local ack_timeout = module:get_option_number("courier_ack_timeout", 5);
-local release_memory = module:get_option_number("courier_release_memory", 120);
-local fallback_ttl = module:get_option_number("courier_fallback_ttl", 7 * 86400);
+local ack_deadline = module:get_option_number("courier_ack_deadline", 120);
+local release_memory = module:get_option_number("courier_release_memory", 900);
+local fallback_ttl = module:get_option_number("courier_fallback_ttl", 30 * 86400);
 local sweep_interval = module:get_option_number("courier_sweep_interval", 0.5);
 
 local hosts = prosody.hosts;
 local bare_sessions = prosody.bare_sessions;
 local core_post_stanza = prosody.core_post_stanza;
 
--- hid -> { stanza = original, origin = c2s session, first_sent = t, to_user = bare }
+-- hid -> { stanza = original, origin = c2s session, first_sent = monotonic t, stamp = delay stamp }
 local pending = {};
 local pending_count = 0;
--- Released hids, remembered for release_memory to 2 * release_memory seconds
--- so that a duplicate release is dropped: two generations, rotated.
-local released, released_old, released_rotated = {}, {}, time_now();
+-- Released hids and originated ids, remembered for release_memory to
+-- 2 * release_memory seconds so that a duplicate (a re-send) is dropped: two
+-- generations, rotated.
+local released, released_old, released_rotated = {}, {}, monotonic();
 -- hid -> time: hids whose message the server delivered itself; persisted
 local fallback_store = module:open_store("courier_route", "keyval");
 local fell_back = fallback_store:get("fallback") or {};
@@ -174,6 +177,8 @@ local function deliver_normally(entry)
 	core_post_stanza(entry.origin, entry.stanza, false);
 end
 
+-- Persisted at once (Prosody's storage writes synchronously): a fallback is
+-- recorded before its message is delivered, so a crash cannot forget it.
 local function save_fallbacks()
 	if fell_back_dirty then
 		fell_back_dirty = false;
@@ -202,6 +207,69 @@ local function resolve(hid)
 	return entry;
 end
 
+---------------------------------------------------------------------------
+-- Liveness: Courier is alive while it answers.  Any ack, release or answer
+-- to our XEP-0199 ping counts; Courier answers the ping only once its store
+-- has committed (a store that cannot commit makes it "not alive").  Pending
+-- hand-offs fall back when Courier is gone or silent for ack_timeout — not
+-- because one message is slow.  ack_deadline is the last resort for a
+-- hand-off Courier never answers while answering everything else.
+---------------------------------------------------------------------------
+local last_heard = monotonic();
+local ping_out = false; -- a ping is awaiting its answer
+local last_ping = 0;
+
+local function heard()
+	last_heard = monotonic();
+end
+
+local function ping_courier(now)
+	if ping_out or now - last_ping < ack_timeout / 2 then return; end
+	ping_out, last_ping = true, now;
+	local iq = st.iq({ type = "get", from = host, to = courier_host, id = "courier-ping-" .. uuid() })
+		:tag("ping", { xmlns = "urn:xmpp:ping" });
+	module:send_iq(iq, nil, ack_timeout):next(function()
+		ping_out = false;
+		heard();
+	end, function(err)
+		ping_out = false;
+		module:log("debug", "Courier did not answer a ping: %s", tostring(err and err.text or err));
+	end);
+end
+
+local function courier_alive(now)
+	return component_session() ~= nil and now - last_heard < ack_timeout;
+end
+
+---------------------------------------------------------------------------
+-- Confirmations: every release and every message Courier originates is
+-- confirmed to Courier once routed (batched: one <routed/> per turn), so
+-- Courier re-sends what a crash of this server lost before routing it.
+---------------------------------------------------------------------------
+local to_confirm = {};
+local confirm_timer = nil;
+
+local function send_confirmations()
+	confirm_timer = nil;
+	if #to_confirm == 0 then return; end
+	local ids = to_confirm;
+	to_confirm = {};
+	if not component_session() then return; end -- Courier re-sends on reconnect; duplicates are dropped
+	local notice = st.message({ from = host, to = courier_host }):tag("routed", { xmlns = NS });
+	for _, id in ipairs(ids) do
+		notice:tag("item", { id = id }):up();
+	end
+	local ok, err = pcall(module.send, module, notice);
+	if not ok then module:log("error", "Could not confirm %d routed messages to Courier: %s", #ids, err); end
+end
+
+local function confirm_routed(id)
+	to_confirm[#to_confirm + 1] = id;
+	if not confirm_timer then
+		confirm_timer = module:add_timer(0, send_confirmations);
+	end
+end
+
 -- Intercept: priority -2 runs after mod_mam (0), mod_carbons (-0.5) and
 -- mod_mam's stanza-id stripping (-1) on the sender's side.
 local function intercept(event)
@@ -223,10 +291,9 @@ local function intercept(event)
 		return;
 	end
 	local hid = uuid();
-	local now = time_now();
 	local entry = {
-		stanza = stanza, origin = origin, first_sent = now, session = session,
-		stamp = stamp(now),
+		stanza = stanza, origin = origin, first_sent = monotonic(), session = session,
+		stamp = stamp(time_now()),
 	};
 	if kind == "unknown" then
 		-- No such account: Courier only records the failure (nothing to acknowledge);
@@ -258,31 +325,49 @@ module:hook("pre-message/full", safe_intercept, -2);
 
 
 -- Courier's privileged re-injection: mod_privilege posts it with a session
--- that has no full_jid. Deliver directly, without a second pass through the
--- sender's archive, carbons or our interception.
+-- that has no full_jid.  A <release/> is delivered directly, without a second
+-- pass through the sender's archive, carbons or our interception; an
+-- <originate/> (a message Courier composed: list copy, draft, receipt) takes
+-- the normal path.  Both are confirmed once routed; a re-send is dropped.
 local function reinjected(event)
 	local origin, stanza = event.origin, event.stanza;
 	if origin.full_jid or origin.type ~= "c2s" then return; end
 	local release = stanza:get_child("release", NS);
-	if not release then return; end -- Courier's own new messages take the normal path
+	local originate = not release and stanza:get_child("originate", NS);
+	if not (release or originate) then return; end -- an old Courier's new messages take the normal path
+	heard();
 	stanza:remove_children("release", NS);
-	local hid = release.attr.id;
+	stanza:remove_children("originate", NS);
+	local hid = (release or originate).attr.id;
 	if not hid then
 		module:log("warn", "Release without id from Courier dropped");
 		return true;
 	end
+	if originate then
+		if released[hid] or released_old[hid] then
+			module:log("debug", "Re-sent message %s from Courier dropped: already routed", hid);
+			confirm_routed(hid);
+			return true;
+		end
+		released[hid] = true;
+		confirm_routed(hid); -- sent next turn, after the rest of this event routed it
+		return; -- the normal path: archive, carbons, delivery
+	end
 	if fell_back[hid] then
 		module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
 		send_fallback_notice({ hid });
+		confirm_routed(hid);
 		return true;
 	end
 	if released[hid] or released_old[hid] then
 		module:log("debug", "Duplicate release of %s dropped", hid);
+		confirm_routed(hid);
 		return true;
 	end
 	resolve(hid);
 	released[hid] = true;
 	core_post_stanza(origin, stanza, false);
+	confirm_routed(hid);
 	return true;
 end
 
@@ -324,6 +409,7 @@ module:hook("message/host", function(event)
 		module:log("warn", "Route ack from %s ignored: not from %s", tostring(stanza.attr.from), courier_host);
 		return true;
 	end
+	heard();
 	for item in ack:childtags("item") do
 		local hid = item.attr.id;
 		if hid and not resolve(hid) and fell_back[hid] then
@@ -386,9 +472,9 @@ local function intercept_s2s(event)
 		return;
 	end
 	local hid = uuid();
-	local now = time_now();
 	pending[hid] = {
-		stanza = stanza, origin = origin, first_sent = now, session = session, stamp = stamp(now), s2s = true,
+		stanza = stanza, origin = origin, first_sent = monotonic(), session = session,
+		stamp = stamp(time_now()), s2s = true,
 	};
 	pending_count = pending_count + 1;
 	local ok, err = pcall(send_handoff, hid, pending[hid], kind);
@@ -436,6 +522,7 @@ module:hook("message/host", function(event)
 		module:log("warn", "Route deliver from %s ignored: not from %s", tostring(stanza.attr.from), courier_host);
 		return true;
 	end
+	heard();
 	local forwarded = deliver:get_child("forwarded", NS_FORWARD);
 	local inner = forwarded and (forwarded:get_child("message", "jabber:client") or forwarded:get_child("message"));
 	local hid = deliver.attr.id;
@@ -445,21 +532,64 @@ module:hook("message/host", function(event)
 		module:log("warn", "Malformed route deliver from Courier dropped");
 		return true;
 	end
+	-- Confirmed like a release (Courier keeps it in its outbox until <routed/>).
 	if fell_back[hid] then
 		send_fallback_notice({ hid });
+		confirm_routed(hid);
 		return true;
 	end
-	if released[hid] or released_old[hid] then return true; end
+	if released[hid] or released_old[hid] then
+		confirm_routed(hid);
+		return true;
+	end
 	local entry = resolve(hid);
 	released[hid] = true;
 	post_inbound(entry and entry.origin or origin, inner);
+	confirm_routed(hid);
 	return true;
 end, 1);
 
+-- mod_privilege advertises privileges to every session at its first presence,
+-- as an empty <privilege/> message to ordinary users: meant for the
+-- component, noise to users.  A c2s session with no privilege gets none.
+module:hook("authentication-success", function(event)
+	local session = event.session;
+	local privileges = session and session.type == "c2s" and session.privileges;
+	if privileges and privileges[host] and next(privileges[host]) == nil then
+		privileges[host] = nil;
+	end
+end, -10);
+
 local resend_pending;
 
+-- Deliver these pending hand-offs normally; the fallback is persisted first.
+local function fall_back(hids, why)
+	local wall = time_now();
+	for _, hid in ipairs(hids) do
+		fell_back[hid] = wall;
+	end
+	fell_back_dirty = true;
+	save_fallbacks();
+	for _, hid in ipairs(hids) do
+		local entry = resolve(hid);
+		module:log("warn", "%s: delivering %s (%s -> %s) normally", why,
+			hid, tostring(entry.origin.full_jid), tostring(entry.stanza.attr.to));
+		deliver_normally(entry);
+	end
+	send_fallback_notice(hids);
+end
+
+local function resend_fallback_notices()
+	local hids = {};
+	for hid in pairs(fell_back) do
+		hids[#hids + 1] = hid;
+		if #hids == 500 then send_fallback_notice(hids); hids = {}; end
+	end
+	send_fallback_notice(hids);
+end
+
 local function sweep()
-	local now = time_now();
+	local now = monotonic();
 	local session = component_session();
 	if session ~= seen_session then
 		seen_session = session;
@@ -467,38 +597,45 @@ local function sweep()
 			module:log("info", "Courier connected on %s (%d messages were delivered without it while it was away)",
 				courier_host, bypassed);
 			bypassed = 0;
+			heard();
 			resend_pending(session);
+			resend_fallback_notices();
 		else
 			module:log("warn", "Courier disconnected: %d hand-offs pending; new messages are delivered normally until it is back",
 				pending_count);
 		end
 	end
-	local expired = {};
+	if pending_count > 0 and session then
+		ping_courier(now);
+	end
+	local alive = courier_alive(now);
+	local expired, overdue = {}, {};
 	for hid, entry in pairs(pending) do
-		if now - entry.first_sent >= ack_timeout then
+		local age = now - entry.first_sent;
+		if age >= ack_timeout and not alive then
 			expired[#expired + 1] = hid;
+		elseif age >= ack_deadline then
+			overdue[#overdue + 1] = hid;
 		end
 	end
+	local function oldest_first(a, b) return pending[a].first_sent < pending[b].first_sent; end
 	if #expired > 0 then
-		table.sort(expired, function(a, b) return pending[a].first_sent < pending[b].first_sent; end);
-		for _, hid in ipairs(expired) do
-			local entry = resolve(hid);
-			fell_back[hid] = now;
-			fell_back_dirty = true;
-			module:log("warn", "Courier did not acknowledge %s within %gs: delivering %s -> %s normally",
-				hid, ack_timeout, tostring(entry.origin.full_jid), tostring(entry.stanza.attr.to));
-			deliver_normally(entry);
-		end
-		send_fallback_notice(expired);
+		table.sort(expired, oldest_first);
+		fall_back(expired, session and string.format("Courier has not answered for %gs", ack_timeout)
+			or "Courier is not connected");
+	end
+	if #overdue > 0 then
+		table.sort(overdue, oldest_first);
+		fall_back(overdue, string.format("Courier answers but did not acknowledge within %gs", ack_deadline));
 	end
 	if now - released_rotated > release_memory then
 		released, released_old, released_rotated = {}, released, now;
 	end
+	local wall = time_now();
 	for hid, t in pairs(fell_back) do
-		if now - t > fallback_ttl then fell_back[hid] = nil; fell_back_dirty = true; end
+		if wall - t > fallback_ttl then fell_back[hid] = nil; fell_back_dirty = true; end
 	end
 	save_fallbacks();
-	return sweep_interval;
 end
 
 function resend_pending(session)
@@ -516,21 +653,27 @@ function resend_pending(session)
 	end
 end
 
-module:add_timer(sweep_interval, sweep);
+-- Every timer callback is guarded: an error is logged and the timer goes on.
+local function guarded(name, fn, interval)
+	return function()
+		local ok, err = pcall(fn);
+		if not ok then module:log("error", "%s failed (will run again): %s", name, err); end
+		return interval;
+	end
+end
+
+module:add_timer(sweep_interval, guarded("sweep", sweep, sweep_interval));
 
 function module.load()
-	module:log("info", "Routing 1:1 messages through %s (ack timeout %gs)", courier_host, ack_timeout);
+	module:log("info", "Routing 1:1 messages through %s (fallback after %gs of silence, or %gs for one hand-off)",
+		courier_host, ack_timeout, ack_deadline);
 end
 
 function module.unload()
 	-- Nothing may be lost: whatever is still pending is delivered now.
-	for hid, entry in pairs(pending) do
-		fell_back[hid] = time_now();
-		fell_back_dirty = true;
-		deliver_normally(entry);
-	end
-	pending = {};
-	pending_count = 0;
+	local hids = {};
+	for hid in pairs(pending) do hids[#hids + 1] = hid; end
+	if #hids > 0 then fall_back(hids, "Unloading"); end
 	save_fallbacks();
 end
 

@@ -20,7 +20,7 @@ from component.xep.lists import NS
 
 from .test_cli import cli
 from .test_commands import bot, execute
-from .test_delivery import eventually
+from .test_delivery import eventually, states
 from .xmpp import Client, CourierProcess
 
 NS_ADDRESS = "http://jabber.org/protocol/address"
@@ -108,6 +108,7 @@ async def test_fanout_to_five_members_two_offline_status_reply_and_recall(courie
     reply = await message_where(a, lambda m: m["body"] == "I'll be there")
     assert reply["from"].bare == members[0]
     m1.plugin["xep_0333"].send_marker(alice, copies[0]["id"], "displayed")
+    await eventually(lambda: states(courier, alice).get(copies[0]["id"]) == "read", what="the read marker recorded")
 
     # Fan-outs survive a restart of Courier: status, and the held copies for offline members.
     courier.stop()

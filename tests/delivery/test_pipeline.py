@@ -28,7 +28,7 @@ class Recorder:
     def report(self, report: object) -> None:
         self.reports.append(report)
 
-    def originate(self, inner: ET.Element, sender_bare: str) -> None:
+    def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
         body = inner.find("{jabber:client}body")
         self.originated.append((inner.get("to", ""), sender_bare, body.text if body is not None else None))
 

@@ -84,7 +84,7 @@ class Recorder:
     def report(self, report) -> None:  # type: ignore[no-untyped-def]
         self.reports.append((report.msg_id, report.state))
 
-    def originate(self, inner: ET.Element, sender_bare: str) -> None:
+    def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
         body = inner.find("{jabber:client}body")
         self.originated.append((sender_bare, inner.get("to", ""), body.text or "" if body is not None else ""))
 

@@ -3,8 +3,11 @@
 from slixmpp.plugins.base import register_plugin
 
 from .route import XEP_CourierRoute
-from .stanza import NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Release
+from .stanza import NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Originate, Release, Routed
 
 register_plugin(XEP_CourierRoute)
 
-__all__ = ["NS", "Ack", "AckItem", "Bounce", "Fallback", "FallbackItem", "Handoff", "Release", "XEP_CourierRoute"]
+__all__ = [
+    "NS", "Ack", "AckItem", "Bounce", "Fallback", "FallbackItem", "Handoff", "Originate", "Release", "Routed",
+    "XEP_CourierRoute",
+]  # fmt: skip

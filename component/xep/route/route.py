@@ -2,18 +2,24 @@
 
 Events: ``route_handoff`` (the message carrying a valid ``<handoff/>``),
 ``route_fallback`` (a list of hand-off ids the server delivered itself) and
-``route_bounce`` (a remote server's error to a local user's bare JID, as an Element).
+``route_bounce`` (a remote server's error to a local user's bare JID, as an Element) and
+``route_routed`` (ids of releases / originated messages the server routed).
+The server's liveness ping (XEP-0199) is answered once ``health`` (a
+coroutine function from the plugin config) returns: after a store commit.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from xml.etree.ElementTree import Element, SubElement
 
+from slixmpp import Iq
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins import BasePlugin
-from slixmpp.xmlstream import StanzaBase
-from slixmpp.xmlstream.handler import Callback
+from slixmpp.plugins.xep_0199.stanza import Ping
+from slixmpp.xmlstream import StanzaBase, register_stanza_plugin
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from ...namespaces import NS_PRIVILEGE
@@ -33,19 +39,25 @@ class XEP_CourierRoute(BasePlugin):
 
     def plugin_init(self) -> None:
         stanza.register()
+        register_stanza_plugin(Iq, Ping)
         self.server = self.config.get("server") or self.xmpp.boundjid.domain.split(".", 1)[-1]
         self.xmpp.register_handler(Callback("Route hand-off", StanzaPath("message/route_handoff"), self._handoff))
         self.xmpp.register_handler(Callback("Route fallback", StanzaPath("message/route_fallback"), self._fallback))
         self.xmpp.register_handler(Callback("Route bounce", StanzaPath("message/route_bounce"), self._bounce))
         self.xmpp.register_handler(Callback("Route forged", StanzaPath("message/route_ack"), self._forged))
+        self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
+        self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
+        self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
 
     def plugin_end(self) -> None:
-        for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged"):
+        for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged", "Route routed", "Route ping"):
             self.xmpp.remove_handler(name)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+        self.xmpp.plugin["xep_0030"].del_feature(feature=Ping.namespace)
 
     def session_bind(self, jid: object) -> None:
         self.xmpp.plugin["xep_0030"].add_feature(NS)
+        self.xmpp.plugin["xep_0030"].add_feature(Ping.namespace)
 
     def _from_server(self, msg: StanzaBase) -> bool:
         return msg["from"].full == self.server
@@ -72,6 +84,22 @@ class XEP_CourierRoute(BasePlugin):
         if inner is None or inner.get("type") != "error" or not inner.get("from") or not inner.get("to"):
             raise XMPPError("bad-request", "a bounce forwards a jabber:client error message")
         self.xmpp.event("route_bounce", inner)
+
+    def _routed(self, msg: StanzaBase) -> None:
+        if not self._from_server(msg):
+            raise XMPPError("forbidden", f"only {self.server} may confirm routing", etype="auth")
+        self.xmpp.event("route_routed", msg["route_routed"]["ids"])
+
+    async def _ping(self, iq: StanzaBase) -> None:
+        """XEP-0199 from the server: alive means able to commit, so answer after a commit."""
+        if iq["to"].bare != self.xmpp.boundjid.bare:
+            return  # pings to other JIDs of ours (list JIDs, number JIDs) are not liveness checks
+        if self.health is not None:
+            try:
+                await self.health()
+            except Exception as exc:
+                raise XMPPError("internal-server-error", f"the store cannot commit: {exc}", etype="wait") from None
+        iq.reply().send()
 
     def _forged(self, msg: StanzaBase) -> None:
         # Acks only flow from Courier to the server; one arriving here is forged.
@@ -105,12 +133,15 @@ class XEP_CourierRoute(BasePlugin):
         msg.xml.append(wrapper)
         msg.send()
 
-    def originate(self, inner: Element, sender_bare: str) -> None:
+    def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
         """Send *inner* as *sender_bare* through XEP-0356.
 
         Without ``<release/>`` the server treats it as the user's own outgoing
-        message: it is archived and copied to the user's other devices.
+        message: it is archived and copied to the user's other devices.  With
+        *token* it carries ``<originate id=token/>``, confirmed by ``<routed/>``.
         """
+        if token is not None:
+            SubElement(inner, f"{{{NS}}}originate", id=token)
         inner.tag = f"{{{NS_CLIENT}}}message"
         inner.set("from", sender_bare)
         wrapper = Element(f"{{{NS_PRIVILEGE}}}privilege")

@@ -127,6 +127,33 @@ class Bounce(ElementBase):
         return self.xml.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
 
 
+class RoutedItem(AckItem):
+    pass
+
+
+class Routed(Ack):
+    """``<routed><item id/>…</routed>``: the server routed these releases / originated messages
+    (server → Courier); until then Courier re-sends them after every reconnect."""
+
+    name = "routed"
+    plugin_attrib = "route_routed"
+
+    def get_ids(self) -> list[str]:
+        return [item["id"] for item in self["substanzas"] if isinstance(item, RoutedItem)]
+
+    def set_ids(self, ids: list[str]) -> None:
+        self.del_ids()
+        for hid in ids:
+            item = RoutedItem()
+            item["id"] = hid
+            self.append(item)
+
+    def del_ids(self) -> None:
+        for item in [i for i in self.iterables if isinstance(i, RoutedItem)]:
+            self.iterables.remove(item)
+            self.xml.remove(item.xml)
+
+
 class Release(ElementBase):
     """``<release id/>`` inside a privileged re-injection; the server strips it."""
 
@@ -136,11 +163,23 @@ class Release(ElementBase):
     interfaces = {"id"}
 
 
+class Originate(ElementBase):
+    """``<originate id/>`` inside a privileged message Courier composed; the server strips it."""
+
+    namespace = NS
+    name = "originate"
+    plugin_attrib = "route_originate"
+    interfaces = {"id"}
+
+
 def register() -> None:
     register_stanza_plugin(Message, Handoff)
     register_stanza_plugin(Message, Ack)
     register_stanza_plugin(Message, Fallback)
     register_stanza_plugin(Message, Release)
     register_stanza_plugin(Message, Bounce)
+    register_stanza_plugin(Message, Routed)
+    register_stanza_plugin(Message, Originate)
+    register_stanza_plugin(Routed, RoutedItem, iterable=True)
     register_stanza_plugin(Ack, AckItem, iterable=True)
     register_stanza_plugin(Fallback, FallbackItem, iterable=True)

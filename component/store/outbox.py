@@ -1,0 +1,42 @@
+"""The outbox (migration 0008): releases and originated messages not yet confirmed by the server.
+
+Rows are queued with the commit that decides the send (:meth:`Store.queue_outbox`)
+and deleted when the server's ``<routed/>`` arrives (:meth:`Store.queue_routed`);
+this class holds the reads.  Exposed as ``Store.outbox``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One send the server has not confirmed yet."""
+
+    token: str
+    kind: str  # release | originate
+    sender: str
+    stanza: str
+    at: float
+
+
+class OutboxStore:
+    """Reads of the outbox table."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def unconfirmed(self, limit: int = 100_000) -> list[OutboxRow]:
+        """Every unconfirmed send, oldest first."""
+        async with self._conn.execute(
+            "SELECT token, kind, sender, stanza, at FROM outbox ORDER BY at, rowid LIMIT ?", (limit,)
+        ) as cur:
+            return [OutboxRow(*row) for row in await cur.fetchall()]
+
+    async def count(self) -> int:
+        async with self._conn.execute("SELECT COUNT(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
