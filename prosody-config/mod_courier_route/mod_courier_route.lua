@@ -246,11 +246,20 @@ end
 -- confirmed to Courier once routed (batched: one <routed/> per turn), so
 -- Courier re-sends what a crash of this server lost before routing it.
 ---------------------------------------------------------------------------
+-- Every timer callback is guarded: an error is logged and the timer goes on.
+local function guarded(name, fn, interval)
+	return function()
+		local ok, err = pcall(fn);
+		if not ok then module:log("error", "%s failed (a repeating timer runs again): %s", name, err); end
+		return interval;
+	end
+end
+
 local to_confirm = {};
 local confirm_timer = nil;
 
 local function send_confirmations()
-	confirm_timer = nil;
+	confirm_timer = nil; -- (first: an error below must not stop later confirmations)
 	if #to_confirm == 0 then return; end
 	local ids = to_confirm;
 	to_confirm = {};
@@ -266,7 +275,7 @@ end
 local function confirm_routed(id)
 	to_confirm[#to_confirm + 1] = id;
 	if not confirm_timer then
-		confirm_timer = module:add_timer(0, send_confirmations);
+		confirm_timer = module:add_timer(0, guarded("confirm", send_confirmations, nil));
 	end
 end
 
@@ -552,13 +561,13 @@ end, 1);
 -- mod_privilege advertises privileges to every session at its first presence,
 -- as an empty <privilege/> message to ordinary users: meant for the
 -- component, noise to users.  A c2s session with no privilege gets none.
-module:hook("authentication-success", function(event)
-	local session = event.session;
-	local privileges = session and session.type == "c2s" and session.privileges;
+-- (mod_privilege sends it from its presence/initial hook, priority 0: this runs first.)
+module:hook("presence/initial", function(event)
+	local privileges = event.origin and event.origin.privileges;
 	if privileges and privileges[host] and next(privileges[host]) == nil then
 		privileges[host] = nil;
 	end
-end, -10);
+end, 10);
 
 local resend_pending;
 
@@ -650,15 +659,6 @@ function resend_pending(session)
 	for _, hid in ipairs(order) do
 		pending[hid].session = session;
 		send_handoff(hid, pending[hid]);
-	end
-end
-
--- Every timer callback is guarded: an error is logged and the timer goes on.
-local function guarded(name, fn, interval)
-	return function()
-		local ok, err = pcall(fn);
-		if not ok then module:log("error", "%s failed (will run again): %s", name, err); end
-		return interval;
 	end
 end
 

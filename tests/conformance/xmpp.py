@@ -39,6 +39,7 @@ class Client(ClientXMPP):
         self.plugin["xep_0184"].auto_request = False
         self.register_plugin("courier_hops", module=hops)
         self.reports: list[Message] = []
+        self.privilege_notices: list[Message] = []
         self.add_event_handler("session_start", self._start)
         # every message, with or without a body (slixmpp's "message" event needs a body)
         self.register_handler(Callback("Test: every message", MatchXPath("{jabber:client}message"), self._message))
@@ -56,7 +57,8 @@ class Client(ClientXMPP):
 
     def _message(self, msg: Message) -> None:
         if msg.xml.find("{urn:xmpp:privilege:2}privilege") is not None:
-            return  # mod_privilege's empty advertisement at login (a known quirk, see the README)
+            self.privilege_notices.append(msg)  # mod_privilege's advertisement: meant for components only
+            return
         if msg.xml.find(f"{{{hops.NS}}}report") is not None:
             self.reports.append(msg)
             return

@@ -4,12 +4,14 @@ test, real clients), plus a small disk for faults of the store's disk."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conformance.conftest import connect, courier, stack, users  # noqa: F401  (fixtures)
+
+from .harness import Stack
 
 
 class SmallDisk:
@@ -46,3 +48,13 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         pytest.skip(f"cannot mount a tmpfs here ({exc}): the disk-full fault needs one")
     yield disk
     disk.unmount()
+
+
+@pytest.fixture
+async def fault_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A Prosody and a Courier of this test's own: the process faults kill or freeze them."""
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -1,0 +1,138 @@
+"""Fault-suite helpers: a Prosody of the test's own (it gets killed), bursts, counts.
+
+Every fault test prints one line ``FAULT <name>: sent=… delivered=… duplicated=… lost=…``
+(run with ``-s`` to see them; docs/reliability.md collects them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from component import prosody
+
+from ..conformance.conftest import PASSWORD
+from ..conformance.xmpp import Client, CourierProcess
+
+
+class Stack:
+    """One Prosody (killable, restartable on the same data) and one Courier, for one test."""
+
+    def __init__(self, tmp: Path, ack_timeout: float = 3.0) -> None:
+        self.setup = prosody.ProsodySetup(
+            data=tmp / "prosody", c2s_port=prosody.free_port(), component_port=prosody.free_port(),
+            ack_timeout=ack_timeout, log_level="info",
+        )  # fmt: skip
+        self.setup.render()
+        self.proc: subprocess.Popen[bytes] | None = prosody.start(self.setup)
+        self.tmp = tmp
+        self.courier: CourierProcess | None = None
+        self.clients: list[Client] = []
+
+    def start_courier(self, component_port: int | None = None) -> CourierProcess:
+        setup = self.setup if component_port is None else dataclasses.replace(self.setup, component_port=component_port)
+        self.courier = CourierProcess(setup, self.tmp / "courier").start()
+        return self.courier
+
+    def adduser(self, *names: str) -> list[str]:
+        jids = [f"{n}@{self.setup.domain}" for n in names]
+        for jid in jids:
+            prosody.adduser(self.setup, jid, PASSWORD)
+        return jids
+
+    async def connect(self, jid: str, resource: str = "phone") -> Client:
+        client = Client(f"{jid}/{resource}", PASSWORD, self.setup.c2s_port)
+        self.clients.append(client)
+        return await client.start(timeout=20)
+
+    def kill_prosody(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def restart_prosody(self, clean: bool = True) -> None:
+        if self.proc is not None:
+            if clean:
+                prosody.stop(self.proc)
+            else:
+                self.kill_prosody()
+        self.proc = prosody.start(self.setup)
+
+    def prosody_log(self) -> str:
+        return self.setup.log_file.read_text(errors="replace")
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.stop()
+        if self.courier is not None:
+            if self.courier.proc is not None and self.courier.proc.poll() is None:
+                os.kill(self.courier.proc.pid, signal.SIGCONT)  # in case a test froze it
+            self.courier.stop()
+        if self.proc is not None:
+            prosody.stop(self.proc)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def burst(sender: Client, to: str, total: int, prefix: str) -> list[str]:
+    """Send *total* chat messages (id = origin-id) as fast as the client can."""
+    ids = [f"{prefix}{i}" for i in range(total)]
+    for i, msg_id in enumerate(ids):
+        sender.chat(to, f"{prefix} {i}", msg_id)
+    return ids
+
+
+async def collect_until(client: Client, marker_id: str, seen: Counter[str], timeout: float) -> None:
+    """Read *client*'s messages into *seen* until the message *marker_id* arrives (a positive end)."""
+    deadline = time.monotonic() + timeout
+    while marker_id not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"the end marker {marker_id} never arrived ({sum(seen.values())} messages seen)")
+        try:
+            msg = await client.next_message(left)
+        except TimeoutError:
+            continue
+        seen[msg["id"]] += 1
+
+
+def account(name: str, sent: list[str], seen: Counter[str], stored: set[str] | None = None) -> tuple[int, int, int]:
+    """Print and return (delivered, duplicated, lost) for *sent* ids.
+
+    *stored*: when given, only messages the server accepted count as sent (a kill of the
+    server also kills what the client had not yet written to it): Courier's store, plus
+    what arrived.
+    """
+    accepted = [i for i in sent if stored is None or i in stored or i in seen]
+    delivered = sum(1 for i in accepted if seen[i] > 0)
+    duplicated = sum(seen[i] - 1 for i in accepted if seen[i] > 1)
+    lost = len(accepted) - delivered
+    print(f"FAULT {name}: sent={len(sent)} accepted={len(accepted)} delivered={delivered} "
+          f"duplicated={duplicated} lost={lost}")  # fmt: skip
+    return delivered, duplicated, lost
+
+
+def stored_ids(courier: CourierProcess, sender: str) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{courier.db}?mode=ro", uri=True) as db:
+        return {r[0] for r in db.execute("SELECT msg_id FROM messages WHERE sender=?", (sender,))}
+
+
+def fallbacks(log: str) -> int:
+    """Hand-offs Prosody delivered without Courier while Courier was connected."""
+    return log.count("Courier has not answered for") + log.count("Courier answers but did not acknowledge")

@@ -1,0 +1,169 @@
+"""Faults an operator meets, with real Prosody and Courier processes: nothing lost.
+
+Each test prints ``FAULT <name>: sent=… accepted=… delivered=… duplicated=… lost=…``.
+A duplicate is allowed only after a crash of Prosody, as a re-send with the same id
+and origin-id (counted by id here); every other fault must deliver each message once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+
+from component import prosody
+
+from .harness import Stack, account, burst, collect_until, fallbacks, stored_ids, wait_for
+
+
+async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignore[no-untyped-def]
+    while not client_queue_owner.received.empty():
+        seen[client_queue_owner.received.get_nowait()["id"]] += 1
+
+
+async def _reconnected(stack: Stack, times: int) -> None:
+    assert stack.courier is not None
+    await wait_for(lambda: stack.courier.log_text().count("connected to") >= times, 30, "Courier reconnected")
+
+
+async def test_prosody_sigkill_mid_burst_online_recipient(fault_stack: Stack) -> None:
+    s = fault_stack
+    courier = s.start_courier()
+    alice, bob = s.adduser("alice", "bob")
+    a, b = await s.connect(alice), await s.connect(bob)
+    sent = burst(a, bob, 1000, "pk")
+    await wait_for(lambda: b.received.qsize() >= 200, 30, "200 delivered before the kill")
+    s.kill_prosody()
+    seen: Counter[str] = Counter()
+    await _drain(b, seen)
+    s.restart_prosody()
+    await _reconnected(s, 2)
+    b2 = await s.connect(bob, "desk")  # offline messages (re-sent releases while Bob was away) arrive at login
+    a2 = await s.connect(alice, "laptop")
+    a2.chat(bob, "end", "pk-end")
+    await collect_until(b2, "pk-end", seen, 60)
+    assert 200 <= sum(seen.values()), "the kill came too late"
+    _, duplicated, lost = account("prosody SIGKILL mid-burst (online)", sent, seen, stored_ids(courier, alice))
+    assert lost == 0
+
+
+async def test_courier_sigkill_mid_burst_online_and_offline_recipients(fault_stack: Stack) -> None:
+    s = fault_stack
+    courier = s.start_courier()
+    alice, bob, carol = s.adduser("alice", "bob", "carol")
+    a, b = await s.connect(alice), await s.connect(bob)
+    to_bob = burst(a, bob, 600, "ck-b")
+    to_carol = burst(a, carol, 600, "ck-c")  # carol is offline: held by Courier (or Prosody's offline store)
+    await wait_for(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
+    courier.kill()
+    courier.start()
+    a.chat(bob, "end", "ck-b-end")
+    seen_b: Counter[str] = Counter()
+    await collect_until(b, "ck-b-end", seen_b, 60)
+    c = await s.connect(carol)
+    a.chat(carol, "end", "ck-c-end")
+    seen_c: Counter[str] = Counter()
+    await collect_until(c, "ck-c-end", seen_c, 60)
+    for name, sent, seen in (("online", to_bob, seen_b), ("offline", to_carol, seen_c)):
+        _, duplicated, lost = account(f"courier SIGKILL mid-burst ({name})", sent, seen)
+        assert (duplicated, lost) == (0, 0)
+
+
+class Proxy:
+    """A loopback TCP proxy between Courier and Prosody's component port: ``cut()`` drops the link."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = prosody.free_port()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Proxy:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_component_connection_dropped_mid_burst(fault_stack: Stack) -> None:
+    s = fault_stack
+    proxy = await Proxy(s.setup.component_port).start()
+    try:
+        await asyncio.to_thread(s.start_courier, proxy.port)  # (the proxy runs on this loop)
+        alice, bob = s.adduser("alice", "bob")
+        a, b = await s.connect(alice), await s.connect(bob)
+        sent = burst(a, bob, 1000, "cd")
+        await wait_for(lambda: b.received.qsize() >= 150, 30, "150 delivered before the drop")
+        proxy.cut()
+        await _reconnected(s, 2)
+        a.chat(bob, "end", "cd-end")
+        seen: Counter[str] = Counter()
+        await collect_until(b, "cd-end", seen, 60)
+        _, duplicated, lost = account("component connection dropped mid-burst", sent, seen)
+        assert (duplicated, lost) == (0, 0)
+    finally:
+        proxy.close()
+
+
+async def test_prosody_restarted_with_pending_handoffs(fault_stack: Stack) -> None:
+    s = fault_stack
+    courier = s.start_courier()
+    alice, bob = s.adduser("alice", "bob")
+    a, b = await s.connect(alice), await s.connect(bob)
+    assert courier.proc is not None
+    os.kill(courier.proc.pid, signal.SIGSTOP)  # Courier hangs: its hand-offs stay pending at the server
+    try:
+        sent = burst(a, bob, 50, "pr")
+        await a.plugin["xep_0199"].ping(jid=s.setup.domain, timeout=10)  # the server has handled all 50
+        s.restart_prosody(clean=True)  # pending hand-offs are delivered normally (and remembered) at shutdown
+    finally:
+        os.kill(courier.proc.pid, signal.SIGCONT)  # Courier wakes up, stores what it had read, reconnects
+    await _reconnected(s, 2)
+    seen: Counter[str] = Counter()
+    await _drain(b, seen)
+    b2 = await s.connect(bob, "desk")
+    a2 = await s.connect(alice, "laptop")
+    a2.chat(bob, "end", "pr-end")
+    await collect_until(b2, "pr-end", seen, 60)
+    _, duplicated, lost = account("prosody restarted with pending hand-offs", sent, seen)
+    assert (duplicated, lost) == (0, 0)
+
+
+async def test_burst_of_5000_without_a_single_fallback(fault_stack: Stack) -> None:
+    s = fault_stack
+    s.start_courier()
+    alice, bob = s.adduser("alice", "bob")
+    a, b = await s.connect(alice), await s.connect(bob)
+    sent = burst(a, bob, 5000, "ld")
+    a.chat(bob, "end", "ld-end")
+    seen: Counter[str] = Counter()
+    await collect_until(b, "ld-end", seen, 150)
+    _, duplicated, lost = account("5,000-message burst", sent, seen)
+    n = fallbacks(s.prosody_log())
+    print(f"FAULT 5,000-message burst: fallbacks={n}")
+    assert (duplicated, lost, n) == (0, 0, 0)
