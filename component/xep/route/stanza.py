@@ -70,19 +70,20 @@ class Ack(ElementBase):
     name = "ack"
     plugin_attrib = "route_ack"
     interfaces = {"ids"}
+    item_class: type[AckItem] = AckItem
 
     def get_ids(self) -> list[str]:
-        return [item["id"] for item in self["substanzas"] if isinstance(item, AckItem)]
+        return [item["id"] for item in self["substanzas"] if type(item) is self.item_class]
 
     def set_ids(self, ids: list[str]) -> None:
         self.del_ids()
         for hid in ids:
-            item = AckItem()
+            item = self.item_class()
             item["id"] = hid
             self.append(item)
 
     def del_ids(self) -> None:
-        for item in [i for i in self.iterables if isinstance(i, AckItem)]:
+        for item in [i for i in self.iterables if type(i) is self.item_class]:
             self.iterables.remove(item)
             self.xml.remove(item.xml)
 
@@ -96,21 +97,7 @@ class Fallback(Ack):
 
     name = "fallback"
     plugin_attrib = "route_fallback"
-
-    def get_ids(self) -> list[str]:
-        return [item["id"] for item in self["substanzas"] if isinstance(item, FallbackItem)]
-
-    def set_ids(self, ids: list[str]) -> None:
-        self.del_ids()
-        for hid in ids:
-            item = FallbackItem()
-            item["id"] = hid
-            self.append(item)
-
-    def del_ids(self) -> None:
-        for item in [i for i in self.iterables if isinstance(i, FallbackItem)]:
-            self.iterables.remove(item)
-            self.xml.remove(item.xml)
+    item_class = FallbackItem
 
 
 class Bounce(ElementBase):
@@ -137,21 +124,7 @@ class Routed(Ack):
 
     name = "routed"
     plugin_attrib = "route_routed"
-
-    def get_ids(self) -> list[str]:
-        return [item["id"] for item in self["substanzas"] if isinstance(item, RoutedItem)]
-
-    def set_ids(self, ids: list[str]) -> None:
-        self.del_ids()
-        for hid in ids:
-            item = RoutedItem()
-            item["id"] = hid
-            self.append(item)
-
-    def del_ids(self) -> None:
-        for item in [i for i in self.iterables if isinstance(i, RoutedItem)]:
-            self.iterables.remove(item)
-            self.xml.remove(item.xml)
+    item_class = RoutedItem
 
 
 class Release(ElementBase):
