@@ -167,3 +167,24 @@ async def test_burst_of_5000_without_a_single_fallback(fault_stack: Stack) -> No
     n = fallbacks(s.prosody_log())
     print(f"FAULT 5,000-message burst: fallbacks={n}")
     assert (duplicated, lost, n) == (0, 0, 0)
+
+
+async def test_courier_frozen_messages_fall_back_once_and_late_releases_are_dropped(fault_stack: Stack) -> None:
+    s = fault_stack
+    courier = s.start_courier()
+    alice, bob = s.adduser("alice", "bob")
+    a, b = await s.connect(alice), await s.connect(bob)
+    assert courier.proc is not None
+    os.kill(courier.proc.pid, signal.SIGSTOP)  # connected but silent: no ack, no ping answer
+    seen: Counter[str] = Counter()
+    try:
+        sent = burst(a, bob, 20, "fz")
+        await wait_for(lambda: b.received.qsize() >= 20, 30, "the fallback deliveries")
+        await _drain(b, seen)
+    finally:
+        os.kill(courier.proc.pid, signal.SIGCONT)  # it stores the hand-offs it had read, then learns of the fallback
+    a.chat(bob, "end", "fz-end")
+    await collect_until(b, "fz-end", seen, 60)
+    _, duplicated, lost = account("courier frozen (connected, silent)", sent, seen)
+    assert (duplicated, lost) == (0, 0)
+    assert s.prosody_log().count("Courier has not answered for") == 20
