@@ -136,3 +136,22 @@ def stored_ids(courier: CourierProcess, sender: str) -> set[str]:
 def fallbacks(log: str) -> int:
     """Hand-offs Prosody delivered without Courier while Courier was connected."""
     return log.count("Courier has not answered for") + log.count("Courier answers but did not acknowledge")
+
+
+async def settle(
+    client: Client, sender: Client, to: str, expected: list[str], seen: Counter[str], tag: str, timeout: float = 60
+) -> None:
+    """After the first end marker: re-sent releases may still overtake it, so read until every
+    *expected* id arrived (or *timeout*: the rest count as lost), then send a second marker and
+    read up to it, so that a late duplicate is counted too."""
+    deadline = time.monotonic() + timeout
+    while not all(seen[i] for i in expected):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            seen[(await client.next_message(left))["id"]] += 1
+        except TimeoutError:
+            break
+    sender.chat(to, "end", f"{tag}-end2")
+    await collect_until(client, f"{tag}-end2", seen, 60)

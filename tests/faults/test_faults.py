@@ -14,7 +14,7 @@ from collections import Counter
 
 from component import prosody
 
-from .harness import Stack, account, burst, collect_until, fallbacks, stored_ids, wait_for
+from .harness import Stack, account, burst, collect_until, fallbacks, settle, stored_ids, wait_for
 
 
 async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignore[no-untyped-def]
@@ -43,8 +43,10 @@ async def test_prosody_sigkill_mid_burst_online_recipient(fault_stack: Stack) ->
     a2 = await s.connect(alice, "laptop")
     a2.chat(bob, "end", "pk-end")
     await collect_until(b2, "pk-end", seen, 60)
+    stored = stored_ids(courier, alice)
+    await settle(b2, a2, bob, [i for i in sent if i in stored], seen, "pk")
     assert 200 <= sum(seen.values()), "the kill came too late"
-    _, duplicated, lost = account("prosody SIGKILL mid-burst (online)", sent, seen, stored_ids(courier, alice))
+    _, duplicated, lost = account("prosody SIGKILL mid-burst (online)", sent, seen, stored)
     assert lost == 0
 
 
@@ -61,10 +63,12 @@ async def test_courier_sigkill_mid_burst_online_and_offline_recipients(fault_sta
     a.chat(bob, "end", "ck-b-end")
     seen_b: Counter[str] = Counter()
     await collect_until(b, "ck-b-end", seen_b, 60)
+    await settle(b, a, bob, to_bob, seen_b, "ck-b")
     c = await s.connect(carol)
     a.chat(carol, "end", "ck-c-end")
     seen_c: Counter[str] = Counter()
     await collect_until(c, "ck-c-end", seen_c, 60)
+    await settle(c, a, carol, to_carol, seen_c, "ck-c")
     for name, sent, seen in (("online", to_bob, seen_b), ("offline", to_carol, seen_c)):
         _, duplicated, lost = account(f"courier SIGKILL mid-burst ({name})", sent, seen)
         assert (duplicated, lost) == (0, 0)
@@ -124,6 +128,7 @@ async def test_component_connection_dropped_mid_burst(fault_stack: Stack) -> Non
         a.chat(bob, "end", "cd-end")
         seen: Counter[str] = Counter()
         await collect_until(b, "cd-end", seen, 60)
+        await settle(b, a, bob, sent, seen, "cd")
         _, duplicated, lost = account("component connection dropped mid-burst", sent, seen)
         assert (duplicated, lost) == (0, 0)
     finally:
@@ -150,6 +155,7 @@ async def test_prosody_restarted_with_pending_handoffs(fault_stack: Stack) -> No
     a2 = await s.connect(alice, "laptop")
     a2.chat(bob, "end", "pr-end")
     await collect_until(b2, "pr-end", seen, 60)
+    await settle(b2, a2, bob, sent, seen, "pr")
     _, duplicated, lost = account("prosody restarted with pending hand-offs", sent, seen)
     assert (duplicated, lost) == (0, 0)
 
@@ -163,6 +169,7 @@ async def test_burst_of_5000_without_a_single_fallback(fault_stack: Stack) -> No
     a.chat(bob, "end", "ld-end")
     seen: Counter[str] = Counter()
     await collect_until(b, "ld-end", seen, 150)
+    await settle(b, a, bob, sent, seen, "ld")
     _, duplicated, lost = account("5,000-message burst", sent, seen)
     n = fallbacks(s.prosody_log())
     print(f"FAULT 5,000-message burst: fallbacks={n}")
@@ -185,6 +192,7 @@ async def test_courier_frozen_messages_fall_back_once_and_late_releases_are_drop
         os.kill(courier.proc.pid, signal.SIGCONT)  # it stores the hand-offs it had read, then learns of the fallback
     a.chat(bob, "end", "fz-end")
     await collect_until(b, "fz-end", seen, 60)
+    await settle(b, a, bob, sent, seen, "fz")
     _, duplicated, lost = account("courier frozen (connected, silent)", sent, seen)
     assert (duplicated, lost) == (0, 0)
     assert s.prosody_log().count("Courier has not answered for") == 20
