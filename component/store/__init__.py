@@ -373,7 +373,7 @@ class Store:
             for op in ops:
                 args: list[list] = [[], [], [], [], []]
                 args[("insert", "hop", "update", "absorbed", "notice").index(kind)] = [op]
-                error = await self._write(*args)
+                error = await self._write(args[0], args[1], args[2], args[3], args[4])
                 if isinstance(error, sqlite3.IntegrityError):
                     log.error("Store refused one %s and dropped it (%s): %r", kind, error, op[:3])
                 elif error is not None:
