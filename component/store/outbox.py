@@ -1,4 +1,4 @@
-"""The outbox (migration 0008): releases and originated messages not yet confirmed by the server.
+"""The outbox (migration 0009): releases and originated messages not yet confirmed by the server.
 
 Rows are queued with the commit that decides the send (:meth:`Store.queue_outbox`)
 and deleted when the server's ``<routed/>`` arrives (:meth:`Store.queue_routed`);

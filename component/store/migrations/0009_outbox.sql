@@ -1,4 +1,4 @@
--- 0008: releases and messages Courier originates, kept until the server confirms it routed
+-- 0009: releases and messages Courier originates, kept until the server confirms it routed
 -- them (courier-route <routed/>): re-sent after every reconnect, so that a crash of the
 -- server between Courier's send and its routing loses nothing.
 CREATE TABLE outbox (
