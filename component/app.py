@@ -23,6 +23,7 @@ from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
 from .delivery import federation
+from .delivery.chat_reports import ChatReports
 from .delivery.drafts import DraftService, Limits
 from .delivery.pipeline import Encrypted, Handoff, NotFound, Pipeline, Report, TooLate, encrypted
 from .delivery.retention import Retention
@@ -141,6 +142,9 @@ class Courier(ComponentXMPP):
         self.config = config
         self.store = store
         self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"])
+        # "reports chat": one chat line when a cached message is delivered or read
+        self.chat_reports = ChatReports(store, self.say)
+        self.pipeline.hop_observers.append(self.chat_reports.hop)
         self._acks: list[str] = []
         self._connected = asyncio.Event()
         self.register_plugin("xep_0030")
@@ -241,6 +245,7 @@ class Courier(ComponentXMPP):
             admin=str(jid.bare).lower() in self.config.admins,
             domain=self.config.domain,
             statistics=lambda: metrics.statistics(self),
+            chat=self.chat_reports,
         )
 
     async def _on_chat(self, msg: Message) -> None:
@@ -316,6 +321,10 @@ class Courier(ComponentXMPP):
         msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
         msg.send()
 
+    def say(self, user: str, text: str) -> None:
+        """A chat line from Courier's JID to *user* (stored like any chat message)."""
+        self.make_message(mto=user, mfrom=self.boundjid.bare, mtype="chat", mbody=text).send()
+
     def report(self, report: Report) -> None:
         msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")
         r = msg["hops_report"]
@@ -342,6 +351,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     if http is not None:
         await http.start()
     await courier.pipeline.start()
+    await courier.chat_reports.start()
     await courier.drafts.start()
     await courier.lists.start()
     if courier.sms is not None:

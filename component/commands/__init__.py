@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from ..delivery.chat_reports import ChatReports
     from ..delivery.drafts import DraftService
     from ..delivery.pipeline import Pipeline
     from ..lists import ListService
     from ..sms.service import SmsService
+
+
+FIRST_LINE = 80  # columns: a result's first line fits a terminal
 
 
 class CommandError(Exception):
@@ -40,11 +44,16 @@ class Field:
 
 @dataclass
 class Result:
-    """What a command answers: a line of text, and optionally a table."""
+    """What a command answers: one short sentence, optional details, and optionally a table.
+
+    *text* is a single line of at most :data:`FIRST_LINE` columns: terminal clients
+    (Poezio) show only the first line of a result.  Anything longer goes in *details*.
+    """
 
     text: str
     columns: list[tuple[str, str]] = field(default_factory=list)  # (key, label)
     rows: list[dict[str, str]] = field(default_factory=list)
+    details: str = ""
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Context:
     admin: bool = False  # the requester is in admin.jids (commands/admin.py)
     domain: str = ""  # the server's domain
     statistics: Callable[[], Awaitable[dict[str, float]]] | None = None  # the instance's figures (admins)
+    chat: ChatReports | None = None  # "reports chat": delivered/read told in a chat line
 
 
 class Command(ABC):
@@ -74,6 +84,10 @@ class Command(ABC):
     def fields(self, ctx: Context) -> list[Field]:
         """The form (no fields: the command runs at once, single-stage)."""
         return []
+
+    async def form(self, ctx: Context) -> list[Field]:
+        """The form as offered; override when building it needs the store (choices to pick from)."""
+        return self.fields(ctx)
 
     def parse(self, word: str, args: str) -> dict[str, str]:
         """Bot text after the verb → form values; raise CommandError with usage."""

@@ -47,7 +47,7 @@ class AdhocCommands:
                 log.info("Refused admin command %s to %s: not in admin.jids", command.node, iq["from"])
                 raise XMPPError("forbidden", f"“{command.name}” is for the server's admins only", etype="auth")
             session["courier_requester"] = ctx.requester
-            fields = command.fields(ctx)
+            fields = await command.form(ctx)
             if not fields:
                 return await self._finish(command, ctx, {}, session)
             session["payload"] = self._form(command, fields)
@@ -73,19 +73,19 @@ class AdhocCommands:
         self, command: Command, ctx: Context, values: dict[str, Any], session: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            missing = [f.label for f in command.fields(ctx) if f.required and not values.get(f.var)]
+            missing = [f.label for f in await command.form(ctx) if f.required and not values.get(f.var)]
             if missing:
                 raise CommandError("Please fill in: " + ", ".join(missing))
             result = await command.run(ctx, values)
         except (CommandError, StoreUnavailable) as exc:
             # Same form again, with what was submitted, and the reason in a note.
-            session["payload"] = self._form(command, command.fields(ctx), values)
+            session["payload"] = self._form(command, await command.form(ctx), values)
             session["notes"] = [("error", str(exc))]
             session["next"] = self._submitter(command)
             session["has_next"] = False
             return session
         session["payload"] = self._result(command, result)
-        session["notes"] = [("info", result.text)]
+        session["notes"] = [("info", "\n".join(filter(None, (result.text, result.details))))]
         session["next"] = None
         session["has_next"] = False
         return session
@@ -108,6 +108,8 @@ class AdhocCommands:
         form = self.xmpp.plugin["xep_0004"].make_form(ftype="result", title=command.name)
         # The text as a field too: some clients (Profanity) show neither notes nor tables.
         form.add_field(var="result", ftype="fixed", value=result.text)
+        if result.details:
+            form.add_field(var="details", ftype="fixed", value=result.details)
         if result.columns:
             for key, label in result.columns:
                 form.add_reported(key, label=label, type="text-single")

@@ -17,7 +17,7 @@ class Bot:
         self.by_word = {word: c for c in commands for word in c.words}
 
     def help(self) -> str:
-        lines = ["Courier commands (also as ad-hoc commands in your client):", "help — this list"]
+        lines = ["Courier's commands are listed below.", "(Also ad-hoc commands in your client.)", "help — this list"]
         for c in self.commands:
             lines.append(f"{' | '.join(c.words)} — {c.help}. Example: {c.example}")
         return "\n".join(lines)
@@ -40,14 +40,15 @@ class Bot:
 
 
 def render(result: Result) -> str:
-    """A result as plain text: the line, then the table in aligned columns."""
+    """A result as plain text: the sentence, the details, then the table in aligned columns."""
+    head = "\n".join(filter(None, (result.text, result.details)))
     if not result.columns:
-        return result.text
+        return head
     keys = [k for k, _ in result.columns]
     header = [label for _, label in result.columns]
     rows = [[row.get(k, "") for k in keys] for row in result.rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    lines = [result.text, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines = [head, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for r in rows:
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)

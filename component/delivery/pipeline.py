@@ -222,6 +222,8 @@ class Pipeline:
         self.available_observers: list[Callable[[str], None]] = []
         #: ... and each device (full JID) that becomes available, every time.
         self.resource_observers: list[Callable[[str], None]] = []
+        #: ... and every hop recorded (message, hop), after its commit (chat reports).
+        self.hop_observers: list[Callable[[MessageRow, Hop], None]] = []
         #: SMS fallback (P3, component/sms/): told of every message held for an offline recipient.
         #: A message whose submission as SMS is under way (sms_claim) is not released meanwhile,
         #: and once submitted never is: never both.  Messages to phone numbers' JIDs under
@@ -393,6 +395,8 @@ class Pipeline:
         """Queue *hop* of *m*; report it to the sender after the commit if they asked."""
         self.store.queue_hop(m.seq, hop)
         metrics.hop(m, hop)
+        for observer in self.hop_observers:
+            self.store.after_commit(lambda observer=observer: observer(m, hop))  # type: ignore[misc]
         if m.reports:
             report = Report(
                 m.sender,

@@ -471,6 +471,14 @@ class Store:
             row = await cur.fetchone()
         return _row_to_message(row) if row else None
 
+    async def recent_sent(self, sender: str, limit: int = 10) -> list[MessageRow]:
+        """*sender*'s newest messages (kind message), newest first: choices for trace."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND kind='message' ORDER BY seq DESC LIMIT ?",
+            (sender, limit),
+        ) as cur:
+            return [_row_to_message(row) for row in await cur.fetchall()]
+
     async def find_received(self, recipient_bare: str, ref: str, sender: str | None = None) -> MessageRow | None:
         """The newest delivered message to *recipient_bare* with id or origin-id *ref* (from *sender*)."""
         query = (
@@ -545,6 +553,19 @@ class Store:
             await self._conn.execute(
                 "INSERT INTO user_settings (jid, reports) VALUES (?, ?) "
                 "ON CONFLICT(jid) DO UPDATE SET reports=excluded.reports",
+                (jid, int(on)),
+            )
+
+    async def chat_report_users(self) -> set[str]:
+        """Users who want a chat line when a cached message is delivered or read."""
+        async with self._conn.execute("SELECT jid FROM user_settings WHERE chat_reports = 1") as cur:
+            return {jid for (jid,) in await cur.fetchall()}
+
+    async def set_chat_reports(self, jid: str, on: bool) -> None:
+        async with self._tx:
+            await self._conn.execute(
+                "INSERT INTO user_settings (jid, chat_reports) VALUES (?, ?) "
+                "ON CONFLICT(jid) DO UPDATE SET chat_reports=excluded.chat_reports",
                 (jid, int(on)),
             )
 

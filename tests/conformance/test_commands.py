@@ -83,8 +83,8 @@ async def test_settings_accepts_every_submission_style(courier, stack, users, wi
     }[style]
     done = await execute(a, stack.component, "settings", sessionid=first["sessionid"], values=values, **kwargs)
     assert done["status"] == "completed"
-    assert done["notes"] == [("info", "Saved. Undo-send window: 2.5 s. Hop reports for every message: on.")]
-    assert await bot(a, stack.component, "settings") == "Undo-send window: 2.5 s. Hop reports for every message: on."
+    assert done["notes"] == [("info", "Saved. Undo-send window: 2.5 s. Hop reports: on. Chat reports: off.")]
+    assert await bot(a, stack.component, "settings") == "Undo-send window: 2.5 s. Hop reports: on. Chat reports: off."
 
 
 async def test_a_bad_value_comes_back_in_the_form_with_a_note(courier, stack, users, with_commands) -> None:
@@ -113,17 +113,21 @@ async def test_pending_recall_and_edit_through_adhoc(courier, stack, users, with
     done = await execute(
         a, stack.component, "pending", "complete", first["sessionid"], {"message": "r1", "action": "recall"}
     )
-    assert done["notes"] == [("info", f"Recalled r1: {bob} will never receive it.")]
+    assert done["notes"] == [
+        ("info", f"Recalled your message to {bob}.\nThey will never receive “To be recalled” (id r1).")
+    ]
     done = await execute(a, stack.component, "edit", values=None)
     done = await execute(a, stack.component, "edit", "complete", done["sessionid"], {"id": "f1", "text": "Fixed"})
-    assert done["notes"] == [("info", f"Edited f1: {bob} will receive only the new text.")]
+    assert done["notes"] == [
+        ("info", f"Edited your message to {bob}.\nThey will receive only the new text: “Fixed” (id f1).")
+    ]
     listing = await execute(a, stack.component, "pending")
     listing = await execute(a, stack.component, "pending", None, listing["sessionid"], {})
     rows = listing["form"]["items"]
     assert [(r["id"], r["to"], r["text"]) for r in rows] == [("f1", bob, "Fixed")]
     trace = await execute(a, stack.component, "trace")
     trace = await execute(a, stack.component, "trace", "complete", trace["sessionid"], {"id": "f1"})
-    assert trace["notes"] == [("info", f"f1 to {bob}: cached.")]
+    assert trace["notes"][0][1].splitlines()[0] == f"Your message to {bob} is cached."
     assert [r["state"] for r in trace["form"]["items"]] == ["sent", "cached", "edited"]
     assert states(courier, alice) == {"f1": "held", "r1": "recalled"}
 
@@ -133,11 +137,12 @@ async def test_strangers_and_other_users_messages(courier, stack, users, with_co
     a, m = await with_commands(alice, mallory)
     a.chat(bob, "Private", "priv-1")
     await eventually(lambda: states(courier, alice) == {"priv-1": "held"}, what="held")
-    first = await execute(m, stack.component, "recall")
-    done = await execute(m, stack.component, "recall", "complete", first["sessionid"], {"id": "priv-1"})
-    assert done["status"] == "executing"
-    assert done["notes"] == [("error", "No message of yours has the id priv-1.")]
-    assert await bot(m, stack.component, "trace priv-1") == "No message of yours has the id priv-1."
+    first = await execute(m, stack.component, "recall")  # nothing of Mallory's to pick: done at once
+    assert first["status"] == "completed"
+    assert first["notes"] == [("info", "Nothing to recall: no message of yours is waiting at the server.")]
+    assert await bot(m, stack.component, "recall priv-1") == "No pending message of yours has that id; see “pending”."
+    assert await bot(m, stack.component, "recall 1") == "You have no messages waiting at the server."
+    assert await bot(m, stack.component, "trace priv-1") == "No message of yours has that id."
     assert await bot(m, stack.component, "pending") == "You have no messages waiting at the server."
     assert states(courier, alice) == {"priv-1": "held"}
 
@@ -148,9 +153,9 @@ async def test_bot_answers_every_documented_command(courier, stack, users, conne
     help_text = await bot(a, stack.component, "help")
     for word, example in (
         ("pending", "Example: pending"),
-        ("recall", "Example: recall 1a2b3c"),
-        ("edit", "Example: edit 1a2b3c Meet me at ten"),
-        ("trace", "Example: trace 1a2b3c"),
+        ("recall", "Example: recall 1"),
+        ("edit", "Example: edit 1 Meet me at ten"),
+        ("trace", "Example: trace 1"),
         ("settings | undo | reports", "Example: undo 30"),
     ):
         assert f"{word} — " in help_text and example in help_text
@@ -161,24 +166,25 @@ async def test_bot_answers_every_documented_command(courier, stack, users, conne
     listing = await bot(a, stack.component, "pending")
     assert listing.splitlines()[0] == "2 message(s) waiting at the server."
     assert "b1" in listing and "Hold me" in listing and bob in listing
-    assert (
-        await bot(a, stack.component, "edit b1 Held and edited") == f"Edited b1: {bob} will receive only the new text."
+    edited = await bot(a, stack.component, "edit b1 Held and edited")
+    assert edited.splitlines()[0] == f"Edited your message to {bob}."
+    assert await bot(a, stack.component, "recall b2") == (
+        f"Recalled your message to {bob}.\nThey will never receive “Drop me” (id b2)."
     )
-    assert await bot(a, stack.component, "recall b2") == f"Recalled b2: {bob} will never receive it."
     trace = await bot(a, stack.component, "trace b1")
-    assert trace.splitlines()[0] == "b1 to " + bob + ": cached."
-    assert [line.split()[0] for line in trace.splitlines()[2:]] == ["sent", "cached", "edited"]
-    assert await bot(a, stack.component, "recall") == "Usage: recall 1a2b3c"
+    assert trace.splitlines()[0] == f"Your message to {bob} is cached."
+    assert [line.split()[0] for line in trace.splitlines()[3:]] == ["sent", "cached", "edited"]
+    assert await bot(a, stack.component, "recall") == ("Usage: recall 1 (a number from “pending”, or a message id)")
     assert await bot(a, stack.component, "undo soon") == "The undo-send window must be a number of seconds, not “soon”."
     assert (await bot(a, stack.component, "undo 0.5")).startswith("Saved. Undo-send window: 0.5 s.")
-    assert (await bot(a, stack.component, "reports on")).endswith("Hop reports for every message: on.")
+    assert (await bot(a, stack.component, "reports on")).endswith("Hop reports: on. Chat reports: off.")
     assert await bot(a, stack.component, "frobnicate") == "Unknown command “frobnicate”. Send “help” for the list."
     b = await connect(bob)
     got = await b.next_message()
     assert (got["id"], got["body"]) == ("b1", "Held and edited")
     await b.no_message(0.5)
     assert await bot(a, stack.component, "recall b1") == (
-        "Too late: the message is already released. Your client can still send a retraction, which is passed on."
+        "Too late: the message is already released.\nYour client can still send a retraction, which is passed on."
     )
 
 

@@ -208,7 +208,7 @@ async def test_trace_and_pending_say_encrypted_and_never_the_fallback(courier, s
     assert f"🔒 encrypted message to {bob}" in listing and "Plain words" in listing, listing
     assert OPENPGP_FALLBACK not in listing
     traced = await bot(a, stack.component, "trace p1")
-    assert f"p1 to {bob} (🔒 encrypted): cached." in traced, traced
+    assert f"Your message to {bob} (🔒 encrypted) is cached." in traced and "(id p1)" in traced, traced
     client = await cli(stack, alice, "pending")  # courier client pending
     assert client.code == 0 and f"🔒 encrypted message to {bob}" in client.out and OPENPGP_FALLBACK not in client.out
     client = await cli(stack, alice, "trace", "p1")

@@ -103,12 +103,12 @@ async def test_commands_listed_and_settings_saved(courier, stack, users, connect
     assert any(label.startswith("Undo-send window (seconds)") for label in form["labels"])
     await c.adhoc_fill("settings", {"undo_window": "5", "reports": True})
     await c.adhoc_press("settings", "Complete")
-    done = "Saved. Undo-send window: 5 s. Hop reports for every message: on."
+    done = "Saved. Undo-send window: 5 s. Hop reports: on. Chat reports: off."
     await c.page.wait_for(f"{c.ADHOC}.textContent.includes({done!r})", 5, "the completed note")
     assert await c.adhoc_alert() == "Completed"
     a = await connect(alice, "check")  # the other side: Alice's second device asks the bot
     a.chat(stack.component, "settings", origin_id=False)
-    assert (await a.next_message())["body"] == "Undo-send window: 5 s. Hop reports for every message: on."
+    assert (await a.next_message())["body"] == "Undo-send window: 5 s. Hop reports: on. Chat reports: off."
 
 
 async def test_pending_edit_through_commands(courier, stack, users, connect, converse) -> None:
@@ -154,7 +154,7 @@ async def test_bot_via_bot_at_courier(courier, stack, users, converse) -> None:
     assert "Courier commands (also as ad-hoc commands in your client):" in on_screen
     await c.say(bot_jid, "settings")
     again = await c.wait_message_from(bot_jid, "m.body?.startsWith('Undo-send window')")
-    assert again["body"] == "Undo-send window: 0 s. Hop reports for every message: off."
+    assert again["body"] == "Undo-send window: 0 s. Hop reports: off. Chat reports: off."
     await asyncio.sleep(1.0)  # Converse's chat states (no body) draw no answer
     replies = [x for x in await c.page.js("courier.received") if x.startswith("<message ") and "<body>" in x]
     assert len(replies) == 2 and all(f'from="{bot_jid}"' in x for x in replies), replies

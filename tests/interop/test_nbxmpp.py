@@ -109,7 +109,7 @@ async def test_a_bad_value_comes_back_and_can_be_fixed(courier, stack, users, nb
     assert fields(again)["undo_window"] == "soon"
     done = await n.request("submit", values={"undo_window": "3", "reports": True}, action="complete")
     assert done["status"] == "completed"
-    assert done["notes"] == [["info", "Saved. Undo-send window: 3 s. Hop reports for every message: on."]]
+    assert done["notes"] == [["info", "Saved. Undo-send window: 3 s. Hop reports: on. Chat reports: off."]]
 
 
 async def test_actions_name_complete_as_the_default(courier, stack, users, connect) -> None:

@@ -82,10 +82,10 @@ async def test_commands_single_stage_and_settings_form(courier, stack, users, co
     await p.type("/field1 7")
     await p.type("/field2 on")
     await p.type("/form submit")
-    await p.wait_screen("Saved. Undo-send window: 7 s. Hop reports for every message: on.")
+    await p.wait_screen("Saved. Undo-send window: 7 s. Hop reports: on. Chat reports: off.")
     a = await connect(alice, "check")  # the other side: Alice's second device asks the bot
     a.chat(stack.component, "settings", origin_id=False)
-    assert (await a.next_message())["body"] == "Undo-send window: 7 s. Hop reports for every message: on."
+    assert (await a.next_message())["body"] == "Undo-send window: 7 s. Hop reports: on. Chat reports: off."
 
 
 async def test_pending_edit_multi_stage(courier, stack, users, connect, profanity) -> None:
