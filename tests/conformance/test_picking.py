@@ -1,0 +1,96 @@
+"""Issue 16: no form asks for an id a person cannot see; ``reports chat`` in one chat line."""
+
+from __future__ import annotations
+
+from .test_commands import bot, execute
+from .test_commands import with_commands as with_commands  # noqa: F401 (the fixture)
+from .test_delivery import eventually, states
+
+
+async def test_recall_and_edit_offer_the_pending_messages_to_pick(courier, stack, users, with_commands) -> None:
+    alice, bob = users("alice", "bob")
+    (a,) = await with_commands(alice)
+    a.chat(bob, "First words", "p1")
+    a.chat(bob, "Second thoughts, a rather long message indeed", "p2")
+    await eventually(lambda: states(courier, alice) == {"p1": "held", "p2": "held"}, what="held")
+    first = await execute(a, stack.component, "recall")
+    field = first["form"].get_fields()["id"]
+    assert field["type"] == "list-single" and field["required"]
+    options = [(o["value"], o["label"]) for o in field["options"]]
+    assert options == [
+        ("p1", f"1. to {bob}, just now: First words"),
+        ("p2", f"2. to {bob}, just now: Second thoughts, a rather lon…"),
+    ]
+    # Gajim/nbxmpp echo the whole form back with the option picked
+    done = await execute(a, stack.component, "recall", "complete", first["sessionid"], {"id": "p2"}, echo=first["form"])
+    assert done["notes"][0][1].splitlines()[0] == f"Recalled your message to {bob}."
+    edit = await execute(a, stack.component, "edit")
+    assert [o["value"] for o in edit["form"].get_fields()["id"]["options"]] == ["p1"]
+    done = await execute(a, stack.component, "edit", "complete", edit["sessionid"], {"id": "p1", "text": "Fixed"})
+    assert done["notes"][0][1].splitlines()[0] == f"Edited your message to {bob}."
+    trace = await execute(a, stack.component, "trace")
+    assert [o["value"] for o in trace["form"].get_fields()["id"]["options"]] == ["p2", "p1"]  # newest first
+    assert states(courier, alice) == {"p1": "held", "p2": "recalled"}
+
+
+async def test_the_bot_takes_the_number_shown_by_pending(courier, stack, users, connect) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    for n, text in enumerate(("one", "two", "three"), 1):
+        a.chat(bob, text, f"n{n}")
+    await eventually(lambda: set(states(courier, alice).values()) == {"held"} and len(states(courier, alice)) == 3)
+    listing = (await bot(a, stack.component, "pending")).splitlines()
+    assert listing[0] == "3 message(s) waiting at the server."
+    assert [line.split()[0] for line in listing[3:]] == ["1", "2", "3"]
+    assert await bot(a, stack.component, "recall 2") == (
+        f"Recalled your message to {bob}.\nThey will never receive “two” (id n2)."
+    )
+    assert (await bot(a, stack.component, "edit 2 THREE")).endswith("“THREE” (id n3).")  # n3 is now second
+    assert await bot(a, stack.component, "recall 5") == "There is no message 5: “pending” lists 2."
+    assert (await bot(a, stack.component, "recall n1")).startswith("Recalled")  # ids, for scripts
+    latest = (await bot(a, stack.component, "trace 1")).splitlines()  # 1 = the latest sent
+    assert latest[0] == f"Your message to {bob} is cached." and "(id n3)" in latest[1]
+    assert states(courier, alice) == {"n1": "recalled", "n2": "recalled", "n3": "held"}
+
+
+async def test_reports_chat_tells_once_when_a_cached_message_is_delivered_and_read(
+    courier, stack, users, connect
+) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    assert await bot(a, stack.component, "reports chat") == (
+        "Saved. Undo-send window: 0 s. Hop reports: off. Chat reports: on."
+    )
+    a.chat(bob, "See you at the station", "c1")
+    await eventually(lambda: states(courier, alice) == {"c1": "held"}, what="cached")
+    b = await connect(bob)
+    got = await b.next_message()
+    note = await from_courier(a, stack.component)
+    assert (str(note["from"]), note["type"], note["body"]) == (
+        stack.component,
+        "chat",
+        f"Delivered to {bob}: “See you at the station”.",
+    )
+    receipt = b.make_message(mto=got["from"], mtype="chat")
+    receipt["receipt"] = "c1"
+    receipt.send()  # delivered again, in other words: no second line
+    b.plugin["xep_0333"].send_marker(got["from"], "c1", "displayed")
+    b.plugin["xep_0333"].send_marker(got["from"], "c1", "displayed")  # a second marker: still one line
+    note = await from_courier(a, stack.component)
+    assert note["body"] == f"{bob} read “See you at the station”."
+    # Bob online now: a message straight through is not reported in chat.  The next line from
+    # Courier is the bot's answer to a later command: nothing came between (no second line).
+    a.chat(bob, "Straight through", "c2")
+    await b.next_message()
+    a.chat(stack.component, "reports off", origin_id=False)
+    answer = await from_courier(a, stack.component)
+    assert answer["body"] == "Saved. Undo-send window: 0 s. Hop reports: off. Chat reports: off."
+
+
+async def from_courier(client, component: str):
+    """The next message from Courier's JID (Bob's own receipts and markers to Alice are skipped)."""
+    for _ in range(10):
+        msg = await client.next_message()
+        if msg["from"].bare == component:
+            return msg
+    raise AssertionError("nothing from Courier")
