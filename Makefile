@@ -2,11 +2,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 PYTEST_ARGS ?=
+# options for `courier up`, e.g. make run ARGS="--c2s-port 15222" where 5222 is taken
+ARGS ?=
 
 .PHONY: run test install system interop-clients bench lint clean
 
 run: install
-	$(VENV)/bin/courier up
+	$(VENV)/bin/courier up $(ARGS)
 
 test: install interop-clients
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

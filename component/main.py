@@ -53,8 +53,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         ports.append((setup.s2s_port, "--s2s-port"))
     for port, what in ports:
         if prosody._listening(port):
+            free = 15222 if what == "--c2s-port" else 15347
             print(
-                f"courier: port {port} is in use (a system Prosody?). Stop it or choose another with {what}.",
+                f"courier: port {port} is in use (a system Prosody?).\n"
+                f'Stop it or choose another: make run ARGS="{what} {free}" (or courier up {what} {free}).',
                 file=sys.stderr,
             )
             return 1
