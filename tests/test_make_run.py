@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_make_run_passes_args_to_courier_up() -> None:
     out = subprocess.run(
-        ["make", "-n", "run", 'ARGS=--c2s-port 15222'], cwd=REPO, capture_output=True, text=True, timeout=30
+        ["make", "-n", "run", "ARGS=--c2s-port 15222"], cwd=REPO, capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 0, out.stderr
     assert ".venv/bin/courier up --c2s-port 15222" in out.stdout

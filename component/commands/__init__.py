@@ -97,6 +97,29 @@ class Command(ABC):
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result: ...
 
 
+_BREAKS = (". ", "; ", " — ", ": ", ", ")
+
+
+def shape(text: str) -> str:
+    """*text* with a first line that is one whole sentence of at most :data:`FIRST_LINE` columns.
+
+    Usage messages get a short first line of their own; a longer first line is cut at its
+    first sentence, clause or colon break that fits, and the rest follows on the next line.
+    """
+    first, _, rest = text.partition("\n")
+    if first.startswith("Usage:"):
+        return "Not understood; the usage follows.\n" + text
+    if len(first) <= FIRST_LINE and first.rstrip()[-1:] in ".?!)”":
+        return text
+    for mark in _BREAKS:
+        cut = first.find(mark, 0, FIRST_LINE)
+        if cut > 0:
+            head, tail = first[:cut].rstrip(".;:,"), first[cut + len(mark) :].strip()
+            tail = tail[:1].upper() + tail[1:]
+            return "\n".join(filter(None, (head + ".", tail, rest)))
+    return text
+
+
 def text_value(values: dict[str, Any], var: str) -> str:
     """A submitted value as text (forms may give lists, booleans or nothing)."""
     value = values.get(var)

@@ -19,7 +19,7 @@ from slixmpp.plugins.xep_0004 import Form
 
 from ..namespaces import NS_COMMANDS
 from ..store.errors import StoreUnavailable
-from . import Command, CommandError, Context, Field, Result
+from . import Command, CommandError, Context, Field, Result, shape
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,12 @@ class AdhocCommands:
         except (CommandError, StoreUnavailable) as exc:
             # Same form again, with what was submitted, and the reason in a note.
             session["payload"] = self._form(command, await command.form(ctx), values)
-            session["notes"] = [("error", str(exc))]
+            session["notes"] = [("error", shape(str(exc)))]
             session["next"] = self._submitter(command)
             session["has_next"] = False
             return session
         session["payload"] = self._result(command, result)
-        session["notes"] = [("info", "\n".join(filter(None, (result.text, result.details))))]
+        session["notes"] = [("info", shape("\n".join(filter(None, (result.text, result.details)))))]
         session["next"] = None
         session["has_next"] = False
         return session
@@ -107,9 +107,10 @@ class AdhocCommands:
     def _result(self, command: Command, result: Result) -> Form:
         form = self.xmpp.plugin["xep_0004"].make_form(ftype="result", title=command.name)
         # The text as a field too: some clients (Profanity) show neither notes nor tables.
-        form.add_field(var="result", ftype="fixed", value=result.text)
-        if result.details:
-            form.add_field(var="details", ftype="fixed", value=result.details)
+        first, _, details = shape("\n".join(filter(None, (result.text, result.details)))).partition("\n")
+        form.add_field(var="result", ftype="fixed", value=first)
+        if details:
+            form.add_field(var="details", ftype="fixed", value=details)
         if result.columns:
             for key, label in result.columns:
                 form.add_reported(key, label=label, type="text-single")

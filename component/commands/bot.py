@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ..store.errors import StoreUnavailable
-from . import Command, CommandError, Context, Result
+from . import Command, CommandError, Context, Result, shape
 
 
 class Bot:
@@ -36,12 +36,12 @@ class Bot:
             values = command.parse(word, args.strip())
             return render(await command.run(ctx, values))
         except (CommandError, StoreUnavailable) as exc:
-            return str(exc)
+            return shape(str(exc))
 
 
 def render(result: Result) -> str:
     """A result as plain text: the sentence, the details, then the table in aligned columns."""
-    head = "\n".join(filter(None, (result.text, result.details)))
+    head = shape("\n".join(filter(None, (result.text, result.details))))
     if not result.columns:
         return head
     keys = [k for k, _ in result.columns]

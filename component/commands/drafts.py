@@ -235,7 +235,7 @@ class MyDrafts(Command):
                 raise CommandError("Which draft? Give its number (see “drafts”).")
             if action == "send":
                 row, message = await service.fire(ctx.requester, number)
-                return Result(f"Draft {row.number} sent to {row.target} (message id {message.msg_id}).")
+                return Result(f"Draft {row.number} sent to {row.target}.", details=f"Message id {message.msg_id}.")
             if action == "delete":
                 row = await service.delete(ctx.requester, number)
                 return Result(f"Draft {row.number} for {row.target} deleted: it will never be sent.")

@@ -174,7 +174,9 @@ async def test_bot_answers_every_documented_command(courier, stack, users, conne
     trace = await bot(a, stack.component, "trace b1")
     assert trace.splitlines()[0] == f"Your message to {bob} is cached."
     assert [line.split()[0] for line in trace.splitlines()[3:]] == ["sent", "cached", "edited"]
-    assert await bot(a, stack.component, "recall") == ("Usage: recall 1 (a number from “pending”, or a message id)")
+    assert await bot(a, stack.component, "recall") == (
+        "Not understood; the usage follows.\nUsage: recall 1 (a number from “pending”, or a message id)"
+    )
     assert await bot(a, stack.component, "undo soon") == "The undo-send window must be a number of seconds, not “soon”."
     assert (await bot(a, stack.component, "undo 0.5")).startswith("Saved. Undo-send window: 0.5 s.")
     assert (await bot(a, stack.component, "reports on")).endswith("Hop reports: on. Chat reports: off.")

@@ -359,7 +359,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
     assert await ask(a, stack.component, "delete draft 4") == f"Draft 4 for {bob} deleted: it will never be sent."
     assert await ask(a, stack.component, "delete draft 4") == "Draft 4 was deleted."
     assert await ask(a, stack.component, "send draft 9") == "You have no draft 9."
-    assert (await ask(a, stack.component, "send draft 5")).startswith(f"Draft 5 sent to {bob} (message id ")
+    assert (await ask(a, stack.component, "send draft 5")).startswith(f"Draft 5 sent to {bob}.\nMessage id ")
     assert await ask(a, stack.component, "send draft 5") == f"Draft 5 was already sent to {bob}."
 
     # ad-hoc: New draft (a form), then My drafts (choose one, act on it)

@@ -178,9 +178,9 @@ async def test_new_draft_due_in_2s_then_my_drafts_sends_one(courier, stack, user
     sent = await n.request("submit", values={"draft": "2", "action": "send"}, action="complete")
     assert sent["status"] == "completed", sent
     ((_, note),) = sent["notes"]
-    assert note.startswith(f"Draft 2 sent to {carol} (message id ")
+    assert note.startswith(f"Draft 2 sent to {carol}.\nMessage id ")
     c = await connect(carol)
     later = await c.next_message()
     assert (str(later["from"]), later["body"]) == (alice, "Call me when you are back")
-    assert later["id"] == note.rsplit(" ", 1)[1].rstrip(").")
+    assert later["id"] == note.rsplit(" ", 1)[1].rstrip(".")
     await b.no_message(0.3)
