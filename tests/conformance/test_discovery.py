@@ -13,3 +13,11 @@ async def test_disco_info_advertises_courier_and_its_namespaces(courier, stack, 
     assert ROUTE in features
     assert "http://jabber.org/protocol/disco#info" in features
     assert ("component", "generic", None, "Courier") in set(info["disco_info"]["identities"])
+
+
+async def test_the_server_lists_courier_by_name_for_discover_services(courier, stack, users, connect) -> None:
+    """Gajim's way in: Discover Services on the server shows Courier, then Execute Command."""
+    (alice,) = users("alice")
+    a = await connect(alice)
+    items = await a.plugin["xep_0030"].get_items(jid=stack.domain)
+    assert (stack.component, None, "Courier (commands and bot)") in set(items["disco_items"]["items"])
