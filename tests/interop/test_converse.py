@@ -122,10 +122,10 @@ async def test_pending_edit_through_commands(courier, stack, users, connect, con
     await c.adhoc_list(stack.component)
     form = await c.adhoc_open("pending")
     assert form["fields"] == {"message": sent["msgid"], "action": "show", "text": ""}
-    assert f"{bob}: Dinner at 7" in form["text"]
+    assert f"1. to {bob}, just now: Dinner at 7" in form["text"]  # picked from a list, no id typed
     await c.adhoc_fill("pending", {"action": "edit", "text": "Dinner at 8"})
     await c.adhoc_press("pending", "Complete")
-    done = f"Edited {sent['msgid']}: {bob} will receive only the new text."
+    done = f"Edited your message to {bob}."
     await c.page.wait_for(f"{c.ADHOC}.textContent.includes({done!r})", 5, "the completed note")
 
     b = await connect(bob)

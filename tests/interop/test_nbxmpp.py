@@ -81,6 +81,8 @@ async def test_pending_edit_multi_stage_whole_form_echoed(courier, stack, users,
     assert (form["node"], form["status"]) == ("pending", "executing") and form["sessionid"]
     assert "complete" in form["actions"]
     assert fields(form) == {"message": "g2", "action": "show", "text": ""}
+    (picker,) = [f for f in form["form"]["fields"] if f["var"] == "message"]
+    assert picker["options"] == [[f"1. to {bob}, just now: Dinner at 7", "g2"]]  # no id to type
     labels = {f["var"]: f["label"] for f in form["form"]["fields"]}
     assert labels == {"message": "Message", "action": "What to do", "text": "New text (to edit)"}
     done = await n.request("submit", values={"action": "edit", "text": "Dinner at 8"}, action="complete")
@@ -88,7 +90,9 @@ async def test_pending_edit_multi_stage_whole_form_echoed(courier, stack, users,
     assert 'label="Replace its text"' in echoed and "<desc>" in echoed  # the whole form went back
     assert done.get("error") is None, done
     assert (done["node"], done["status"], done["sessionid"]) == ("pending", "completed", form["sessionid"])
-    assert done["notes"] == [["info", f"Edited g2: {bob} will receive only the new text."]]
+    assert done["notes"] == [
+        ["info", f"Edited your message to {bob}.\nThey will receive only the new text: “Dinner at 8” (id g2)."]
+    ]
 
     b = await connect(bob)
     got = await b.next_message()
@@ -156,6 +160,8 @@ async def test_new_draft_due_in_2s_then_my_drafts_sends_one(courier, stack, user
     form, done = await draft_form(n, stack, {"to": bob, "text": "Happy birthday!", "trigger": "at", "when": "in 2s"})
     due = time.time() + 2
     assert fields(form) == {"to": "", "text": "", "trigger": "manual", "when": "", "from": "", "action": "send"}
+    (picker,) = [f for f in form["form"]["fields"] if f["var"] == "message"]
+    assert picker["options"] == [[f"1. to {bob}, just now: Dinner at 7", "g2"]]  # no id to type
     labels = {f["var"]: f["label"] for f in form["form"]["fields"]}
     assert (labels["to"], labels["trigger"], labels["action"]) == ("To", "Send occasion", "Then")
     echoed = [e for e in n.events if e["event"] == "sent-form"][-1]["xml"]

@@ -97,12 +97,12 @@ async def test_pending_edit_multi_stage(courier, stack, users, connect, profanit
     msg_id = held_id(courier, alice)
     await p.type(f"/cmd exec pending {stack.component}")
     form = await p.wait_screen("[field3] New text (to edit):")
-    assert f"[{msg_id}] {bob}: Dinner at 7" in form
+    assert f"[{msg_id}] 1. to {bob}, just now: Dinner at 7" in form
     await p.type("/field2 edit")
     await p.type('/field3 "Dinner at 8"')
     await p.wait_screen("[field3] New text (to edit): Dinner at 8")
     await p.type("/form submit")
-    await p.wait_screen(f"Edited {msg_id}: {bob} will receive only the new text.")
+    await p.wait_screen(f"Edited your message to {bob}.")
 
     b = await connect(bob)
     got = await b.next_message()
