@@ -45,7 +45,7 @@ LINES = [
     "list send pals Party at eight!", "list status", "list status nope", "list recall nope", "list delete pals",
     "list frob",
     "phone", "phone +12025550143", "verify 123456", "verify",
-    "frobnicate", "help",
+    "frobnicate",
 ]  # fmt: skip
 
 

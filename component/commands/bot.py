@@ -17,7 +17,7 @@ class Bot:
         self.by_word = {word: c for c in commands for word in c.words}
 
     def help(self) -> str:
-        lines = ["Courier's commands are listed below.", "(Also ad-hoc commands in your client.)", "help — this list"]
+        lines = ["Courier commands (also as ad-hoc commands in your client):", "help — this list"]
         for c in self.commands:
             lines.append(f"{' | '.join(c.words)} — {c.help}. Example: {c.example}")
         return "\n".join(lines)

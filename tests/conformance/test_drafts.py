@@ -337,13 +337,13 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
     assert "draft | remind — " in help_text and "Example: draft bob@localhost at 09:00 Europe/Paris" in help_text
     assert "drafts | send | postpone | delete — " in help_text and "Example: send draft 3" in help_text
     answer = await ask(a, stack.component, f"draft {bob} at tomorrow 09:00 Europe/Paris Good morning!\nSecond line")
-    assert answer.startswith(f"Draft 1 stored for {bob}: it will be sent at ")
+    assert answer.startswith(f"Draft 1 stored for {bob}.\nIt will be sent at ")
     assert "09:00 Europe/Paris" in answer
     assert (await ask(a, stack.component, f"remind {bob} in 10m Call him")).startswith(f"Draft 2 stored for {bob}")
     assert "when-online" in await ask(a, stack.component, "draft")  # usage
     answer = await ask(a, stack.component, f"draft {bob} when-from {carol} When carol writes")
-    assert (
-        answer == f"Draft 3 stored for {bob}: it will be sent when {carol} writes to you; “send draft 3” sends it now."
+    assert answer == (
+        f"Draft 3 stored for {bob}.\nIt will be sent when {carol} writes to you; “send draft 3” sends it now."
     )
     assert (await ask(a, stack.component, f"draft {bob} when-online Bob is here")).startswith("Draft 4 stored")
     assert await ask(a, stack.component, f"draft {bob} Just a note") == (

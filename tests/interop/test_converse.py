@@ -98,7 +98,7 @@ async def test_commands_listed_and_settings_saved(courier, stack, users, connect
     single = await c.adhoc_open("pending")  # nothing held: completes at once (single stage)
     assert "You have no messages waiting at the server." in single["alerts"]
     form = await c.adhoc_open("settings")
-    assert form["fields"] == {"undo_window": "0", "reports": False}
+    assert form["fields"] == {"undo_window": "0", "reports": False, "chat_reports": False}
     assert form["buttons"] == ["Complete", "Cancel"]
     assert any(label.startswith("Undo-send window (seconds)") for label in form["labels"])
     await c.adhoc_fill("settings", {"undo_window": "5", "reports": True})
