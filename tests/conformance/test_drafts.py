@@ -355,7 +355,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
     assert listing.splitlines()[0] == "5 pending draft(s)."
     assert "Good morning! Second line" in listing and "remind me" in listing and f"when {bob} comes online" in listing
     assert (await ask(a, stack.component, "draft 5 Just a better note")).startswith(f"Draft 5 for {bob} now reads")
-    assert (await ask(a, stack.component, "postpone draft 2 in 1h")).startswith(f"Draft 2 for {bob} postponed: you")
+    assert (await ask(a, stack.component, "postpone draft 2 in 1h")).startswith(f"Draft 2 for {bob} postponed.\nYou")
     assert await ask(a, stack.component, "delete draft 4") == f"Draft 4 for {bob} deleted: it will never be sent."
     assert await ask(a, stack.component, "delete draft 4") == "Draft 4 was deleted."
     assert await ask(a, stack.component, "send draft 9") == "You have no draft 9."

@@ -225,7 +225,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
     listing = await bot(a, stack.component, "lists")
     assert listing.splitlines()[0] == "1 list(s)." and f"team+{node}@{stack.component}" in listing
     sent = await bot(a, stack.component, "list send team Hello from the bot")
-    assert sent.startswith("Sent to “team”: 1 member: 1 released. Fan-out ")
+    assert sent.startswith("Sent to “team”: 1 member: 1 released.\nFan-out ")
     fanout_id = sent.split("Fan-out ")[1].split(" ")[0]
     assert (await r.next_message())["body"] == "Hello from the bot"
     status = await bot(a, stack.component, f"list status {fanout_id}")
@@ -237,7 +237,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
         f"Recalled fan-out {fanout_id}: 0 held cop(ies) will never be delivered, 1 delivered cop(ies) retracted."
     )
     assert (await r.next_message())["retract"]["id"]
-    assert (await bot(a, stack.component, "list frob")).startswith("Usage: lists | list show NAME")
+    assert (await bot(a, stack.component, "list frob")).splitlines()[1].startswith("Usage: lists | list show NAME")
     assert (await bot(a, stack.component, "list send nothing hi")) == "You have no list named “nothing”."
 
     # ad hoc: create a temporary list, send to it, look at the status
