@@ -370,7 +370,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
         {"to": bob, "text": "From the form", "trigger": "at", "when": "in 2h", "action": "remind"},
     )  # fmt: skip
     assert done["status"] == "completed"
-    assert done["notes"][0][1].startswith(f"Draft 6 stored for {bob}: you will be reminded at ")
+    assert done["notes"][0][1].startswith(f"Draft 6 stored for {bob}.\nYou will be reminded at ")
     bad = await execute(a, stack.component, "draft")
     bad = await execute(
         a, stack.component, "draft", "complete", bad["sessionid"],

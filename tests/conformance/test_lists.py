@@ -234,7 +234,7 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
     recent = await bot(a, stack.component, "list status")
     assert fanout_id in recent
     assert (await bot(a, stack.component, f"list recall {fanout_id}")).startswith(
-        f"Recalled fan-out {fanout_id}: 0 held cop(ies) will never be delivered, 1 delivered cop(ies) retracted."
+        f"Recalled fan-out {fanout_id}.\n0 held cop(ies) will never be delivered, 1 delivered cop(ies) retracted."
     )
     assert (await r.next_message())["retract"]["id"]
     assert (await bot(a, stack.component, "list frob")).splitlines()[1].startswith("Usage: lists | list show NAME")
