@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from xml.etree.ElementTree import Element
 
@@ -22,8 +21,7 @@ from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
 from .config import Config
-from .delivery import federation
-from .delivery.chat_reports import ChatReports
+from .delivery import chat_reports, federation
 from .delivery.drafts import DraftService, Limits
 from .delivery.pipeline import Encrypted, Handoff, NotFound, Pipeline, Report, TooLate, encrypted
 from .delivery.retention import Retention
@@ -38,7 +36,7 @@ from .ratelimit import RequestLimiter
 from .sms.xmpp import SmsXmpp
 from .store import Store
 from .store.errors import StoreUnavailable
-from .util import parse_stamp, stamp
+from .util import stamp, stamp_or_now
 from .xep import drafts as xep_drafts
 from .xep import hops, receipts, route
 from .xep import lists as xep_lists
@@ -127,13 +125,6 @@ class ReceiptsAdapter:
             raise XMPPError("item-not-found", "you received no message with that id") from None
 
 
-def _stamp_or_now(text: str) -> float:
-    try:
-        return parse_stamp(text)
-    except ValueError:
-        return time.time()
-
-
 class Courier(ComponentXMPP):
     """The Courier component."""
 
@@ -142,9 +133,7 @@ class Courier(ComponentXMPP):
         self.config = config
         self.store = store
         self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"])
-        # "reports chat": one chat line when a cached message is delivered or read
-        self.chat_reports = ChatReports(store, self.say)
-        self.pipeline.hop_observers.append(self.chat_reports.hop)
+        self.chat_reports = chat_reports.attach(self)  # "reports chat": a chat line when delivered or read
         self._acks: list[str] = []
         self._connected = asyncio.Event()
         self.register_plugin("xep_0030")
@@ -280,7 +269,7 @@ class Courier(ComponentXMPP):
         if inner is None:  # the plugin checked already
             return
         metrics.handoff()
-        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, _stamp_or_now(h["stamp"])))
+        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, stamp_or_now(h["stamp"])))
 
     async def _on_bounce(self, error: Element) -> None:
         await federation.bounced(self.pipeline, error)
@@ -320,10 +309,6 @@ class Courier(ComponentXMPP):
         msg["receipts_notice"]["policy"] = policy
         msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
         msg.send()
-
-    def say(self, user: str, text: str) -> None:
-        """A chat line from Courier's JID to *user* (stored like any chat message)."""
-        self.make_message(mto=user, mfrom=self.boundjid.bare, mtype="chat", mbody=text).send()
 
     def report(self, report: Report) -> None:
         msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")

@@ -3,6 +3,7 @@ escaping (background tasks: :mod:`component.tasks`).  No server imports (the cli
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from slixmpp.plugins import xep_0082
@@ -26,6 +27,14 @@ def parse_stamp(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def stamp_or_now(text: str) -> float:
+    """:func:`parse_stamp`, or now when *text* is not a date-time (a hand-off's stamp)."""
+    try:
+        return parse_stamp(text)
+    except ValueError:
+        return time.time()
 
 
 # -- XEP-0106 escaping ---------------------------------------------------------------------

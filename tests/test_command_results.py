@@ -4,6 +4,7 @@ pipeline, on success and error paths, and check each answer's first line."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from xml.etree import ElementTree as ET
 
@@ -45,8 +46,19 @@ LINES = [
     "list send pals Party at eight!", "list status", "list status nope", "list recall nope", "list delete pals",
     "list frob",
     "phone", "phone +12025550143", "verify 123456", "verify",
+    "stats", "held " + BOB, "release " + BOB,  # not an admin: forbidden
     "frobnicate",
 ]  # fmt: skip
+
+# The admin commands (admin.jids), run again as an admin.
+ADMIN_LINES = [
+    "stats", "statistics", "held", "held " + BOB, "held bob.with.a.longer.name", "held @",
+    "release", "release nope@", "release " + BOB,
+]  # fmt: skip
+
+
+async def _figures() -> dict[str, float]:
+    return {"held": 2.0}
 
 
 @pytest.fixture
@@ -75,6 +87,13 @@ async def test_every_first_line_is_a_short_whole_sentence(ctx) -> None:
     for line in LINES:
         answer = await bot.answer(ctx, line)
         first = answer.splitlines()[0]
+        starts = first[:1].isupper() or first[:1].isdigit() or first[:1] in "“+" or first.startswith(("bob", "alice"))
+        if len(first) > FIRST_LINE or not starts or first.rstrip()[-1:] not in ".?!)”":
+            bad.append((line, first))
+        seen.add(line.split()[0])
+    admin = dataclasses.replace(ctx, admin=True, domain="localhost", statistics=_figures)
+    for line in ADMIN_LINES:
+        first = (await bot.answer(admin, line)).splitlines()[0]
         starts = first[:1].isupper() or first[:1].isdigit() or first[:1] in "“+" or first.startswith(("bob", "alice"))
         if len(first) > FIRST_LINE or not starts or first.rstrip()[-1:] not in ".?!)”":
             bad.append((line, first))

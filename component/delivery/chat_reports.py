@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .preview import preview
 from .states import Hop
@@ -76,3 +76,14 @@ class ChatReports:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("chat report failed", exc_info=task.exception())
+
+
+def attach(courier: Any) -> ChatReports:
+    """Courier's "reports chat": lines sent as chat messages from its JID, fed by its pipeline's hops."""
+
+    def say(user: str, text: str) -> None:  # stored like any chat message
+        courier.make_message(mto=user, mfrom=courier.boundjid.bare, mtype="chat", mbody=text).send()
+
+    reports = ChatReports(courier.store, say)
+    courier.pipeline.hop_observers.append(reports.hop)
+    return reports
