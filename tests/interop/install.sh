@@ -1,5 +1,5 @@
 #!/bin/sh
-# The third-party clients tests/interop/ drives (see ../shared/INTEROP.md):
+# The third-party clients tests/interop/ drives (docs/clients.md says what each one sends):
 # Debian's chromium, tmux, profanity and python3-nbxmpp (apt); Converse.js 14.0.0
 # (npm pack, cached in .cache/interop/); nbxmpp 7.4.0 in a venv over Debian's
 # python3 (GObject and libsoup come from python3-nbxmpp's dependencies).
