@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -240,5 +241,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("slixmpp").setLevel(logging.WARNING)
+    # aiosqlite's DEBUG lines name every call of its thread ("executing functools.partial…"): noise
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    if os.environ.get("COURIER_RECORD_SENT"):
+        from .ops.service import record_sent_stanzas
+
+        record_sent_stanzas(Path(os.environ["COURIER_RECORD_SENT"]))
     args = parser().parse_args(argv)
     return int(args.func(args))
