@@ -9,13 +9,12 @@ It becomes a ``failed`` hop with the remote condition, reported to the sender.
 from __future__ import annotations
 
 import logging
-import time
 from xml.etree import ElementTree as ET
 
 from ..namespaces import NS_CLIENT, NS_STANZAS
 from ..store import MessageRow
 from .pipeline import Pipeline
-from .states import Event, IllegalTransition, apply
+from .states import Event
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +57,8 @@ async def bounced(pipeline: Pipeline, error: ET.Element) -> MessageRow | None:
     if m is None:
         return None
     condition, text = error_condition(error)
-    now = time.time()
-    try:
-        hop = apply(m.state, Event.FAIL, now, _domain(recipient), f"{condition}: {text}" if text else condition)
-    except IllegalTransition:
+    if not pipeline.record_on(m, Event.FAIL, _domain(recipient), f"{condition}: {text}" if text else condition):
         return None  # e.g. already received or failed: the error says nothing new
     log.info("Message %d (%s -> %s) bounced by %s: %s", m.seq, sender, recipient, _domain(recipient), condition)
-    m.state, m.updated = hop.state, now
-    pipeline._record(m, hop)
-    pipeline.store.queue_update(m)
     await pipeline.store.flush()
     return m

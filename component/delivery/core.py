@@ -1,0 +1,317 @@
+"""The tracked-message core: the state every part of the pipeline shares, and the one way a
+message is tracked (accepted, then held or released), recorded (hops, reports), held in
+order per recipient, released and timed.
+
+Decisions are taken synchronously, in arrival order, on in-memory state (the
+messages still at the server, who is online); their writes are queued to the
+store and every visible effect (acknowledgement, release, hop report) waits
+for the commit that makes the decision durable.  That keeps per-recipient
+order and lets the store commit in batches.
+
+It knows nothing of XMPP streams: it talks to a :class:`~.ports.Transport`.  The
+:class:`component.delivery.pipeline.Pipeline` is this core plus the parts built
+on it (originate, SMS claims) and the hand-off reader."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from .. import metrics
+from ..store import MessageRow, Store
+from ..tasks import spawn
+from . import stanzas
+from .caches import Presence, Settings
+from .ports import Report, SmsFallback, Transport, send_stored
+from .receipts import ReceiptPolicy
+from .states import Event, Hop, State, accept, apply, hop_word
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    """Tracked messages: their state, and how one is tracked, recorded, held and released."""
+
+    def __init__(self, store: Store, transport: Transport, domain: str, default_undo_window: float = 0.0) -> None:
+        self.store = store
+        self.transport = transport
+        self.domain = domain
+        self.seq = 0
+        self.open: dict[int, MessageRow] = {}
+        self.queues: defaultdict[str, list[int]] = defaultdict(list)
+        # (sender, recipient_bare, id or origin-id) -> seq, for held and recalled messages
+        self.by_ref: dict[tuple[str, str, str], int] = {}
+        self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        #: closed messages whose refs are still in by_ref: seq -> (closed at, the by_ref keys)
+        self.closed_refs: OrderedDict[int, tuple[float, list[tuple[str, str, str]]]] = OrderedDict()
+        #: The caches and the receipt policy (services of their own), and their methods under the
+        #: names the commands and the XMPP glue call on the pipeline.
+        self.seen = Presence()
+        self.online = self.seen.online
+        self.settings = Settings(store, default_undo_window)
+        self.undo_window, self.set_undo_window = self.settings.undo_window, self.settings.set_undo_window
+        self.reports_on, self.set_reports = self.settings.reports_on, self.settings.set_reports
+        self.receipts = ReceiptPolicy(store, transport, domain)
+        self.policy_of, self.policies_of = self.receipts.policy_of, self.receipts.policies_of
+        self.set_policy = self.receipts.set_policy
+        #: Observers (drafts, lists…): a user's message was handed off (sender, recipient_bare),
+        #: and a local user became available (bare JID).  Called synchronously; keep them quick.
+        self.message_observers: list[Callable[[str, str], None]] = []
+        self.available_observers: list[Callable[[str], None]] = []
+        #: ... and each device (full JID) that becomes available, every time.
+        self.resource_observers: list[Callable[[str], None]] = []
+        #: ... and every hop recorded (message, hop), after its commit (chat reports).
+        self.hop_observers: list[Callable[[MessageRow, Hop], None]] = []
+        #: SMS fallback (P3, component/sms/): told of every message held for an offline recipient.
+        #: A message whose submission as SMS is under way (sms_claim) is not released meanwhile,
+        #: and once submitted never is: never both.  Messages to phone numbers' JIDs under
+        #: sms_domain (Courier's JID) are the SMS side's alone.
+        self.sms: SmsFallback | None = None
+        self.sms_domain: str | None = None
+        self.sms_inflight: set[int] = set()
+        self._due: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def default_undo_window(self) -> float:
+        return self.settings.default_undo_window
+
+    @default_undo_window.setter
+    def default_undo_window(self, seconds: float) -> None:
+        self.settings.default_undo_window = seconds
+
+    # -- indexes -------------------------------------------------------------
+
+    def _index_open(self, m: MessageRow) -> None:
+        self.open[m.seq] = m
+        self.queues[m.recipient_bare].append(m.seq)
+        self._index_ref(m)
+        if m.release_at is not None:
+            heapq.heappush(self._due, (m.release_at, m.seq))
+
+    def _index_ref(self, m: MessageRow) -> None:
+        for ref in (m.msg_id, m.origin_id):
+            if ref:
+                self.by_ref[(m.sender, m.recipient_bare, ref)] = m.seq
+
+    def _unindex_ref(self, m: MessageRow) -> None:
+        """A released message: later corrections and retractions of it are passed on."""
+        for ref in (m.msg_id, m.origin_id):
+            if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
+                del self.by_ref[(m.sender, m.recipient_bare, ref)]
+        self.closed_refs.pop(m.seq, None)
+
+    def _close(self, m: MessageRow) -> None:
+        """Take *m* off the open set and its recipient's queue (its refs stay, for late edits,
+        until :meth:`_forget_closed_refs` or :meth:`_unindex_ref`)."""
+        self.open.pop(m.seq, None)
+        keys = [(m.sender, m.recipient_bare, ref) for ref in (m.msg_id, m.origin_id) if ref]
+        if keys:
+            self.closed_refs[m.seq] = (time.time(), keys)
+        queue = self.queues.get(m.recipient_bare)
+        if queue is not None:
+            try:
+                queue.remove(m.seq)
+            except ValueError:
+                pass
+            if not queue:
+                del self.queues[m.recipient_bare]
+
+    # -- recording ---------------------------------------------------------------
+
+    def _record(self, m: MessageRow, hop: Hop) -> None:
+        """Queue *hop* of *m*; report it to the sender after the commit if they asked."""
+        self.store.queue_hop(m.seq, hop)
+        metrics.hop(m, hop)
+        for observer in self.hop_observers:
+            self.store.after_commit(lambda observer=observer: observer(m, hop))  # type: ignore[misc]
+        if m.reports:
+            report = Report(
+                m.sender,
+                m.msg_id,
+                m.origin_id,
+                m.recipient_bare,
+                hop_word(hop.label, m.hold_reason),
+                hop.at,
+                hop.place,
+                hop.note,
+            )
+            self.store.after_commit(lambda: self.transport.report(report))
+
+    def _after_commit(self, effect: Callable[[], None]) -> None:
+        self.store.after_commit(effect)
+
+    def _send_after_commit(self, hid: str | None, stanza: str, sender: str) -> None:
+        """Release hand-off *hid* (None: originate a message) once committed; kept in the
+        outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile)."""
+        token = hid or uuid.uuid4().hex
+        kind = "release" if hid else "originate"
+        self.store.queue_outbox(token, kind, sender, stanza, time.time())
+        self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
+
+    # -- tracking ----------------------------------------------------------------
+
+    def _track(
+        self,
+        hid: str | None,  # None: a message Courier originates
+        where: str,  # the recipient: online | offline | remote
+        stamp: float,  # when it reached the server
+        inner: ET.Element,
+        kind: str,
+        sender_full: str,
+        sender: str,
+        recipient: str,
+        recipient_bare: str,
+        wants_reports: bool,
+        now: float,
+        note: str = "",
+    ) -> None:
+        self.seq += 1
+        seq = self.seq
+        msg_id, origin_id = stanzas.refs(inner)
+        accepted = accept(stamp, self.domain, note or f"from {sender_full}")
+        window = self.undo_window(sender)
+        release_at = stamp + window if window > 0 and stamp + window > now else None
+        queue = self.queues.get(recipient_bare)
+        remote = where == "remote"
+        if where == "unknown":
+            hop = apply(State.ACCEPTED, Event.FAIL, now, self.domain, "item-not-found: no such user")
+            reason = ""
+            release_at = None
+        elif release_at is None and not queue and (remote or self.online(recipient_bare)):
+            note = "to a remote server" if remote else "recipient online"
+            hop = apply(State.ACCEPTED, Event.RELEASE, now, stanzas.domain(recipient_bare), note)
+            reason = ""
+        else:
+            if release_at is not None:
+                reason = "undo-window"
+            elif remote or self.online(recipient_bare):
+                reason = "queued"  # behind an older message still in its undo-send window
+            else:
+                reason = "recipient-offline"
+            hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
+        row = MessageRow(
+            seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
+            kind, stanzas.text(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now,
+            now, wants_reports,
+        )  # fmt: skip
+        if hid is not None:
+            self.known_hids[hid] = (now, seq)
+        self.store.queue_message(row)
+        self._record(row, accepted)
+        self._record(row, hop)
+        if hop.state is State.FAILED:
+            pass  # the server did not wait for us: it bounces its own error to the sender
+        elif hop.state is State.RELEASED:
+            self._send_after_commit(hid, row.stanza, sender)
+        else:
+            self._index_open(row)
+            if hid is not None:
+                self._after_commit(lambda: self.transport.ack(hid))
+            if reason == "recipient-offline":
+                self._offer_sms(row)
+            if release_at is not None:
+                self._schedule()
+            elif reason == "queued" and (remote or self.online(recipient_bare)):
+                self.flush(recipient_bare)  # older messages were waiting for a recipient who is here now
+
+    def _offer_sms(self, m: MessageRow) -> None:
+        if self.sms is not None and m.kind == "message":
+            self.sms.held_offline(m)  # it decides: the text as SMS, a notice for an encrypted one
+
+    # -- release -----------------------------------------------------------------
+
+    def flush(self, recipient_bare: str) -> None:
+        """Release, in order, every message for *recipient_bare* that may go now."""
+        queue = self.queues.get(recipient_bare)
+        if not queue:
+            return
+        now = time.time()
+        online = self.online(recipient_bare)
+        remote = stanzas.domain(recipient_bare) != self.domain
+        while queue:
+            m = self.open[queue[0]]
+            if m.seq in self.sms_inflight:
+                break  # being submitted as SMS right now: it, and what follows, waits for the outcome
+            if m.release_at is not None and m.release_at > now:
+                break
+            if not (online or remote):
+                if m.hold_reason != "recipient-offline":
+                    m.hold_reason, m.release_at, m.updated = "recipient-offline", None, now
+                    self._record(m, apply(m.state, Event.HOLD, now, self.domain, "recipient-offline"))
+                    self.store.queue_update(m)
+                    self._offer_sms(m)
+                break
+            self._release(m, now, "to a remote server" if remote else "recipient online")
+        if not queue:
+            self.queues.pop(recipient_bare, None)
+
+    def _release(self, m: MessageRow, now: float, note: str) -> None:
+        hop = apply(m.state, Event.RELEASE, now, stanzas.domain(m.recipient_bare), note)
+        m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
+        self._close(m)
+        self._unindex_ref(m)
+        self._record(m, hop)
+        self.store.queue_update(m)
+        self._send_after_commit(m.hid, m.stanza, m.sender)
+
+    async def resend_unconfirmed(self) -> None:
+        """Releases and originated messages the server never confirmed: send them again
+        (same hand-off id / token: the server drops what it already routed).  At each connect."""
+        await self.store.flush()
+        rows = await self.store.outbox.unconfirmed()
+        if rows:
+            log.info("Re-sending %d releases and messages the server did not confirm", len(rows))
+        for row in rows:
+            send_stored(self.transport, row.kind, row.token, row.stanza, row.sender)
+
+    # -- time ------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """One timer, for the earliest release time."""
+        while self._due and self._due[0][1] not in self.open:
+            heapq.heappop(self._due)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._due:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._due[0][0] - time.time())
+            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = time.time()
+        recipients = []
+        while self._due and self._due[0][0] <= now:
+            _, seq = heapq.heappop(self._due)
+            m = self.open.get(seq)
+            if m is not None:
+                recipients.append(m.recipient_bare)
+        for r in dict.fromkeys(recipients):
+            self.flush(r)
+        self._schedule()
+
+    # -- background work ------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        spawn(coro, self._tasks, "A pipeline task")
+
+    async def drain(self) -> None:
+        """Wait for background work and commit everything (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.store.flush()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
