@@ -479,6 +479,15 @@ class Store:
         ) as cur:
             return [_row_to_message(row) for row in await cur.fetchall()]
 
+    async def unconfirmed(self, recipient_bare: str, limit: int = 10) -> list[MessageRow]:
+        """Messages delivered to *recipient_bare* with no receipt yet, newest first: choices for confirm."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_bare=? AND kind='message' AND state='released' "
+            "ORDER BY seq DESC LIMIT ?",
+            (recipient_bare, limit),
+        ) as cur:
+            return [_row_to_message(row) for row in await cur.fetchall()]
+
     async def find_received(self, recipient_bare: str, ref: str, sender: str | None = None) -> MessageRow | None:
         """The newest delivered message to *recipient_bare* with id or origin-id *ref* (from *sender*)."""
         query = (
