@@ -37,6 +37,8 @@ class Stack:
     proc: Any = None
     courier: CourierProcess | None = None
     _next_pair: int = 0
+    #: extra environment for the Courier process (COURIER_* options)
+    courier_env: dict[str, str] = field(default_factory=dict)
     # Clients stay referenced until the loop ends: slixmpp cancels its send task on
     # disconnect, and a task collected before it ran its cancellation warns.
     clients: list[BenchClient] = field(default_factory=list)
@@ -54,7 +56,8 @@ class Stack:
         if self.route:
             # CourierProcess writes log level DEBUG (for the tests); the benchmark runs
             # Courier at its production default, INFO (the environment overrides the file).
-            self.courier = CourierProcess(self.setup, self.root / "courier-work", COURIER_LOG_LEVEL="INFO").start()
+            env = {"COURIER_LOG_LEVEL": "INFO", **self.courier_env}
+            self.courier = CourierProcess(self.setup, self.root / "courier-work", **env).start()
 
     def pids(self) -> dict[str, int]:
         pids = {"prosody": self.proc.pid}
