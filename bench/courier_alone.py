@@ -1,14 +1,15 @@
 """Courier alone: a synthetic feed of hand-offs over a real XEP-0114 component connection.
 
-    python -m bench.courier_alone [--messages N] [--repeat R] [--pairs P] [--chunk C] [--max-seconds T]
-                                  [--profile FILE] [--keep]
+    python -m bench.courier_alone [--messages N] [--repeat R] [--pairs P] [--chunk C] [--window W]
+                                  [--stall S] [--max-seconds T] [--profile FILE] [--keep]
 
 No Prosody: this process plays the server.  It listens on a free loopback
 port, accepts a real Courier process (``python -m component run``, its durable
 SQLite store, log level INFO) with the XEP-0114 handshake, and then writes N
 pre-serialised hand-offs (``<handoff recipient='online'/>`` around a chat
 message with id, origin-id and a 40-byte body, exactly as mod_courier_route
-writes them) as fast as the socket takes them, C per write.  It reads what
+writes them) as fast as the socket takes them, C per write, with at most W
+written and not yet released.  It reads what
 Courier sends back with a byte scan (no XML parser, so that this side stays
 cheap): every ``<release/>`` (for an online recipient the release is the acknowledgement) and
 any ``<ack/>`` item, and answers each read
@@ -166,6 +167,7 @@ class Run:
     write_seconds: float
     courier_cpu: float
     own_cpu: float
+    first_release: float  # seconds from the first write to the first release
 
     @property
     def rate(self) -> float:
@@ -205,13 +207,21 @@ async def feed(server: FakeServer, pid: int, first: int, n: int, args: argparse.
     server.releases.clear()
     cpu0, own0 = cpu_seconds(pid), own_cpu_seconds()
     t0 = time.perf_counter()
-    for chunk in chunks:
+    for i, chunk in enumerate(chunks):
+        # --window: at most that many hand-offs written and not yet released (0: no limit)
+        while args.window and i * args.chunk - len(server.releases) >= args.window:
+            server.progress.clear()
+            try:
+                await asyncio.wait_for(server.progress.wait(), args.stall)
+            except TimeoutError:
+                raise BenchFailure(f"{what}: no release for {args.stall:g}s at {len(server.releases)}") from None
         server.writer.write(chunk)
         await server.writer.drain()  # the socket's back-pressure: Courier reads as fast as it can
     t_written = time.perf_counter()
-    await server.wait(n, 15, what)
+    await server.wait(n, args.stall, what)
     t_last = server.releases[n - 1][0]
-    run = Run(n, t_last - t0, t_written - t0, cpu_seconds(pid) - cpu0, own_cpu_seconds() - own0)
+    run = Run(n, t_last - t0, t_written - t0, cpu_seconds(pid) - cpu0, own_cpu_seconds() - own0,
+              server.releases[0][0] - t0)  # fmt: skip
     check_exactly_once(server, first, n, args.pairs, what)
     return run
 
@@ -279,7 +289,8 @@ def report(args: argparse.Namespace, runs: list[Run], notes: list[str]) -> str:
     out = [
         "",
         f"Courier alone (issue #14): {args.repeat} runs of {args.messages} hand-offs (recipient online, "
-        f"{args.pairs} pairs) over a real component connection, durable SQLite store",
+        f"{args.pairs} pairs, window {args.window or 'unlimited'}) over a real component connection, "
+        "durable SQLite store",
         "",
         f"{'':34}{'min / median / max':<30}{'target':<16}result",
         f"{'msg per CPU-second of Courier':34}{fmt_spread(ceiling, '.0f'):<30}{f'>= {TARGET_RATE}':<16}"
@@ -289,6 +300,7 @@ def report(args: argparse.Namespace, runs: list[Run], notes: list[str]) -> str:
         f"(the machine is shared: judged on CPU)",
         f"{'Courier share of one core (%)':34}{fmt_spread([r.courier_cpu / r.seconds * 100 for r in runs], '.0f')}",
         f"{'feed written in (ms)':34}{fmt_spread([r.write_seconds * 1000 for r in runs], '.0f')}",
+        f"{'first release after (ms)':34}{fmt_spread([r.first_release * 1000 for r in runs], '.0f')}",
         "",
         "Checks: every hand-off released once (no separate ack), in order per recipient.",
         *notes,
@@ -303,11 +315,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=500, help="hand-offs before the first run (default 500)")
     p.add_argument("--pairs", type=int, default=20, help="sender/recipient pairs the hand-offs rotate over")
     p.add_argument("--chunk", type=int, default=100, help="hand-offs per socket write (default 100)")
+    p.add_argument("--window", type=int, default=2000,
+                   help="at most this many hand-offs written and not yet released (default 2000; 0: no limit)")
+    p.add_argument("--stall", type=float, default=60, help="fail after this many seconds without a release")
     p.add_argument("--max-seconds", type=float, default=180, help="abort the whole run after this long")
     p.add_argument("--keep", action="store_true", help="keep the work dir (Courier's config, log and store)")
     p.add_argument("--profile", type=Path, help="run Courier under cProfile, write the profile here, print its top")
     args = p.parse_args(argv)
-    for name in ("messages", "repeat", "warmup", "pairs", "chunk"):
+    for name in ("messages", "repeat", "warmup", "pairs", "chunk", "stall"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     return args
