@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import re
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -213,6 +214,16 @@ async def one_at_a_time(sender: BenchClient, recipient: BenchClient, tag: str, c
         latencies.append((recipient.arrivals[i][0] - t0) * 1000)
     verify([b for _, b in recipient.arrivals], [body_for(tag, i) for i in range(count)], tag)
     return latencies
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a CI runner) raises SystemExit, so the ``finally`` that stops the servers runs:
+    Prosody and Courier run in their own sessions and would otherwise outlive the benchmark."""
+
+    def _exit(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _exit)
+
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"

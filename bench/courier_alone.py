@@ -43,7 +43,17 @@ from pathlib import Path
 from component import prosody
 from tests.conformance.xmpp import REPO, CourierProcess
 
-from .common import BenchFailure, body_for, cpu_seconds, fmt_spread, machine_line, own_cpu_seconds, rss_mb, verdict
+from .common import (
+    BenchFailure,
+    body_for,
+    cpu_seconds,
+    exit_on_sigterm,
+    fmt_spread,
+    machine_line,
+    own_cpu_seconds,
+    rss_mb,
+    verdict,
+)
 
 TARGET_RATE = 10_000  # messages per second on one core
 NS_ROUTE = "https://courier.chat/ns/route/0"
@@ -330,6 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_on_sigterm()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="courier-alone-"))
     print(f"courier bench (Courier alone); work dir {root}\n{machine_line()}", flush=True)

@@ -38,6 +38,7 @@ from .common import (
     BenchFailure,
     body_for,
     cpu_seconds,
+    exit_on_sigterm,
     free_ports,
     machine_line,
     one_at_a_time,
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.held > 9500:
         print("note: beyond ~10,000 held messages r0's archive passes Prosody's internal MAM cap; mod_mam "
               "then cleans the archive on every message and the flush measures that too", flush=True)
+    exit_on_sigterm()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="courier-held-"))
     print(f"courier bench (held flush); work dir {root}\n{machine_line()}", flush=True)

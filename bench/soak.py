@@ -45,6 +45,7 @@ from .common import (
     BenchClient,
     BenchFailure,
     body_for,
+    exit_on_sigterm,
     free_ports,
     machine_line,
     rss_mb,
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.messages < 1 or args.round < 10:
         p.error("--messages must be at least 1 and --round at least 10")
+    exit_on_sigterm()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="courier-soak-"))
     print(f"courier bench (soak); work dir {root}\n{machine_line()}", flush=True)

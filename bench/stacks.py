@@ -24,7 +24,16 @@ from typing import Any
 from component import prosody
 from tests.conformance.xmpp import CourierProcess
 
-from .common import FALLBACK_LINE, PASSWORD, BenchClient, BenchFailure, Deadline, free_ports, machine_line
+from .common import (
+    FALLBACK_LINE,
+    PASSWORD,
+    BenchClient,
+    BenchFailure,
+    Deadline,
+    exit_on_sigterm,
+    free_ports,
+    machine_line,
+)
 
 
 @dataclass
@@ -120,6 +129,7 @@ def run_side_by_side(
     result with the notes and the number of fallback deliveries (any makes the run fail).
     Exit code 0, 1 when a check failed (a fallback included), 2 on time-out.
     """
+    exit_on_sigterm()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="courier-bench-"))
     stacks = {"plain": Stack("plain", False, root, pairs), "Courier": Stack("Courier", True, root, pairs)}
