@@ -170,10 +170,12 @@ def run_side_by_side(
         print(f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {phase[0]} "
               f"(after {time.monotonic() - started:.0f}s). Use smaller counts or a larger --max-seconds. "
               f"Work dir: {root}", file=sys.stderr)
+        print(f"Prosody's fallback deliveries so far: {sum(stacks['Courier'].fallbacks().values())}", file=sys.stderr)
         args.keep = True
         return 2
     except BenchFailure as exc:
         print(f"\nFAILED during {phase[0]}: {exc}\nLogs and stores kept in {root}", file=sys.stderr)
+        print(f"Prosody's fallback deliveries so far: {sum(stacks['Courier'].fallbacks().values())}", file=sys.stderr)
         args.keep = True
         return 1
     finally:
