@@ -328,7 +328,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    store = await Store.open(config["store.path"], config["store.synchronous"], config["store.batch_max"])
+    store = await Store.open(config.store_url, config["store.synchronous"], config["store.batch_max"])
     courier = Courier(config, store)
     service.on_sighup(courier)  # reloads log level and limits (docs/operators.md)
     metrics.INFO.info({"version": __version__, "jid": config.jid})

@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__, prosody
 from . import config as configuration
 from .sms import sandbox
+from .store.engine import describe
 
 SETUP_FILE = "courier-up.json"
 
@@ -89,7 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if setup.s2s_port is not None
             else "s2s      off (an island; --s2s-port PORT federates)\n"
         )
-        + f"Courier  {config.jid}: store {config['store.path']}\n"
+        + f"Courier  {config.jid}: store {describe(config.store_url)}\n"
         f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
         + (
             f"Metrics  http://{config['metrics.host']}:{config['metrics.port']}/metrics\n"

@@ -16,6 +16,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from component import prosody
 from component.xep import hops
+from tests import pgserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,12 +127,17 @@ class CourierProcess:
         self.setup = setup
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.db = workdir / "courier.sqlite"
+        # the store: a SQLite file, or a fresh PostgreSQL database (COURIER_TEST_STORE=postgresql)
+        self.db: Path | str = workdir / "courier.sqlite"
+        store = f'path = "{self.db}"'
+        if pgserver.engine() == "postgresql":
+            self.db = pgserver.server().create_database()
+            store = f'url = "{self.db}"'
         self.log = workdir / "courier.log"
         self.config = workdir / "courier.toml"
         self.config.write_text(
             f'[xmpp]\ndomain = "{setup.domain}"\nsecret = "{setup.secret}"\nport = {setup.component_port}\n'
-            f'[store]\npath = "{self.db}"\n[log]\nlevel = "DEBUG"\n'
+            f'[store]\n{store}\n[log]\nlevel = "DEBUG"\n'
         )
         self.env = {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None
