@@ -129,6 +129,7 @@ async def _run_logged(config: configuration.Config) -> None:
 
 def _serve(config: configuration.Config) -> int:
     """Run Courier; a store that another Courier holds is a clear refusal (exit 3), not a traceback."""
+    from .standby import Stopped
     from .store.lock import StoreLocked
 
     try:
@@ -136,6 +137,8 @@ def _serve(config: configuration.Config) -> int:
     except StoreLocked as exc:
         print(f"courier: {exc}", file=sys.stderr)
         return 3
+    except Stopped:  # stopped while the standby (PostgreSQL): nothing was opened
+        logging.getLogger("component").info("Courier stopped (it was the standby)")
     return 0
 
 

@@ -143,7 +143,8 @@ class CourierProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
-    def start(self, timeout: float = 15) -> CourierProcess:
+    def start(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
+        """Start it; wait until its log says *ready* (a standby on PostgreSQL: ``"Standby:"``)."""
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
@@ -156,7 +157,7 @@ class CourierProcess:
         )
         out.close()
         try:
-            self.wait_log("connected to", timeout)
+            self.wait_log(ready, timeout)
         except BaseException:
             self.kill()  # never leave a half-started Courier behind
             raise
