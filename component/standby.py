@@ -9,9 +9,9 @@ exits, is killed, or its host or network goes — and no lease row can be left s
   is the standby and tries again every ``store.lease_poll`` seconds, touching nothing else (no
   store, no component connection). When it gets the lease it goes on as the active Courier.
 - :func:`fence` watches the lease connection of the active Courier (a termination listener,
-  and a ping every second): if it is lost, Courier drops its component connection *at once*
-  and exits with status 4 — another Courier may hold the lease a moment later, and two
-  active ones must never write the same store. What it had not committed was never
+  and a ping every second), and the store's connection: if either is lost, Courier drops
+  its component connection *at once* and exits with status 4 — another Courier may hold the
+  lease a moment later, and two active ones must never write the same store. What it had not committed was never
   acknowledged to Prosody, which re-sends or delivers it itself, as after a SIGKILL.
 
 SQLite needs none of this: its store is a local file behind an flock (store/lock.py).
@@ -139,6 +139,9 @@ def fence(lease: Lease | None, xmpp: Any) -> None:
         os._exit(LOST_LEASE_EXIT)
 
     lease.watch(lost)
+    raw = getattr(getattr(getattr(xmpp, "store", None), "_conn", None), "raw", None)  # the store's asyncpg session
+    if raw is not None:  # it went (the server restarted, an admin ended it): the same, rather than retry for ever
+        raw.add_termination_listener(lambda _conn: lost("the store's connection was closed"))
 
 
 __all__ = ["LOST_LEASE_EXIT", "Lease", "Stopped", "fence", "lease_key", "take"]

@@ -52,10 +52,11 @@ class PostgresServer:
     def _run(self, *argv: str) -> None:
         subprocess.run([*self._as, *argv], check=True, capture_output=True, cwd=self.dir)
 
-    def start(self) -> PostgresServer:
+    def start(self, fsync: bool = False) -> PostgresServer:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", ROLE, "-A", "trust", "--no-sync", "-E", "UTF8")
         # fsync off: the tests kill Courier, never the database server; bench/ measures with it on.
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'} "
+        opts += "-c max_connections=200"
         log = str(self.dir / "log")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-o", opts, "-w", "start")
         return self

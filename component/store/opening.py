@@ -11,13 +11,15 @@ recorded in ``PRAGMA user_version``) and ``migrations/postgresql/*.sql`` (record
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiosqlite
 
-from .engine import Connection, PgConnection, parse_url
+from .engine import Connection, PgConnection, StoreURLError, parse_url
 from .lock import StoreLock
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,14 @@ def migrations(engine: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def pg_schema(dsn: str) -> str:
+    """The schema of ``?search_path=NAME`` in a PostgreSQL URL ('' when there is none)."""
+    found = parse_qs(urlsplit(dsn).query).get("search_path", [""])[0].split(",")[0].strip()
+    if found and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", found):
+        raise StoreURLError(f"search_path {found!r}: a schema name is lower-case letters, digits and _")
+    return found
+
+
 @dataclass(slots=True)
 class Opened:
     engine: str  # sqlite | postgresql
@@ -47,6 +57,9 @@ async def connect(target: str | Path, synchronous: str = "normal") -> Opened:
     engine, where = parse_url(str(target))
     if engine == "postgresql":
         pg = await PgConnection.connect(where)
+        schema = pg_schema(where)
+        if schema:  # several domains on one database: a schema each (docs/operators.md)
+            await pg.executescript(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await _migrate_pg(pg)
         return Opened("postgresql", pg)
     lock = None

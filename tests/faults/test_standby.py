@@ -94,3 +94,13 @@ async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(f
         assert (await b.next_message(20))["id"] == "two-2"
         assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
         print(f"LEASE lost: the active Courier exited {gone:.2f} s after its lease session ended")
+
+
+async def test_a_standby_told_to_stop_stops_having_touched_nothing(fault_stack: Stack) -> None:
+    with pair(fault_stack) as (active, standby, url):
+        assert standby.proc is not None
+        standby.stop()  # SIGTERM while it waits for the lease
+        assert "Courier stopped (it was the standby)" in standby.log_text()
+        assert "connected to" not in standby.log_text() and "store migration" not in standby.log_text()
+        assert active.proc is not None and active.proc.poll() is None
+        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1

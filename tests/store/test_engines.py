@@ -55,3 +55,19 @@ async def test_postgresql_migrates_once_and_keeps_the_data() -> None:
     assert pgserver.server().psql(url, "SELECT version FROM courier_schema").strip() == str(latest)
     tables = set(pgserver.server().psql(url, "SELECT tablename FROM pg_tables WHERE schemaname='public'").split())
     assert {"messages", "hops", "drafts", "lists", "sms_outbox", "outbox"} <= tables
+
+
+async def test_several_domains_share_one_database_with_a_schema_each() -> None:
+    url = pgserver.server().create_database()
+    stores = [await Store.open(f"{url}?search_path={schema}") for schema in ("example_org", "example_net")]
+    try:
+        stores[0].queue_message(row(1))
+        stores[1].queue_message(row(1, hid="hid-other-domain"))  # the same seq: another domain's table
+        for s in stores:
+            await s.flush()
+        assert [(await s.message(1)).hid for s in stores] == ["hid-0001", "hid-other-domain"]  # type: ignore[union-attr]
+    finally:
+        for s in stores:
+            await s.close()
+    schemas = pgserver.server().psql(url, "SELECT schemaname FROM pg_tables WHERE tablename = 'messages'").split()
+    assert sorted(schemas) == ["example_net", "example_org"]
