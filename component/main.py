@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__, prosody
 from . import config as configuration
 from .sms import sandbox
+from .store.engine import describe
 
 SETUP_FILE = "courier-up.json"
 
@@ -90,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if setup.s2s_port is not None
             else "s2s      off (an island; --s2s-port PORT federates)\n"
         )
-        + f"Courier  {config.jid}: store {config['store.path']}\n"
+        + f"Courier  {config.jid}: store {describe(config.store_url)}\n"
         f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
         + (
             f"Metrics  http://{config['metrics.host']}:{config['metrics.port']}/metrics\n"
@@ -129,6 +130,7 @@ async def _run_logged(config: configuration.Config) -> None:
 
 def _serve(config: configuration.Config) -> int:
     """Run Courier; a store that another Courier holds is a clear refusal (exit 3), not a traceback."""
+    from .standby import Stopped
     from .store.lock import StoreLocked
 
     try:
@@ -136,6 +138,8 @@ def _serve(config: configuration.Config) -> int:
     except StoreLocked as exc:
         print(f"courier: {exc}", file=sys.stderr)
         return 3
+    except Stopped:  # stopped while the standby (PostgreSQL): nothing was opened
+        logging.getLogger("component").info("Courier stopped (it was the standby)")
     return 0
 
 

@@ -17,6 +17,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from component import prosody
 from component.xep import hops
+from tests import pgserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,12 +134,17 @@ class CourierProcess:
         self.setup = setup
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.db = workdir / "courier.sqlite"
+        # the store: a SQLite file, or a fresh PostgreSQL database (COURIER_TEST_STORE=postgresql)
+        self.db: Path | str = workdir / "courier.sqlite"
+        store = f'path = "{self.db}"'
+        if pgserver.engine() == "postgresql":
+            self.db = pgserver.server().create_database()
+            store = f'url = "{self.db}"'
         self.log = workdir / "courier.log"
         self.config = workdir / "courier.toml"
         self.config.write_text(
             f'[xmpp]\ndomain = "{setup.domain}"\nsecret = "{setup.secret}"\nport = {setup.component_port}\n'
-            f'[store]\npath = "{self.db}"\n[log]\nlevel = "DEBUG"\n'
+            f'[store]\n{store}\n[log]\nlevel = "DEBUG"\n'
         )
         self.sent = workdir / "sent.jsonl"
         self.env = {**os.environ, "COURIER_RECORD_SENT": str(self.sent), **env}
@@ -158,7 +164,8 @@ class CourierProcess:
         self._sent_checked += len(complete)
         return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
 
-    def start(self, timeout: float = 15) -> CourierProcess:
+    def start(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
+        """Start it; wait until its log says *ready* (a standby on PostgreSQL: ``"Standby:"``)."""
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
@@ -171,7 +178,7 @@ class CourierProcess:
         )
         out.close()
         try:
-            self.wait_log("connected to", timeout)
+            self.wait_log(ready, timeout)
         except BaseException:
             self.kill()  # never leave a half-started Courier behind
             raise
