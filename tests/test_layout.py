@@ -13,7 +13,6 @@ CLIENT_SIDE = ("component.cli", "component.xep", "component.namespaces", "compon
 MAX_LINES = 400
 #: Files still over MAX_LINES, to be split (issue 11); the list may only shrink.
 STILL_LONG = {
-    "lists/service.py",
     "store/__init__.py",
     "xep/lists/lists.py",
 }
