@@ -5,13 +5,20 @@ PYTEST_ARGS ?=
 # options for `courier up`, e.g. make run ARGS="--c2s-port 15222" where 5222 is taken
 ARGS ?=
 
-.PHONY: run test install system interop-clients bench lint clean
+.PHONY: run test test-pg install system interop-clients bench lint clean
 
 run: install
 	$(VENV)/bin/courier up $(ARGS)
 
 test: install interop-clients
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The store's tests and a conformance subset again, on a real PostgreSQL the tests start
+# themselves (tests/pgserver.py); README "Store" says which subset and why.
+PG_TESTS ?= tests/store tests/conformance/test_delivery.py tests/conformance/test_drafts.py \
+	tests/conformance/test_lists.py tests/conformance/test_resilience.py
+test-pg: install
+	COURIER_TEST_STORE=postgresql $(VENV)/bin/python -m pytest $(PG_TESTS) $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/python -m bench.throughput_latency
@@ -26,7 +33,7 @@ install: system $(VENV)/.installed
 system:
 	@sh scripts/install-system.sh
 
-# Chromium + Converse.js, Profanity (tmux), nbxmpp: the third-party clients of tests/interop/
+# Chromium + Converse.js, Profanity and Poezio (tmux), nbxmpp: the third-party clients of tests/interop/
 interop-clients:
 	@sh tests/interop/install.sh
 

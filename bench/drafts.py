@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.throughput_latency import PASSWORD, BenchClient, BenchFailure, one_at_a_time, percentile
+from bench.common import PASSWORD, BenchClient, BenchFailure, one_at_a_time, percentile
 from component import prosody
 from component.delivery.drafts import DraftService, Limits
 from component.store import Store

@@ -39,7 +39,7 @@ from component import prosody
 from component.xep import lists as xep_lists
 from tests.conformance.xmpp import CourierProcess
 
-from .throughput_latency import (
+from .common import (
     BenchClient,
     BenchFailure,
     cpu_model,

@@ -33,7 +33,7 @@ from pathlib import Path
 from component import prosody
 from tests.conformance.xmpp import CourierProcess
 
-from .throughput_latency import BenchClient, body_for, one_at_a_time, percentile, stanza_for, verify
+from .common import BenchClient, body_for, one_at_a_time, percentile, stanza_for, verify
 
 PASSWORD = "bench-pw"
 TARGET_THROUGHPUT_RATIO = 0.50

@@ -39,121 +39,29 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
-from xml.sax.saxutils import quoteattr
+from typing import cast
 
-from .throughput_latency import (
-    BenchClient,
+from .common import (
     BenchFailure,
-    Stack,
     body_for,
     cpu_seconds,
+    fmt_spread,
     own_cpu_seconds,
     percentile,
-    run_side_by_side,
+    verdict,
     verify,
 )
+from .receipt_client import REPORT_STATES, ReceiptClient, check_reports, request_stanza, wait_count
+from .stacks import Stack, run_side_by_side
 
-NS_RECEIPTS = "urn:xmpp:receipts"
-NS_HOPS = "https://courier.chat/ns/hops/0"
-NS_RECEIPTS_POLICY = "https://courier.chat/ns/receipts/0"
-MESSAGE = "{jabber:client}message"
-BODY = "{jabber:client}body"
-RECEIVED = f"{{{NS_RECEIPTS}}}received"
-REPORT = f"{{{NS_HOPS}}}report"
+#: Issue #14: every message answered by a receipt, hop reports on: Courier >= 65 % of plain, 0 fallbacks.
+TARGET_RATIO = 0.65
+
 
 VARIANTS = ("plain", "Courier", "Courier, no reports")
 STACK_OF = {"plain": "plain", "Courier": "Courier", "Courier, no reports": "Courier"}
 TAG_OF = {"plain": "p", "Courier": "c", "Courier, no reports": "n"}
-#: The hop reports a stock client's message gets when its receipt comes back.
-REPORT_STATES = ("sent", "released", "received")
-
-
-def request_stanza(to: str, tag: str, i: int, no_reports: bool) -> str:
-    """A chat message asking for a receipt, as a stock client writes it (id, origin-id)."""
-    mid = f"{tag}-{i}"
-    decline = f"<no-request xmlns='{NS_RECEIPTS_POLICY}'/>" if no_reports else ""
-    return (
-        f"<message to='{to}' type='chat' id='{mid}'><body>{body_for(tag, i)}</body>"
-        f"<request xmlns='{NS_RECEIPTS}'/><origin-id xmlns='urn:xmpp:sid:0' id='{mid}'/>{decline}</message>"
-    )
-
-
-class ReceiptClient(BenchClient):
-    """:class:`BenchClient` that answers benchmark messages with receipts and records receipts and reports.
-
-    All three are handled in the incoming filter (timestamped, then dropped
-    before slixmpp's handler matching), so that the clients cost little CPU.
-    """
-
-    def __init__(self, jid: str, password: str, port: int) -> None:
-        super().__init__(jid, password, port)
-        self.answer = False  # the recipient: answer every benchmark message with a receipt
-        self.receipts: list[tuple[float, str]] = []  # (perf_counter, acknowledged id)
-        self.hop_reports: list[tuple[float, str, str]] = []  # (perf_counter, id, state)
-        self.receipt_target = 0
-        self.receipts_reached = asyncio.Event()
-
-    def _bench_filter(self, stanza: Any) -> Any:
-        xml = stanza.xml
-        if xml.tag == MESSAGE and xml.get("type") != "error":
-            received = xml.find(RECEIVED)
-            if received is not None and xml.find(BODY) is None:
-                self.receipts.append((time.perf_counter(), received.get("id", "")))
-                if len(self.receipts) >= self.receipt_target:
-                    self.receipts_reached.set()
-                return None
-            report = xml.find(REPORT)
-            if report is not None:
-                self.hop_reports.append((time.perf_counter(), report.get("id", ""), report.get("state", "")))
-                return None
-        before = len(self.arrivals)
-        result = super()._bench_filter(stanza)
-        if self.answer and len(self.arrivals) > before:
-            # what a client does: a receipt to whoever sent it, as soon as it is parsed
-            self.send_raw(
-                f"<message to={quoteattr(xml.get('from', ''))} type='chat' id={quoteattr('r-' + xml.get('id', ''))}>"
-                f"<received xmlns='{NS_RECEIPTS}' id={quoteattr(xml.get('id', ''))}/></message>"
-            )
-        return result
-
-    def expect_receipts(self, target: int) -> None:
-        self.receipt_target = target
-        self.receipts_reached.clear()
-        if len(self.receipts) >= target:
-            self.receipts_reached.set()
-
-    def reset(self) -> None:
-        self.arrivals.clear()
-        self.receipts.clear()
-        self.hop_reports.clear()
-
-
-async def wait_count(count: Callable[[], int], target: int, stall: float, what: str) -> None:
-    """Until ``count() >= target``; BenchFailure if it makes no progress for *stall* seconds."""
-    last, progress = -1, time.monotonic()
-    while (now := count()) < target:
-        if now != last:
-            last, progress = now, time.monotonic()
-        elif time.monotonic() - progress > stall:
-            raise BenchFailure(f"{what}: stalled at {now} of {target} for {stall:.0f}s")
-        await asyncio.sleep(0.01)
-
-
-def check_reports(sender: ReceiptClient, ids: list[str], wanted: bool, what: str) -> None:
-    """Each hop report exactly once per message if *wanted*, none otherwise."""
-    got = Counter((mid, state) for _, mid, state in sender.hop_reports)
-    expected = Counter((mid, state) for mid in ids for state in REPORT_STATES) if wanted else Counter()
-    if got != expected:
-        missing = list((expected - got).elements())
-        extra = list((got - expected).elements())
-        raise BenchFailure(
-            f"{what}: {sum(got.values())} hop reports for {sum(expected.values())} expected; "
-            f"{len(missing)} missing (first: {missing[:3]}), {len(extra)} extra or duplicated (first: {extra[:3]})"
-        )
 
 
 # -- measurements ------------------------------------------------------------------
@@ -300,7 +208,11 @@ def check_courier_store(stack: Stack, expected_total: int) -> str:
 
 
 def report(
-    args: argparse.Namespace, bursts: dict[str, list[Burst]], rtt: dict[str, RoundTrips], notes: list[str]
+    args: argparse.Namespace,
+    bursts: dict[str, list[Burst]],
+    rtt: dict[str, RoundTrips],
+    notes: list[str],
+    fallbacks: int,
 ) -> str:
     out: list[str] = []
     w = out.append
@@ -319,6 +231,14 @@ def report(
         w(f"{f'round trip p{p} (ms)':30}" + "".join(f"{vals[v]:{10 if v == 'plain' else 12}.2f}" for v in VARIANTS))
         added = [f"{vals[v] - vals['plain']:+.2f}" for v in VARIANTS[1:]]
         w(f"{'  added':30}{'':10}" + "".join(f"{a:>12}" for a in added))
+    w("")
+    per_rep = [c.rate / p.rate * 100 for c, p in zip(bursts["Courier"], bursts["plain"], strict=True)]
+    ratio = rate["Courier"] / rate["plain"]
+    w(f"Target (issue #14, receipts path with hop reports): Courier >= {TARGET_RATIO * 100:.0f} % of plain: "
+      f"{ratio * 100:.1f} % (per repeat min / median / max {fmt_spread(per_rep, '.1f')} %)  "
+      f"{verdict(ratio >= TARGET_RATIO)}")  # fmt: skip
+    w(f"        fallback deliveries: {fallbacks} (target 0)  {verdict(fallbacks == 0)}"
+      + ("  <-- FAILED RUN: the Courier figures include messages that bypassed it" if fallbacks else ""))
     w("")
     w("Bursts (msgs+receipts/s, in run order):")
     for v in VARIANTS:
@@ -426,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         2 * (args.repeat + 1),  # a fresh sender/recipient pair per measurement
         measure,
         lambda stacks, _result: [check_courier_store(stacks["Courier"], through_courier)],
-        lambda result, notes: report(args, result[0], result[1], notes),
+        lambda result, notes, fb: report(args, result[0], result[1], notes, fb),
     )
 
 

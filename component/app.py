@@ -16,7 +16,7 @@ from xml.etree.ElementTree import Element
 from slixmpp import JID, ComponentXMPP, Iq, Message, Presence
 from slixmpp.exceptions import XMPPError
 
-from . import __version__, metrics
+from . import __version__, metrics, standby
 from .commands import Context, all_commands, xep_0050_fix
 from .commands.adhoc import AdhocCommands, forbidden
 from .commands.bot import Bot
@@ -317,8 +317,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    store = await Store.open(config["store.path"], config["store.synchronous"], config["store.batch_max"])
+    lease = await standby.take(config, stop)  # PostgreSQL: wait to be the active Courier (the lease)
+    store = await Store.open(config.store_url, config["store.synchronous"], config["store.batch_max"])
     courier = Courier(config, store)
+    standby.fence(lease, courier)  # a lost lease: disconnect at once and exit
     service.on_sighup(courier)  # reloads log level and limits (docs/operators.md)
     metrics.INFO.info({"version": __version__, "jid": config.jid})
     http = MetricsServer(courier, config["metrics.host"], config["metrics.port"]) if config["metrics.port"] else None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .store.engine import StoreURLError, parse_url
+
 
 @dataclass(frozen=True)
 class Option:
@@ -33,7 +35,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("xmpp.secret", str, "", "The XEP-0114 component secret (Prosody's `component_secret`). Required."),
     Option("xmpp.host", str, "127.0.0.1", "Where Prosody's component port listens."),
     Option("xmpp.port", int, 5347, "Prosody's component port."),
+    Option(
+        "store.url",
+        str,
+        "",
+        "The store: `sqlite:///PATH` (SQLite, `sqlite:////abs/path` absolute) or "
+        "`postgresql://USER@HOST:PORT/DB` (PostgreSQL, with active/standby: docs/operators.md); "
+        "empty: the SQLite file `store.path`.",
+    ),
     Option("store.path", str, "var/courier.sqlite", "The SQLite database file (created with its directory)."),
+    Option(
+        "store.lease_poll",
+        float,
+        0.5,
+        "PostgreSQL: how often (seconds) a standby Courier tries to take the lease of the active one.",
+    ),
     Option(
         "store.synchronous",
         str,
@@ -175,6 +191,11 @@ class Config:
         return str(self.values["xmpp.jid"] or f"courier.{self.domain}")
 
     @property
+    def store_url(self) -> str:
+        """``store.url``, or the SQLite file ``store.path`` when it is empty."""
+        return str(self.values["store.url"] or self.values["store.path"])
+
+    @property
     def admins(self) -> frozenset[str]:
         """``admin.jids`` as a set of bare JIDs."""
         return frozenset(j.strip().lower() for j in str(self.values["admin.jids"]).replace(",", " ").split())
@@ -214,6 +235,10 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None, **ov
         config.set(name, value, "command line")
     if not config["xmpp.secret"]:
         raise ConfigError("xmpp.secret is required (the component_secret Prosody has for " + config.jid + ")")
+    try:
+        parse_url(config.store_url)
+    except StoreURLError as exc:
+        raise ConfigError(str(exc)) from None
     if config["store.synchronous"] not in ("normal", "full"):
         raise ConfigError("store.synchronous must be 'normal' or 'full'")
     if config["sms.enabled"] and not config["sms.secret"]:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from . import __version__, prosody
 from . import config as configuration
 from .sms import sandbox
+from .store.engine import describe
 
 SETUP_FILE = "courier-up.json"
 
@@ -89,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if setup.s2s_port is not None
             else "s2s      off (an island; --s2s-port PORT federates)\n"
         )
-        + f"Courier  {config.jid}: store {config['store.path']}\n"
+        + f"Courier  {config.jid}: store {describe(config.store_url)}\n"
         f"Config   {setup.config_file}\nLogs     {setup.log_file}\n"
         + (
             f"Metrics  http://{config['metrics.host']}:{config['metrics.port']}/metrics\n"
@@ -128,6 +130,7 @@ async def _run_logged(config: configuration.Config) -> None:
 
 def _serve(config: configuration.Config) -> int:
     """Run Courier; a store that another Courier holds is a clear refusal (exit 3), not a traceback."""
+    from .standby import Stopped
     from .store.lock import StoreLocked
 
     try:
@@ -135,6 +138,8 @@ def _serve(config: configuration.Config) -> int:
     except StoreLocked as exc:
         print(f"courier: {exc}", file=sys.stderr)
         return 3
+    except Stopped:  # stopped while the standby (PostgreSQL): nothing was opened
+        logging.getLogger("component").info("Courier stopped (it was the standby)")
     return 0
 
 
@@ -240,5 +245,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("slixmpp").setLevel(logging.WARNING)
+    # aiosqlite's DEBUG lines name every call of its thread ("executing functools.partial…"): noise
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    if os.environ.get("COURIER_RECORD_SENT"):
+        from .ops.service import record_sent_stanzas
+
+        record_sent_stanzas(Path(os.environ["COURIER_RECORD_SENT"]))
     args = parser().parse_args(argv)
     return int(args.func(args))

@@ -8,6 +8,9 @@ command -v prosody >/dev/null 2>&1 || need="$need prosody"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # Kannel (bearerbox + smsbox) for SMS fallback: its fake SMSC runs the SMS tests.
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || need="$need kannel"
+# PostgreSQL's server binaries: the tests start their own cluster (tests/pgserver.py) for
+# COURIER_TEST_STORE=postgresql and the active/standby tests; `make run` never needs it.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 [ -z "$need" ] && exit 0
 
 SUDO=""
@@ -21,10 +24,13 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
     created_policy=1
 fi
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# Another apt (a second checkout installing at the same time) holds the lock: wait for it.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
 # shellcheck disable=SC2086
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
+    $need >/dev/null
 [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
 # The SMS tests never skip: fail here, not there, when Kannel is missing.
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || { echo "kannel did not install (bearerbox, smsbox)" >&2; exit 1; }
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql did not install (initdb)" >&2; exit 1; }
 exit 0

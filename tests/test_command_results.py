@@ -38,7 +38,7 @@ LINES = [
     "settings", "undo", "undo soon", "undo 99999", "undo 30", "reports on", "reports chat", "reports off",
     "reports maybe", "settings frob",
     "receipts", "receipts manual", "receipts refuse " + BOB, "receipts clear " + BOB, "receipts frob",
-    "policy", "policy " + BOB, "policy not a jid", "confirm", "confirm nope", "confirm nope " + BOB,
+    "policy", "policy " + BOB, "policy not a jid", "confirm", "confirm 1", "confirm nope", "confirm nope " + BOB,
     f"draft {BOB} Hello there", f"draft {BOB} at 09:00 Europe/Paris Good morning", "draft", f"draft {BOB}",
     f"remind {BOB} in 1h Call the dentist", "drafts", "send draft 1", "send draft 99", "postpone draft 1",
     "delete draft 1", "delete",

@@ -161,3 +161,42 @@ COMMANDS: dict[str, Command] = {}
 
 
 __all__ = ["COMMANDS", "OK", "USAGE", "XMPP_ERROR", "CourierClient", "Output", "Problem", "wait_any"]
+
+
+def connection_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The connection options. They are accepted before the subcommand
+    (``courier client --jid A send …``, with the defaults) and after it
+    (``courier client send --jid A …``, without defaults, so that they never
+    overwrite a value given before the subcommand)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument("--jid", default=default(None), help="your account, USER@DOMAIN (default: $COURIER_JID)")
+    group.add_argument("--password", default=default(None), help="your password (default: $COURIER_PASSWORD)")
+    group.add_argument("--host", default=default("127.0.0.1"), help="the server's address (default: 127.0.0.1)")
+    group.add_argument("--port", type=int, default=default(5222), help="the server's client port (default: 5222)")
+    group.add_argument(
+        "--courier", default=default(None), help="Courier's JID (default: courier.<the domain of --jid>)"
+    )
+    group.add_argument(
+        "--plain",
+        action=argparse.BooleanOptionalAction,
+        default=default(None),
+        help="log in with a plain-text password without TLS (default: on for 127.0.0.1/localhost only)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=default(10.0),
+        help="seconds for login and each request (default: 10)",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output: one JSON object per line"
+    )
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log the XMPP traffic to stderr"
+    )
+    return common

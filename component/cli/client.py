@@ -44,6 +44,7 @@ from .base import (
     CourierClient,
     Output,
     Problem,
+    connection_options,
     log,
     wait_any,
 )
@@ -328,31 +329,12 @@ def run(args: argparse.Namespace) -> int:
         return OK
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("connection")
-    group.add_argument("--jid", help="your account, USER@DOMAIN (default: $COURIER_JID)")
-    group.add_argument("--password", help="your password (default: $COURIER_PASSWORD)")
-    group.add_argument("--host", default="127.0.0.1", help="the server's address (default: 127.0.0.1)")
-    group.add_argument("--port", type=int, default=5222, help="the server's client port (default: 5222)")
-    group.add_argument("--courier", help="Courier's JID (default: courier.<the domain of --jid>)")
-    group.add_argument(
-        "--plain",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="log in with a plain-text password without TLS (default: on for 127.0.0.1/localhost only)",
-    )
-    group.add_argument("--timeout", type=float, default=10.0, help="seconds for login and each request (default: 10)")
-    group.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
-    group.add_argument("-v", "--verbose", action="store_true", help="log the XMPP traffic to stderr")
-    return common
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``courier client`` and its subcommands on *subparsers*."""
-    common = _common()
+    common = connection_options(defaults=False)
     client = subparsers.add_parser(
         "client",
+        parents=[connection_options(defaults=True)],
         help="the client side of Courier: send with hop reports, watch, trace, pending, recall, edit, receipt policies",
         description="A client of Courier (courier-hops). Exit codes: 0 ok, 1 XMPP error, 2 usage or connection error.",
     )

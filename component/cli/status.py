@@ -69,6 +69,9 @@ def _duration(seconds: float) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+_ENGINES = {"postgresql": "PostgreSQL, lease held (the active Courier); ", "sqlite": "SQLite; "}
+
+
 def render(status: dict[str, Any], f: dict[str, dict[Any, float]]) -> str:
     held = {dict(k).get("reason", ""): v for k, v in f.get("courier_held_messages", {}).items()}
     fallbacks = {dict(k).get("cause", ""): v for k, v in f.get("courier_fallbacks_total", {}).items()}
@@ -95,8 +98,11 @@ def render(status: dict[str, Any], f: dict[str, dict[Any, float]]) -> str:
             _sum(f, "courier_recalls_total"),
             _sum(f, "courier_edits_total"),
         ),
-        "Store        {:g} commits (mean {:.2f} ms), {:g} failed".format(
-            commits, commit_avg, _sum(f, "courier_store_commit_failures_total")
+        "Store        {}{:g} commits (mean {:.2f} ms), {:g} failed".format(
+            _ENGINES.get(status.get("store", ""), ""),
+            commits,
+            commit_avg,
+            _sum(f, "courier_store_commit_failures_total"),
         ),
         "Drafts       {:g} pending, {:g} fired; list copies {:g}".format(
             _sum(f, "courier_drafts_pending"),

@@ -162,13 +162,10 @@ class Trace(Command):
     words = ("trace",)
     RECENT = 10  # messages offered to pick from
 
-    def fields(self, ctx: Context) -> list[Field]:
-        return [Field("id", "Message id", required=True, desc="The id (or origin-id) of a message you sent")]
-
     async def form(self, ctx: Context) -> list[Field]:
         recent = await self._recent(ctx)
         if not recent:
-            return self.fields(ctx)
+            return []  # nothing to pick: said at once (ids are still taken from scripts)
         now = time.time()
         choices = [
             (pick.ref_of(m), f"{n}. to {m.recipient_bare}, {pick.age(m.created, now)}: {pick.preview(m)}")
@@ -189,6 +186,8 @@ class Trace(Command):
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
         msg_id = text_value(values, "id")
         if not msg_id:
+            if not await self._recent(ctx):
+                return Result("Nothing to trace: you have sent no message through Courier yet.")
             raise CommandError("Which message? “trace 1” traces your latest.")
         if msg_id.isdigit() and len(msg_id) <= len(str(self.RECENT)):
             recent = await self._recent(ctx)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from slixmpp import JID
 from slixmpp.jid import InvalidJID
 
 from ..delivery.pipeline import POLICIES, NotFound
-from . import Command, CommandError, Context, Field, Result, text_value
+from . import Command, CommandError, Context, Field, Result, pick, text_value
+
+if TYPE_CHECKING:
+    from ..store import MessageRow
 
 EXPLAINED = {
     "auto": "receipts and read markers go to senders as your client sends them",
@@ -114,30 +118,64 @@ class ContactPolicy(Command):
 class Confirm(Command):
     node = "confirm"
     name = "Confirm a receipt"
-    help = "send the receipt for a message you received (for the manual policy)"
-    example = "confirm 1a2b3c"
+    help = "send the receipt for a message you received (manual policy); “confirm” lists them"
+    example = "confirm 1"
     words = ("confirm",)
+    RECENT = 10  # unconfirmed messages offered to pick from
 
-    def fields(self, ctx: Context) -> list[Field]:
-        return [
-            Field("id", "Message id", required=True),
-            Field("from", "From (if several people used that id)"),
+    async def _unconfirmed(self, ctx: Context) -> list[MessageRow]:
+        await ctx.pipeline.store.flush()
+        return [m for m in await ctx.pipeline.store.unconfirmed(ctx.requester, self.RECENT) if pick.ref_of(m)]
+
+    async def form(self, ctx: Context) -> list[Field]:
+        recent = await self._unconfirmed(ctx)
+        if not recent:
+            return []  # nothing to confirm: said at once
+        now = time.time()
+        choices = [
+            (pick.ref_of(m), f"{n}. from {m.sender}, {pick.age(m.created, now)}: {pick.preview(m)}")
+            for n, m in enumerate(recent, 1)
         ]
+        desc = "A message you received that has no receipt yet (newest first)"
+        return [Field("id", "Message", "list-single", True, choices, choices[0][0], desc)]
 
     def parse(self, word: str, args: str) -> dict[str, str]:
         parts = args.split()
-        if not parts or len(parts) > 2:
-            raise CommandError("Usage: confirm ID [FROM]")
-        return {"id": parts[0], "from": parts[1] if len(parts) == 2 else ""}
+        if len(parts) > 2:
+            raise CommandError("Usage: confirm [N | ID [FROM]] (N: a number from “confirm”)")
+        return {"id": parts[0], "from": parts[1] if len(parts) == 2 else ""} if parts else {}
 
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
         msg_id = text_value(values, "id")
         sender = text_value(values, "from")
+        recent = await self._unconfirmed(ctx)
+        if not msg_id:
+            if not recent:
+                return Result("Nothing to confirm: every message you received has its receipt.")
+            now = time.time()
+            rows = [
+                {"n": str(n), "from": m.sender, "since": pick.age(m.created, now), "text": pick.preview(m)}
+                for n, m in enumerate(recent, 1)
+            ]
+            return Result(
+                f"{len(recent)} message(s) without a receipt, newest first.",
+                [("n", "#"), ("from", "From"), ("since", "Received"), ("text", "Text")],
+                rows,
+                details="“confirm 1” sends the receipt for the first.",
+            )
+        match = [m for m in recent if msg_id in (m.msg_id, m.origin_id) and (not sender or m.sender == sender)]
+        number = msg_id.isdigit() and len(msg_id) <= len(str(self.RECENT))
+        if not match and number and 1 <= int(msg_id) <= len(recent):
+            match = [recent[int(msg_id) - 1]]  # "confirm 2": the second of the list "confirm" shows
+        if match:
+            msg_id, sender = pick.ref_of(match[0]), match[0].sender
         try:
             m = await ctx.pipeline.confirm(ctx.requester, msg_id, _bare(sender, "sender") if sender else None)
         except NotFound:
+            if number:
+                raise CommandError(f"There is no message {msg_id}: “confirm” lists {len(recent)}.") from None
             raise CommandError(f"You received no message with the id {msg_id}.") from None
-        return Result(f"Receipt for {msg_id} sent to {m.sender}.")
+        return Result(f"Receipt sent to {m.sender}.", details=f"For “{pick.preview(m)}” (id {msg_id}).")
 
 
 COMMANDS: list[type[Command]] = [ReceiptPolicy, ContactPolicy, Confirm]

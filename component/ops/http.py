@@ -61,6 +61,9 @@ class MetricsServer:
                 "uptime": round(service.uptime(), 1),
                 "now": time.time(),
                 "log_level": self.courier.config["log.level"].upper(),
+                # serving at all on PostgreSQL means holding the lease: a standby opens nothing
+                "store": self.courier.store.engine,
+                "lease": "held" if self.courier.store.engine == "postgresql" else "",
                 "last_errors": [
                     {"at": at, "level": level, "logger": name, "message": text}
                     for at, level, name, text in service.LAST_ERRORS

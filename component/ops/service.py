@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import config as configuration
@@ -64,6 +66,32 @@ def apply_log_level(level: str) -> None:
     root.setLevel(level.upper())
     if _remember not in root.handlers:
         root.addHandler(_remember)
+
+
+class _SentStanza(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(str(record.args[0]) if isinstance(record.args, tuple) and record.args else "")
+
+
+def record_sent_stanzas(path: Path) -> None:
+    """Write every stanza Courier sends to *path*, one JSON string a line
+    (``COURIER_RECORD_SENT``: a debugging aid, and how the tests check what Courier
+    emits against the XML Schemas of ``xeps/``). slixmpp logs each write at DEBUG
+    as ``SEND: …``; only those records go to the file, its warnings still reach the log."""
+    stream_log = logging.getLogger("slixmpp.xmlstream.xmlstream")
+    stream_log.setLevel(logging.DEBUG)
+    stream_log.propagate = False
+    sent = logging.FileHandler(path, encoding="utf-8")
+    sent.addFilter(lambda record: record.msg == "SEND: %s")
+    sent.setFormatter(_SentStanza())
+    stream_log.addHandler(sent)
+
+    class Upward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                logging.getLogger().handle(record)
+
+    stream_log.addHandler(Upward())
 
 
 def reload(courier: Any) -> None:

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from .. import metrics
 from ..delivery.states import Hop, State
 from .drafts import DraftStore
+from .engine import DB_ERRORS, INTEGRITY_ERRORS, Connection
 from .errors import StoreUnavailable
 from .lists import ListStore
 from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open() raises)
+from .opening import connect
 from .outbox import OutboxStore
 from .retention import RetentionStore
 from .sms import SmsStore
@@ -63,27 +64,19 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _row_to_message(row: sqlite3.Row | tuple) -> MessageRow:
+def _row_to_message(row: Any) -> MessageRow:
     values = list(row)
     values[11] = State(values[11])
     values[16] = bool(values[16])
     return MessageRow(*values)
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files(__package__) / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    return sorted(found)
-
-
 class Store:
-    """Facade over the SQLite database (WAL mode)."""
+    """Facade over the database: SQLite (WAL mode) or PostgreSQL (store/engine.py)."""
 
-    def __init__(self, conn: aiosqlite.Connection, batch_max: int = 256) -> None:
+    def __init__(self, conn: Connection, batch_max: int = 256, engine: str = "sqlite") -> None:
         self._conn = conn
+        self.engine = engine
         self._batch_max = batch_max
         self._inserts: list[tuple] = []
         self._hops: list[tuple] = []
@@ -117,26 +110,17 @@ class Store:
     # -- life cycle -------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, synchronous: str = "normal", batch_max: int = 256) -> Store:
-        """Open (creating if needed) and migrate the database at *path*."""
-        lock = None
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            lock = StoreLock(path)
-            lock.acquire()  # StoreLocked: another Courier has it
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        store = cls(conn, batch_max)
-        store._lock = lock
-        await store._migrate()
+    async def open(cls, target: str | Path, synchronous: str = "normal", batch_max: int = 256) -> Store:
+        """Open (creating if needed) and migrate the store at *target*: a SQLite path or a ``store.url``."""
+        opened = await connect(target, synchronous)
+        store = cls(opened.conn, batch_max, opened.engine)
+        store._lock = opened.lock
         store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
-        if str(path) != ":memory:":
+        if opened.path:
             # Checkpoint the WAL from a second connection, off the commit path: SQLite's
             # automatic checkpoint would run inside a commit and stall that batch (p99).
-            await conn.execute("PRAGMA wal_autocheckpoint=0")
-            store._ckpt_conn = await aiosqlite.connect(str(path), isolation_level=None)
+            await opened.conn.execute("PRAGMA wal_autocheckpoint=0")
+            store._ckpt_conn = await aiosqlite.connect(opened.path, isolation_level=None)
             store._checkpointer = asyncio.create_task(store._checkpoint_loop(), name="courier-store-checkpoint")
         return store
 
@@ -149,17 +133,8 @@ class Store:
                 done = self.commits
                 try:
                     await self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
+                except DB_ERRORS as exc:
                     log.warning("WAL checkpoint failed (will retry): %s", exc)
-
-    async def _migrate(self) -> None:
-        async with self._conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        current = row[0] if row else 0
-        for number, sql in _migrations():
-            if number > current:
-                log.info("Applying store migration %04d", number)
-                await self._conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
 
     async def close(self) -> None:
         """Commit what is queued, then close."""
@@ -176,7 +151,7 @@ class Store:
         if self._ckpt_conn is not None:
             try:
                 await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:  # a full or read-only disk: the WAL stays, and is replayed at start
+            except DB_ERRORS as exc:  # a full or read-only disk: the WAL stays, and is replayed at start
                 log.warning("WAL checkpoint at shutdown failed: %s", exc)
             await self._ckpt_conn.close()
         await self._conn.close()
@@ -279,7 +254,7 @@ class Store:
         started = time.perf_counter()
         async with self._tx:
             error = await self._write(inserts, hops, updates, absorbed, notices, extra=(outbox, routed))
-            if isinstance(error, sqlite3.IntegrityError):
+            if isinstance(error, INTEGRITY_ERRORS):
                 # A bad operation (a bug): commit the others one by one, drop only what fails.
                 error = await self._write_each(inserts, hops, updates, absorbed, notices)
                 if error is None:
@@ -337,7 +312,8 @@ class Store:
                 )
             if absorbed:
                 await self._conn.executemany(
-                    "INSERT OR IGNORE INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     absorbed,
                 )
             if notices:
@@ -348,7 +324,9 @@ class Store:
                 )
             if outbox:
                 await self._conn.executemany(
-                    "INSERT OR REPLACE INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?)", outbox
+                    "INSERT INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token) "
+                    "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
+                    outbox,
                 )
             if routed:
                 await self._conn.executemany("DELETE FROM outbox WHERE token=?", routed)
@@ -357,7 +335,7 @@ class Store:
         except Exception as exc:
             try:
                 await self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
+            except DB_ERRORS:
                 pass
             return exc
         return None
@@ -374,7 +352,7 @@ class Store:
                 args: list[list] = [[], [], [], [], []]
                 args[("insert", "hop", "update", "absorbed", "notice").index(kind)] = [op]
                 error = await self._write(args[0], args[1], args[2], args[3], args[4])
-                if isinstance(error, sqlite3.IntegrityError):
+                if isinstance(error, INTEGRITY_ERRORS):
                     log.error("Store refused one %s and dropped it (%s): %r", kind, error, op[:3])
                 elif error is not None:
                     return error
@@ -476,6 +454,15 @@ class Store:
         async with self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender=? AND kind='message' ORDER BY seq DESC LIMIT ?",
             (sender, limit),
+        ) as cur:
+            return [_row_to_message(row) for row in await cur.fetchall()]
+
+    async def unconfirmed(self, recipient_bare: str, limit: int = 10) -> list[MessageRow]:
+        """Messages delivered to *recipient_bare* with no receipt yet, newest first: choices for confirm."""
+        async with self._conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_bare=? AND kind='message' AND state='released' "
+            "ORDER BY seq DESC LIMIT ?",
+            (recipient_bare, limit),
         ) as cur:
             return [_row_to_message(row) for row in await cur.fetchall()]
 

@@ -11,14 +11,12 @@ finds the draft no longer pending: a draft fires exactly once or not at all.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from .. import metrics
+from .engine import DB_ERRORS, Connection
 
 #: Draft states: waiting for its trigger; claimed to be sent (its message not yet
 #: durable); sent (became a tracked message); deleted by its author.
@@ -64,8 +62,8 @@ _COLUMNS = (
 # expression of an UPDATE reads the old row, so `late` still sees the old trigger.
 _CLAIM = (
     "UPDATE drafts SET "
-    "state = CASE WHEN action = 'send' OR :force THEN 'firing' ELSE state END, "
-    "trigger_kind = CASE WHEN action = 'send' OR :force THEN trigger_kind ELSE 'manual' END, "
+    "state = CASE WHEN action = 'send' OR :force = 1 THEN 'firing' ELSE state END, "
+    "trigger_kind = CASE WHEN action = 'send' OR :force = 1 THEN trigger_kind ELSE 'manual' END, "
     "late = CASE WHEN trigger_kind = 'at' AND due_at < :now THEN :now - due_at ELSE 0 END, "
     "fired_at = :now, updated = :now "
     "WHERE {where} RETURNING " + _COLUMNS
@@ -79,7 +77,7 @@ def _row(values: Iterable[Any]) -> DraftRow:
 class DraftStore:
     """Typed access to the ``drafts`` table."""
 
-    def __init__(self, conn: aiosqlite.Connection, tx: asyncio.Lock) -> None:
+    def __init__(self, conn: Connection, tx: asyncio.Lock) -> None:
         self._conn = conn
         self._tx = tx
 
@@ -285,7 +283,7 @@ class DraftStore:
     async def _rollback(self) -> None:
         try:
             await self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
+        except DB_ERRORS:
             pass
 
 

@@ -18,12 +18,11 @@ and the aggregate status and recall read the copies' states straight from the
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import aiosqlite
+from .engine import DB_ERRORS, INTEGRITY_ERRORS, Connection
 
 
 class NameTaken(Exception):
@@ -80,7 +79,7 @@ _FANOUT_COLUMNS = "owner, id, list_name, source_id, source_origin, body, created
 class ListStore:
     """Typed access to ``lists``, ``list_members``, ``fanouts`` and ``fanout_copies``."""
 
-    def __init__(self, conn: aiosqlite.Connection, tx: asyncio.Lock) -> None:
+    def __init__(self, conn: Connection, tx: asyncio.Lock) -> None:
         self._conn = conn
         self._tx = tx
 
@@ -93,7 +92,7 @@ class ListStore:
             except BaseException:
                 try:
                     await self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
+                except DB_ERRORS:
                     pass
                 raise
             await self._conn.execute("COMMIT")
@@ -174,7 +173,7 @@ class ListStore:
                     (owner, name, key, now, expires),
                 ) as cur:
                     inserted = await cur.fetchone()
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 raise NameTaken(name) from None
             assert inserted is not None
             list_id = int(inserted[0])
@@ -194,7 +193,7 @@ class ListStore:
                     (name, new_key, owner, key),
                 ) as cur:
                     row = await cur.fetchone()
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 raise NameTaken(name) from None
         return await self._find(owner, new_key, now) if row else None
 
@@ -285,7 +284,7 @@ class ListStore:
                     (fanout.owner, fanout.id, fanout.list_name, fanout.source_id, fanout.source_origin, fanout.body,
                      fanout.created, fanout.recalled),
                 )  # fmt: skip
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 return False
             await self._conn.executemany(
                 "INSERT INTO fanout_copies (owner, fanout_id, member, msg_id) VALUES (?, ?, ?, ?)",
@@ -344,7 +343,7 @@ class ListStore:
         """Every owner's *per_owner* newest fan-outs, newest first (for start-up caches)."""
         async with self._conn.execute(
             f"SELECT {_FANOUT_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER "
-            "(PARTITION BY owner ORDER BY created DESC, rowid DESC) AS n FROM fanouts) WHERE n <= ? "
+            "(PARTITION BY owner ORDER BY created DESC, rowid DESC) AS n FROM fanouts) AS newest WHERE n <= ? "
             "ORDER BY owner, created DESC",
             (per_owner,),
         ) as cur:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from .engine import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class OutboxRow:
 class OutboxStore:
     """Reads of the outbox table."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def unconfirmed(self, limit: int = 100_000) -> list[OutboxRow]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-import aiosqlite
+from .engine import Connection
 
 _CLOSED = "state NOT IN ('accepted', 'held', 'sms')"
 
@@ -17,7 +17,7 @@ _CLOSED = "state NOT IN ('accepted', 'held', 'sms')"
 class RetentionStore:
     """Deletes closed messages (with their hops and absorbed hand-offs) older than a cut-off."""
 
-    def __init__(self, conn: aiosqlite.Connection, tx: asyncio.Lock) -> None:
+    def __init__(self, conn: Connection, tx: asyncio.Lock) -> None:
         self._conn = conn
         self._tx = tx
 

@@ -10,14 +10,12 @@ after a crash an entry whose fate is unknown is never sent a second time.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from .. import metrics
+from .engine import INTEGRITY_ERRORS, Connection
 
 QUEUED, SENDING, SUBMITTED, DELIVERED, FAILED, CANCELLED = (
     "queued",
@@ -91,7 +89,7 @@ def _outbox(values: Iterable[Any]) -> OutboxRow:
 class SmsStore:
     """Typed access to the ``sms_*`` tables."""
 
-    def __init__(self, conn: aiosqlite.Connection, tx: asyncio.Lock) -> None:
+    def __init__(self, conn: Connection, tx: asyncio.Lock) -> None:
         self._conn = conn
         self._tx = tx
 
@@ -144,7 +142,7 @@ class SmsStore:
                 ) as cur,
             ):
                 row = await cur.fetchone()
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise NumberTaken() from None
         assert row is not None
         return _number(row)
@@ -250,7 +248,7 @@ class SmsStore:
         if row is not None:
             async with self._tx:
                 await self._conn.execute(
-                    "INSERT OR IGNORE INTO sms_transport_ids (transport_id, outbox_id) VALUES (?, ?)",
+                    "INSERT INTO sms_transport_ids (transport_id, outbox_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (row[1], outbox_id),
                 )
         return _outbox(row) if row else None
@@ -284,7 +282,7 @@ class SmsStore:
     async def add_transport_ids(self, outbox_id: int, ids: Iterable[str]) -> None:
         async with self._tx:
             await self._conn.executemany(
-                "INSERT OR IGNORE INTO sms_transport_ids (transport_id, outbox_id) VALUES (?, ?)",
+                "INSERT INTO sms_transport_ids (transport_id, outbox_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(i, outbox_id) for i in ids],
             )
 
@@ -331,7 +329,8 @@ class SmsStore:
         async with (
             self._tx,
             self._conn.execute(
-                "INSERT OR IGNORE INTO sms_inbound (key, sender, recipient, at) VALUES (?, ?, ?, ?) RETURNING key",
+                "INSERT INTO sms_inbound (key, sender, recipient, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING "
+                "RETURNING key",
                 (key, sender, recipient, now),
             ) as cur,
         ):

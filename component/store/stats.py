@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import aiosqlite
+from .engine import Connection
 
 
 class StatsStore:
     """Queue depths read from the tables the feature services own."""
 
-    def __init__(self, conn: aiosqlite.Connection, tx: asyncio.Lock) -> None:
+    def __init__(self, conn: Connection, tx: asyncio.Lock) -> None:
         self._conn = conn
         self._tx = tx
 

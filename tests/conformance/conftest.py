@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from component import prosody
+from tests import storeview
 
 from .xmpp import Client, CourierProcess
 
@@ -70,8 +71,6 @@ async def connect(stack: prosody.ProsodySetup) -> AsyncIterator[Callable[..., ob
         await client.stop()
 
 
-def read_store(courier: CourierProcess) -> sqlite3.Connection:
-    """A read-only view of Courier's database (WAL allows it beside the running process)."""
-    conn = sqlite3.connect(f"file:{courier.db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    return conn
+def read_store(courier: CourierProcess) -> Any:
+    """A read-only view of Courier's store beside the running process (SQLite's WAL allows it)."""
+    return storeview.connect(courier.db, read_only=True)

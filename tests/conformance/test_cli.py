@@ -44,7 +44,7 @@ async def spawn(command: list[str]) -> asyncio.subprocess.Process:
 async def cli(stack: prosody.ProsodySetup, jid: str, command: str, *args: str, password: str = PASSWORD) -> Result:
     proc = await spawn(argv(stack, jid, command, *args, password=password))
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)  # a cold start on a loaded machine
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from component import prosody
+from tests import pgserver
 
 from .test_commands import bot, execute
 from .test_delivery import eventually, states
@@ -150,6 +151,8 @@ async def test_courier_status_reads_the_running_instance(ops, users, connect) ->
     assert "connected to 127.0.0.1:" in lines["Connection"]
     assert lines["Held"].startswith("Held now     2 (recipient offline 2,")
     assert "2 received, 2 acknowledged" in lines["Hand-offs"]
+    engine = "PostgreSQL, lease held (the active Courier); " if pgserver.engine() == "postgresql" else "SQLite; "
+    assert lines["Store"].startswith(f"Store        {engine}")
     assert "Last" in lines
 
 

@@ -53,6 +53,54 @@ async def test_the_bot_takes_the_number_shown_by_pending(courier, stack, users, 
     assert states(courier, alice) == {"n1": "recalled", "n2": "recalled", "n3": "held"}
 
 
+async def test_confirm_offers_the_messages_without_a_receipt(courier, stack, users, with_commands) -> None:
+    """Bob's policy is manual: "Confirm a receipt" lists what he received without a receipt,
+    newest first, as a form (Gajim/nbxmpp echo it back) and in the bot (“confirm 2”)."""
+    alice, bob = users("alice", "bob")
+    a, b = await with_commands(alice, bob)
+    empty = await execute(b, stack.component, "confirm")  # nothing received yet: said at once
+    assert empty["status"] == "completed" and empty["form"].get_fields().keys() == {"result"}
+    assert empty["notes"][0][1] == "Nothing to confirm: every message you received has its receipt."
+    assert (await bot(b, stack.component, "receipts manual")).startswith("Saved. Your receipt policy: manual.")
+    for n, text in enumerate(("Sign here", "And here, on the second page"), 1):
+        msg = a.make_message(mto=bob, mbody=text, mtype="chat")
+        msg["id"], msg["request_receipt"] = f"s{n}", True
+        msg.send()
+        got = await b.next_message()
+        auto = b.make_message(mto=got["from"], mtype="chat")
+        auto["receipt"] = f"s{n}"
+        auto.send()  # Bob's client's automatic receipt: withheld
+    await eventually(lambda: states(courier, alice) == {"s1": "released", "s2": "released"}, what="delivered")
+    first = await execute(b, stack.component, "confirm")
+    field = first["form"].get_fields()["id"]
+    assert field["type"] == "list-single" and field["required"]
+    assert [(o["value"], o["label"]) for o in field["options"]] == [
+        ("s2", f"1. from {alice}, just now: And here, on the second page"),
+        ("s1", f"2. from {alice}, just now: Sign here"),
+    ]
+    done = await execute(b, stack.component, "confirm", "complete", first["sessionid"], {"id": "s1"}, first["form"])
+    assert done["notes"][0][1] == f"Receipt sent to {alice}.\nFor “Sign here” (id s1)."
+    receipts = lambda: [m["receipt"] for m in a.all_received if m["receipt"]]  # noqa: E731
+    await eventually(lambda: receipts() == ["s1"], what="s1's receipt")
+    listing = (await bot(b, stack.component, "confirm")).splitlines()
+    assert listing[0] == "1 message(s) without a receipt, newest first."
+    assert listing[3].split()[:2] == ["1", alice]
+    assert await bot(b, stack.component, "confirm 2") == "There is no message 2: “confirm” lists 1."
+    assert await bot(b, stack.component, "confirm 1") == (
+        f"Receipt sent to {alice}.\nFor “And here, on the second page” (id s2)."
+    )
+    await eventually(lambda: receipts() == ["s1", "s2"], what="s2's receipt")
+    assert await bot(b, stack.component, "confirm") == "Nothing to confirm: every message you received has its receipt."
+
+
+async def test_trace_with_nothing_sent_says_so_at_once(courier, stack, users, with_commands) -> None:
+    (alice,) = users("alice")
+    (a,) = await with_commands(alice)
+    done = await execute(a, stack.component, "trace")
+    assert done["status"] == "completed"
+    assert done["notes"][0][1] == "Nothing to trace: you have sent no message through Courier yet."
+
+
 async def test_reports_chat_tells_once_when_a_cached_message_is_delivered_and_read(
     courier, stack, users, connect
 ) -> None:

@@ -140,7 +140,7 @@ async def test_manual_confirm_by_bot_sends_the_receipt(courier, stack, users, re
     await asyncio.sleep(0.5)
     assert from_user(a, bob) == []
     b.chat(stack.component, "confirm sign-1", origin_id=False)
-    assert (await b.next_message())["body"] == f"Receipt for sign-1 sent to {alice}."
+    assert (await b.next_message())["body"] == f"Receipt sent to {alice}.\nFor “Sign here” (id sign-1)."
     await eventually(lambda: from_user(a, bob) == ["receipt:sign-1"], what="confirmed receipt")
     await eventually(lambda: reports(a)[-1:] == ["received"], what="received report")
     b.chat(stack.component, "confirm nope", origin_id=False)

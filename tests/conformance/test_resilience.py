@@ -9,6 +9,8 @@ import asyncio
 import time
 from xml.etree.ElementTree import SubElement, fromstring
 
+import pytest
+
 from component.xep.route.stanza import NS as ROUTE
 
 from .test_delivery import eventually, states
@@ -185,6 +187,7 @@ async def test_prosody_restart_keeps_held_messages_and_courier_reconnects(users,
         prosody.stop(proc)
 
 
+@pytest.mark.sqlite_only  # on PostgreSQL the second one is the standby: tests/faults/test_standby.py
 async def test_a_second_courier_on_the_same_store_exits_with_a_sentence(courier, users, connect) -> None:
     """One Courier per store: a second process on the running one's store refuses to start
     (before it touches the store or Prosody), and the first goes on serving."""

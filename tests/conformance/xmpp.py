@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from slixmpp import JID, ClientXMPP, Message
 from slixmpp.xmlstream.handler import Callback
@@ -16,6 +17,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from component import prosody
 from component.xep import hops
+from tests import pgserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,24 +122,50 @@ class Client(ClientXMPP):
 
 
 class CourierProcess:
-    """A real Courier process (``python -m component run``) with its own store and log."""
+    """A real Courier process (``python -m component run``) with its own store and log.
+
+    Every stanza it sends is recorded (``COURIER_RECORD_SENT``) and checked after each
+    test against the XML Schemas of ``xeps/`` (``tests/conftest.py``)."""
+
+    #: every process made in this test session, for the check of what they sent
+    made: ClassVar[list[CourierProcess]] = []
 
     def __init__(self, setup: prosody.ProsodySetup, workdir: Path, **env: str) -> None:
         self.setup = setup
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.db = workdir / "courier.sqlite"
+        # the store: a SQLite file, or a fresh PostgreSQL database (COURIER_TEST_STORE=postgresql)
+        self.db: Path | str = workdir / "courier.sqlite"
+        store = f'path = "{self.db}"'
+        if pgserver.engine() == "postgresql":
+            self.db = pgserver.server().create_database()
+            store = f'url = "{self.db}"'
         self.log = workdir / "courier.log"
         self.config = workdir / "courier.toml"
         self.config.write_text(
             f'[xmpp]\ndomain = "{setup.domain}"\nsecret = "{setup.secret}"\nport = {setup.component_port}\n'
-            f'[store]\npath = "{self.db}"\n[log]\nlevel = "DEBUG"\n'
+            f'[store]\n{store}\n[log]\nlevel = "DEBUG"\n'
         )
-        self.env = {**os.environ, **env}
+        self.sent = workdir / "sent.jsonl"
+        self.env = {**os.environ, "COURIER_RECORD_SENT": str(self.sent), **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._sent_checked = 0
+        CourierProcess.made.append(self)
 
-    def start(self, timeout: float = 15) -> CourierProcess:
+    def unchecked_sent(self) -> list[str]:
+        """The stanzas sent since the last call (complete lines only)."""
+        if not self.sent.exists():
+            return []
+        with self.sent.open("rb") as f:
+            f.seek(self._sent_checked)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._sent_checked += len(complete)
+        return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+
+    def start(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
+        """Start it; wait until its log says *ready* (a standby on PostgreSQL: ``"Standby:"``)."""
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
@@ -150,7 +178,7 @@ class CourierProcess:
         )
         out.close()
         try:
-            self.wait_log("connected to", timeout)
+            self.wait_log(ready, timeout)
         except BaseException:
             self.kill()  # never leave a half-started Courier behind
             raise

@@ -127,9 +127,9 @@ def account(name: str, sent: list[str], seen: Counter[str], stored: set[str] | N
 
 
 def stored_ids(courier: CourierProcess, sender: str) -> set[str]:
-    import sqlite3
+    from tests import storeview
 
-    with sqlite3.connect(f"file:{courier.db}?mode=ro", uri=True) as db:
+    with storeview.connect(courier.db, read_only=True) as db:
         return {r[0] for r in db.execute("SELECT msg_id FROM messages WHERE sender=?", (sender,))}
 
 

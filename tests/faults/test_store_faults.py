@@ -7,10 +7,13 @@ import asyncio
 import time
 from collections import Counter
 
+import pytest
+
 from tests.conformance.test_delivery import eventually, states
 from tests.conformance.xmpp import CourierProcess
 
 HELD, BIG = 100, 40
+pytestmark = pytest.mark.sqlite_only  # faults of SQLite's own disk
 
 
 def courier_on(disk, stack, tmp_path) -> CourierProcess:

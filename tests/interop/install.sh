@@ -1,6 +1,6 @@
 #!/bin/sh
 # The third-party clients tests/interop/ drives (docs/clients.md says what each one sends):
-# Debian's chromium, tmux, profanity and python3-nbxmpp (apt); Converse.js 14.0.0
+# Debian's chromium, tmux, profanity, poezio and python3-nbxmpp (apt); Converse.js 14.0.0
 # (npm pack, cached in .cache/interop/); nbxmpp 7.4.0 in a venv over Debian's
 # python3 (GObject and libsoup come from python3-nbxmpp's dependencies).
 # Idempotent; silent when everything is there.
@@ -14,6 +14,8 @@ need=""
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
 command -v profanity >/dev/null 2>&1 || need="$need profanity"
+command -v poezio >/dev/null 2>&1 || need="$need poezio"
+command -v setpriv >/dev/null 2>&1 || need="$need util-linux"  # Poezio refuses root: run as nobody
 [ -d /usr/lib/python3/dist-packages/nbxmpp ] || need="$need python3-nbxmpp"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 command -v npm >/dev/null 2>&1 || need="$need npm"
@@ -21,9 +23,11 @@ if [ -n "$need" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "Installing the interop clients from Debian:$need"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # (the lock timeout: another apt may be running, e.g. a second checkout's install)
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
     # shellcheck disable=SC2086
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends $need >/dev/null
 fi
 
 converse="$CACHE/converse.js-$CONVERSE_VERSION"

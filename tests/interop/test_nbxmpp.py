@@ -130,6 +130,33 @@ async def test_actions_name_complete_as_the_default(courier, stack, users, conne
     assert actions.get("execute") == "complete"
 
 
+async def test_confirm_picks_a_message_without_a_receipt(courier, stack, users, connect, nbxmpp) -> None:
+    """Bob (manual policy) runs "Confirm a receipt" as Gajim would: the message is a list entry
+    (sender, age, text), never an id to type; the whole form echoed back sends Alice the receipt."""
+    alice, bob = users("alice", "bob")
+    n = await nbxmpp(bob)
+    await n.send(op="send", to=stack.component, body="receipts manual", id="r1")
+    await eventually(lambda: [m for m in n.messages() if m["frm"] == stack.component], what="the bot's answer")
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="Sign the lease", mtype="chat")
+    msg["id"], msg["request_receipt"] = "lease-1", True
+    msg.send()
+    await eventually(lambda: [m for m in n.messages() if m["id"] == "lease-1"], what="delivered to Gajim's library")
+    form = await n.request("execute", jid=stack.component, node="confirm")
+    assert form.get("error") is None, form
+    assert (form["node"], form["status"]) == ("confirm", "executing")
+    (picker,) = form["form"]["fields"]
+    assert (picker["var"], picker["type"], picker["label"]) == ("id", "list-single", "Message")
+    assert picker["options"] == [[f"1. from {alice}, just now: Sign the lease", "lease-1"]]
+    done = await n.request("submit", values={}, action="complete")
+    assert done.get("error") is None, done
+    assert (done["status"], done["notes"]) == (
+        "completed",
+        [["info", f"Receipt sent to {alice}.\nFor “Sign the lease” (id lease-1)."]],
+    )
+    await eventually(lambda: wire(a, bob) == ["receipt:lease-1"], what="the receipt at Alice")
+
+
 async def test_bot_help(courier, stack, users, nbxmpp) -> None:
     (alice,) = users("alice")
     n = await nbxmpp(alice)

@@ -22,8 +22,8 @@ TYBALT = "tybalt@shakespeare.lit"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "courier.sqlite")
+async def store(store_target: Path) -> AsyncIterator[Store]:
+    s = await Store.open(store_target)
     try:
         yield s
     finally:
@@ -199,6 +199,7 @@ async def test_firing_and_mark_sent(store: Store) -> None:
     assert row is not None and (row.state, row.message_seq) == ("sent", 42)
 
 
+@pytest.mark.sqlite_only
 async def test_drafts_and_triggers_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "courier.sqlite"
     s = await Store.open(path)

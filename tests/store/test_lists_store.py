@@ -21,8 +21,8 @@ BIG = 1000
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "courier.sqlite3")
+async def store(store_target: Path) -> AsyncIterator[Store]:
+    s = await Store.open(store_target)
     try:
         yield s
     finally:

@@ -7,8 +7,8 @@ from component.store import Store
 from tests.store.test_store import T0, row
 
 
-async def test_closed_messages_older_than_the_retention_go_with_their_hops_held_ones_stay(tmp_path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite")
+async def test_closed_messages_older_than_the_retention_go_with_their_hops_held_ones_stay(store_target) -> None:
+    store = await Store.open(store_target)
     try:
         states = [State.RELEASED, State.READ, State.RECALLED, State.FAILED, State.HELD, State.ACCEPTED, State.SMS]
         for seq, state in enumerate(states, 1):

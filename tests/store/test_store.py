@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 
 from component.delivery.states import Hop, State
-from component.store import MessageRow, Store, StoreUnavailable, _migrations
+from component.store import MessageRow, Store, StoreUnavailable
+from component.store.opening import migrations
+from tests import storeview
 
 T0 = 1_795_000_000.0  # 2026-11-19, a pinned clock
 JULIET = "juliet@shakespeare.lit"
@@ -66,9 +68,9 @@ def row(
     )
 
 
-def other_conn(path: Path) -> sqlite3.Connection:
-    """A second, independent connection to the same file (what a crash would leave)."""
-    return sqlite3.connect(str(path))
+def other_conn(path: Path | str) -> Any:
+    """A second, independent connection to the same store (what a crash would leave)."""
+    return storeview.connect(path)
 
 
 def count(path: Path, table: str) -> int:
@@ -81,8 +83,8 @@ async def flush(store: Store) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "courier.sqlite3"
+def db(store_target: Path) -> Path:
+    return store_target  # a SQLite file, or a PostgreSQL URL (COURIER_TEST_STORE=postgresql)
 
 
 @pytest.fixture
@@ -97,10 +99,11 @@ async def store(db: Path) -> AsyncIterator[Store]:
 # -- schema -------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 async def test_migrations_create_schema_and_set_user_version(db: Path) -> None:
     s = await Store.open(db)
     await s.close()
-    latest = max(n for n, _ in _migrations())
+    latest = max(n for n, _ in migrations("sqlite"))
     assert latest >= 1
     with other_conn(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == latest
@@ -109,6 +112,7 @@ async def test_migrations_create_schema_and_set_user_version(db: Path) -> None:
     assert {"messages", "hops", "absorbed_handoffs", "user_settings"} <= tables
 
 
+@pytest.mark.sqlite_only
 async def test_reopening_does_not_reapply_migrations(db: Path) -> None:
     s = await Store.open(db)
     s.queue_message(row(1))
@@ -121,7 +125,7 @@ async def test_reopening_does_not_reapply_migrations(db: Path) -> None:
     finally:
         await s.close()
     with other_conn(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == max(n for n, _ in _migrations())
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == max(n for n, _ in migrations("sqlite"))
 
 
 # -- durability: callbacks after commit -----------------------------------------
@@ -186,6 +190,7 @@ async def test_a_refused_operation_is_dropped_alone_and_the_valid_ones_are_kept(
         assert [r[0] for r in conn.execute("SELECT hid FROM messages WHERE seq=1")] == [row(1).hid]
 
 
+@pytest.mark.sqlite_only
 async def test_a_store_that_cannot_write_keeps_everything_and_commits_it_when_it_can(store: Store, db: Path) -> None:
     """Commits failing (here SQLite's query_only, as a read-only or full disk would): nothing
     queued is dropped, a waiting caller is told instead of hanging, and everything is committed,

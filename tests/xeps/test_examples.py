@@ -19,16 +19,15 @@ own namespace is checked without touching this file.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-XEPS_DIR = Path(__file__).resolve().parents[2] / "xeps"
+from tests.schemas import XEPS_DIR, parser, schemas_of, strip_xml_decl, top_most_in
+
 DOCUMENTS = sorted(XEPS_DIR.glob("*.xml"))
 
-XS_NS = "http://www.w3.org/2001/XMLSchema"
 
 #: Required sections: name -> (accepted topics, accepted anchors), lower-case.
 REQUIRED_SECTIONS: dict[str, tuple[set[str], set[str]]] = {
@@ -48,19 +47,10 @@ REQUIRED_SECTIONS: dict[str, tuple[set[str], set[str]]] = {
     "XML Schema": ({"xml schema", "xml schemas"}, {"schema", "schemas"}),
 }
 
-_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.DOTALL)
-
-
-def _parser() -> etree.XMLParser:
-    # XSF documents reference xep.dtd / xep.ent, which are not available
-    # offline: never load them, keep unresolved entity references as nodes.
-    return etree.XMLParser(
-        load_dtd=False, no_network=True, resolve_entities=False, remove_blank_text=False
-    )
 
 
 def _parse_document(path: Path) -> etree._Element:
-    return etree.parse(str(path), _parser()).getroot()
+    return etree.parse(str(path), parser()).getroot()
 
 
 def _norm(text: str | None) -> str:
@@ -75,28 +65,6 @@ def _find_section(root: etree._Element, name: str) -> etree._Element | None:
     return None
 
 
-def _strip_xml_decl(text: str) -> str:
-    return _XML_DECL.sub("", text, count=1).strip()
-
-
-def _schemas(root: etree._Element) -> dict[str, etree.XMLSchema]:
-    """Every ``xs:schema`` in the schema section's ``<code>`` blocks, by targetNamespace."""
-    section = _find_section(root, "XML Schema")
-    assert section is not None, "no XML Schema section"
-    schemas: dict[str, etree.XMLSchema] = {}
-    for code in section.iter("code"):
-        text = _strip_xml_decl(code.text or "")
-        if not text:
-            continue
-        doc = etree.fromstring(text.encode("utf-8"), _parser())
-        if doc.tag != f"{{{XS_NS}}}schema":
-            continue
-        target = doc.get("targetNamespace")
-        assert target, "XML Schema without a targetNamespace"
-        schemas[target] = etree.XMLSchema(doc)
-    return schemas
-
-
 def _examples(root: etree._Element) -> list[tuple[str, str]]:
     """``(caption, text)`` for every ``<example>`` in document order."""
     return [(ex.get("caption") or "(no caption)", ex.text or "") for ex in root.iter("example")]
@@ -104,25 +72,8 @@ def _examples(root: etree._Element) -> list[tuple[str, str]]:
 
 def _parse_example(text: str) -> etree._Element:
     """Wrap an example (possibly several sibling stanzas) in a dummy root."""
-    wrapped = f"<xep-example>{_strip_xml_decl(text)}</xep-example>"
-    return etree.fromstring(wrapped.encode("utf-8"), _parser())
-
-
-def _top_most_in(root: etree._Element, namespaces: set[str]) -> list[etree._Element]:
-    found = []
-    for el in root.iter(etree.Element):
-        if etree.QName(el).namespace not in namespaces:
-            continue
-        parent = el.getparent()
-        nested = False
-        while parent is not None:
-            if etree.QName(parent).namespace in namespaces:
-                nested = True
-                break
-            parent = parent.getparent()
-        if not nested:
-            found.append(el)
-    return found
+    wrapped = f"<xep-example>{strip_xml_decl(text)}</xep-example>"
+    return etree.fromstring(wrapped.encode("utf-8"), parser())
 
 
 def test_documents_exist() -> None:
@@ -162,7 +113,7 @@ def test_use_cases_have_examples(path: Path) -> None:
 @pytest.mark.parametrize("path", DOCUMENTS, ids=[p.name for p in DOCUMENTS])
 def test_examples_validate_against_schema(path: Path) -> None:
     root = _parse_document(path)
-    schemas = _schemas(root)
+    schemas = schemas_of(root)
     assert schemas, "the XML Schema section holds no xs:schema"
     namespaces = set(schemas)
 
@@ -177,7 +128,7 @@ def test_examples_validate_against_schema(path: Path) -> None:
         except etree.XMLSyntaxError as exc:
             failures.append(f"example {caption!r} is not well-formed: {exc}")
             continue
-        for el in _top_most_in(wrapper, namespaces):
+        for el in top_most_in(wrapper, namespaces):
             tree = etree.ElementTree(copy.deepcopy(el))
             schema = schemas[etree.QName(el).namespace]
             validated += 1

@@ -1,0 +1,106 @@
+"""Active/standby on PostgreSQL (component/standby.py), with real Prosody, PostgreSQL and Courier
+processes: SIGKILL the active Courier mid-burst and the standby takes over within 10 s with
+nothing lost or duplicated; two active Couriers are impossible; a lost lease disconnects at once.
+Always on PostgreSQL (tests/pgserver.py), whatever COURIER_TEST_STORE says."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from component.standby import LOST_LEASE_EXIT
+from tests import pgserver, storeview
+from tests.conformance.xmpp import CourierProcess
+
+from .harness import Stack, account, burst, collect_until, settle, wait_for
+
+HOLDERS = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+@contextmanager
+def pair(s: Stack) -> Iterator[tuple[CourierProcess, CourierProcess, str]]:
+    """Two Couriers for one component on one PostgreSQL database: the first active, the second standby."""
+    url = pgserver.server().create_database()
+    env = {"COURIER_STORE_URL": url, "COURIER_STORE_LEASE_POLL": "0.2"}
+    active = CourierProcess(s.setup, s.tmp / "active", **env).start()
+    standby = CourierProcess(s.setup, s.tmp / "standby", **env).start(ready="Standby:")
+    try:
+        yield active, standby, url
+    finally:
+        for c in (active, standby):
+            c.stop()
+
+
+def states(url: str, recipient: str) -> Counter[str]:
+    with storeview.connect(url) as db:
+        return Counter(r[0] for r in db.execute("SELECT state FROM messages WHERE recipient_bare = ?", (recipient,)))
+
+
+async def test_standby_takes_over_within_10s_of_a_sigkill_mid_burst(fault_stack: Stack) -> None:
+    s = fault_stack
+    alice, bob, carol = s.adduser("alice", "bob", "carol")
+    with pair(s) as (active, standby, url):
+        a, b = await s.connect(alice), await s.connect(bob)
+        to_bob = burst(a, bob, 600, "sb-b")
+        to_carol = burst(a, carol, 600, "sb-c")  # carol is offline: held by Courier (or Prosody's offline store)
+        await wait_for(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
+        active.kill()
+        killed = time.monotonic()
+        await wait_for(lambda: "connected to" in standby.log_text(), 10, "the standby connected within 10 s")
+        took = time.monotonic() - killed
+        a.chat(bob, "end", "sb-b-end")
+        seen_b: Counter[str] = Counter()
+        await collect_until(b, "sb-b-end", seen_b, 60)
+        await settle(b, a, bob, to_bob, seen_b, "sb-b")
+        held = states(url, carol)
+        assert held["held"] > 0 and set(held) <= {"held", "accepted"}, held  # still held: nothing went early
+        c = await s.connect(carol)
+        a.chat(carol, "end", "sb-c-end")
+        seen_c: Counter[str] = Counter()
+        await collect_until(c, "sb-c-end", seen_c, 60)
+        await settle(c, a, carol, to_carol, seen_c, "sb-c")
+        print(f"TAKEOVER standby connected {took:.2f} s after the SIGKILL; {held['held']} of carol's still held")
+        assert took <= 10
+        for name, sent, seen in (("online", to_bob, seen_b), ("offline", to_carol, seen_c)):
+            _, duplicated, lost = account(f"active SIGKILL mid-burst, standby takes over ({name})", sent, seen)
+            assert (duplicated, lost) == (0, 0)
+
+
+async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(fault_stack: Stack) -> None:
+    s = fault_stack
+    alice, bob = s.adduser("alice", "bob")
+    with pair(s) as (active, standby, url):
+        a, b = await s.connect(alice), await s.connect(bob)
+        a.chat(bob, "one", "two-1")
+        assert (await b.next_message(10))["id"] == "two-1"  # the active one serves...
+        # ...and the standby waits: one lease holder, the standby never connected to Prosody
+        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        assert "connected to" not in standby.log_text() and standby.proc is not None and standby.proc.poll() is None
+        # Its lease connection goes (the server ends that session): it disconnects and exits at once.
+        pgserver.server().psql(url, f"SELECT pg_terminate_backend(pid) FROM ({HOLDERS}) AS holder")
+        cut = time.monotonic()
+        assert active.proc is not None
+        await wait_for(lambda: active.proc is not None and active.proc.poll() is not None, 5, "the active one exited")
+        gone = time.monotonic() - cut
+        assert active.proc.returncode == LOST_LEASE_EXIT
+        assert "Lease of" in active.log_text() and "lost" in active.log_text()
+        await wait_for(lambda: "connected to" in standby.log_text(), 10, "the standby took over")
+        a.chat(bob, "two", "two-2")
+        assert (await b.next_message(20))["id"] == "two-2"
+        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        print(f"LEASE lost: the active Courier exited {gone:.2f} s after its lease session ended")
+
+
+async def test_a_standby_told_to_stop_stops_having_touched_nothing(fault_stack: Stack) -> None:
+    with pair(fault_stack) as (active, standby, url):
+        assert standby.proc is not None
+        standby.stop()  # SIGTERM while it waits for the lease
+        assert "Courier stopped (it was the standby)" in standby.log_text()
+        assert "connected to" not in standby.log_text() and "store migration" not in standby.log_text()
+        assert active.proc is not None and active.proc.poll() is None
+        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
