@@ -15,8 +15,8 @@ from slixmpp import JID, Iq, Message
 from slixmpp.test import SlixTest
 
 from component.lists import names
-from component.xep.lists import stanza
 from component.lists.xmpp import ForLists
+from component.xep.lists import stanza
 from component.xep.lists.lists import parse_stamp, stamp
 from component.xep.lists.stanza import COUNTS, Copy, Fanout, ListItem
 
