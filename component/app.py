@@ -27,8 +27,7 @@ from .delivery.pipeline import Encrypted, Handoff, NotFound, Pipeline, Report, T
 from .delivery.retention import Retention
 from .delivery.states import State, hop_word
 from .drafts import DraftMessages, DraftsAdapter
-from .lists import Limits as ListLimits
-from .lists import ListService
+from .lists import xmpp as lists_xmpp
 from .namespaces import NS_ADDRESS, OUR_TAG_PREFIX
 from .ops import service
 from .ops.http import MetricsServer
@@ -39,7 +38,6 @@ from .store.errors import StoreUnavailable
 from .util import stamp, stamp_or_now
 from .xep import drafts as xep_drafts
 from .xep import hops, receipts, route
-from .xep import lists as xep_lists
 
 log = logging.getLogger("courier")
 
@@ -164,16 +162,7 @@ class Courier(ComponentXMPP):
             pconfig={"service": DraftsAdapter(self.drafts), "domain": config.domain},
         )
         # broadcast lists (P4): the service, the courier-lists IQs, list JIDs and XEP-0033 fan-outs
-        self.lists = ListService(
-            store,
-            self.pipeline,
-            config.jid,
-            config.domain,
-            ListLimits(config["lists.max_members"], config["lists.max_lists"], config["lists.fanouts_per_minute"]),
-        )
-        self.register_plugin(
-            "courier_lists", module=xep_lists, pconfig={"service": self.lists, "domain": config.domain}
-        )
+        self.lists = lists_xmpp.attach(self, config, store, self.pipeline)
         self.register_plugin("xep_0004")
         xep_0050_fix.install()
         self.register_plugin("xep_0050")

@@ -10,8 +10,10 @@ reported like any message of the owner), the aggregate status of a fan-out and
 its recall.  Members never see the list, its name or each other: their copy is
 a plain 1:1 message from the owner's bare JID with its own id.
 
-Expected failures raise :class:`ListError` with an XMPP error condition and a
-sentence for the user; the XMPP side and the commands show it as it is.
+The lists themselves (names, members, lifetimes) are :class:`~.book.ListBook`, this
+class's base; the values are in :mod:`.model`.  Expected failures raise
+:class:`ListError` with an XMPP error condition and a sentence for the user; the XMPP
+side and the commands show it as it is.
 """
 
 from __future__ import annotations
@@ -21,90 +23,31 @@ import logging
 import secrets
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from xml.etree import ElementTree as ET
 
 from slixmpp import JID
-from slixmpp.jid import InvalidJID
-from slixmpp.types import ErrorConditions, ErrorTypes
 
 from .. import metrics
-from ..delivery.pipeline import NotFound, Pipeline, TooLate
-from ..delivery.states import DELIVERED, Event, State, hop_word
+from ..delivery.pipeline import NotFound, TooLate
+from ..delivery.states import DELIVERED, Event
 from ..namespaces import NS_CORRECT, NS_FALLBACK, NS_HINTS, NS_MARKERS, NS_RECEIPTS, NS_RETRACT
-from ..store import Store
-from ..store.lists import CopyRow, FanoutRow, LimitReached, ListRow, NameTaken
-from . import names
+from ..store.lists import CopyRow, FanoutRow, LimitReached, ListRow
+from .book import ListBook
+from .model import (
+    AGGREGATE,
+    CHUNK,
+    RECENT,
+    RETRACT_FALLBACK,
+    FanoutStatus,
+    Limits,
+    ListError,
+    aggregate_state,
+    copy_state,
+    is_jid,
+)
 
 log = logging.getLogger(__name__)
-
-
-#: The body of a retraction, for clients without XEP-0424 (the text XEP-0424 suggests).
-RETRACT_FALLBACK = "This person attempted to retract a previous message, but it's unsupported by your client."
-#: Copies originated at once (one group commit); between chunks Courier waits for the server
-#: to have routed the previous chunk (:attr:`ListService.pace`), so other traffic interleaves.
-CHUNK = 10
-#: Fan-outs per owner kept in memory for the commands' forms.
-RECENT = 10
-#: Aggregate states of a fan-out, each copy counted once, in its current state.
-AGGREGATE = ("held", "released", "sms", "sms-delivered", "received", "read", "recalled", "retracted", "failed")
-
-
-class ListError(Exception):
-    """An expected failure: an XMPP error condition, its type, and a sentence for the user."""
-
-    def __init__(self, condition: ErrorConditions, text: str, etype: ErrorTypes = "cancel") -> None:
-        super().__init__(text)
-        self.condition = condition
-        self.text = text
-        self.etype = etype
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Configurable limits (``lists.*`` options)."""
-
-    max_members: int = 500
-    max_lists: int = 100
-    fanouts_per_minute: int = 10
-
-
-def copy_state(c: CopyRow) -> str:
-    """One copy's state in courier-hops words (a copy not durable yet counts as sent)."""
-    return hop_word(c.state or State.ACCEPTED.value, c.hold_reason)
-
-
-def aggregate_state(state: str) -> str:
-    """A courier-hops state as counted in the aggregate: still at the server = held."""
-    return "held" if state in ("sent", "cached", "held") else state
-
-
-@dataclass(slots=True)
-class FanoutStatus:
-    """A fan-out and where each of its copies is now."""
-
-    fanout: FanoutRow
-    copies: list[CopyRow]
-
-    @property
-    def total(self) -> int:
-        return len(self.copies)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(AGGREGATE, 0)
-        for c in self.copies:
-            state = aggregate_state(copy_state(c))
-            counts[state] = counts.get(state, 0) + 1  # (a state added later is counted, not fatal)
-        return counts
-
-    def summary(self) -> str:
-        """“5 members: 3 released, 2 held”."""
-        parts = [f"{n} {state}" for state, n in self.counts.items() if n]
-        noun = "member" if self.total == 1 else "members"
-        return f"{self.total} {noun}: " + ", ".join(parts) if parts else f"{self.total} {noun}"
 
 
 def _copy_extras() -> list[ET.Element]:
@@ -113,25 +56,8 @@ def _copy_extras() -> list[ET.Element]:
     return [ET.Element(f"{{{NS_RECEIPTS}}}request"), ET.Element(f"{{{NS_MARKERS}}}markable")]
 
 
-class ListService:
-    """Broadcast lists of the users of *domain*, addressed under Courier's JID *component*."""
-
-    def __init__(self, store: Store, pipeline: Pipeline, component: str, domain: str, limits: Limits) -> None:
-        self.store = store
-        self.pipeline = pipeline
-        self.component = component
-        self.domain = domain
-        self.limits = limits
-        # owner -> key -> (name, expires): for the commands' forms (which cannot wait for the store)
-        self._names: defaultdict[str, dict[str, tuple[str, float | None]]] = defaultdict(dict)
-        # owner -> newest fan-outs first
-        self._recent: defaultdict[str, list[FanoutRow]] = defaultdict(list)
-        #: Awaited after each chunk of copies: returns once the server has routed what was sent
-        #: so far (the XMPP side pings the server); None sends chunk after chunk.
-        self.pace: Callable[[], Awaitable[None]] | None = None
-        #: Called with (owner, list JID) when a list's JID stops existing (deleted, renamed):
-        #: the XMPP side withdraws the list's presence from the owner.
-        self.on_gone: Callable[[str, str], None] | None = None
+class ListService(ListBook):
+    """Broadcast lists of the users of *domain*: the lists (:class:`ListBook`), their fan-outs."""
 
     async def start(self) -> None:
         """Load the caches and complete fan-outs a restart cut short (after ``Pipeline.start``)."""
@@ -145,163 +71,6 @@ class ListService:
             self._recent[fanout.owner].append(fanout)
         for fanout, unsent in await self.store.lists.unsent_copies():
             await self._complete(fanout, unsent)
-
-    # -- names, members, JIDs --------------------------------------------------------
-
-    def names_of(self, owner: str) -> list[str]:
-        """*owner*'s list names (from memory), ordered by key."""
-        now = time.time()
-        mine = self._names.get(owner, {})
-        return [name for key, (name, expires) in sorted(mine.items()) if expires is None or expires > now]
-
-    def list_jids(self) -> list[tuple[str, str]]:
-        """(owner, list JID) of every list (from memory): the XMPP side answers their presence."""
-        now = time.time()
-        return [
-            (owner, names.list_jid(owner, key, self.component))
-            for owner, mine in self._names.items()
-            for key, (_, expires) in mine.items()
-            if expires is None or expires > now
-        ]
-
-    def recent_fanouts(self, owner: str) -> list[FanoutRow]:
-        """*owner*'s newest fan-outs (from memory), newest first."""
-        return list(self._recent.get(owner, []))
-
-    def jid_of(self, row: ListRow) -> str:
-        return names.list_jid(row.owner, row.key, self.component)
-
-    @staticmethod
-    def _key(name: str) -> str:
-        try:
-            return names.key_for(name)
-        except names.BadName as exc:
-            raise ListError("bad-request", str(exc), "modify") from None
-
-    def member(self, text: str) -> str:
-        """A member address as written → its bare JID; :class:`ListError` if it cannot be one."""
-        text = text.strip().strip(",;")
-        try:
-            jid = JID(text)
-        except InvalidJID:
-            jid = JID()
-        if not jid.user or not jid.domain:
-            raise ListError("jid-malformed", f"“{text}” is not a user's address (user@domain).", "modify")
-        if jid.domain == self.component:
-            raise ListError("bad-request", f"{jid.bare} is an address of Courier itself, not a member.", "modify")
-        return str(jid.bare)
-
-    def members(self, texts: Iterable[str]) -> list[str]:
-        return list(dict.fromkeys(self.member(t) for t in texts if t.strip().strip(",;")))
-
-    def _remember(self, row: ListRow) -> None:
-        self._names[row.owner][row.key] = (row.name, row.expires)
-
-    # -- lists -------------------------------------------------------------------------
-
-    async def create(
-        self, owner: str, name: str, members: Iterable[str], *, expires: float | None = None, temporary: bool = False
-    ) -> ListRow:
-        """A new list; temporary ones end at *expires*, by default at the end of the day (UTC)."""
-        now = time.time()
-        key = self._key(name)
-        jids = self.members(members)
-        if len(jids) > self.limits.max_members:
-            raise ListError("not-acceptable", f"A list has at most {self.limits.max_members} members.", "modify")
-        if temporary and expires is None:
-            expires = names.end_of_day(now)
-        if expires is not None and expires <= now:
-            raise ListError("bad-request", "A temporary list must end in the future.", "modify")
-        try:
-            row = await self.store.lists.create(
-                owner, names.clean_name(name), key, jids, expires=expires, now=now,
-                max_lists=self.limits.max_lists, max_members=self.limits.max_members,
-            )  # fmt: skip
-        except NameTaken:
-            raise ListError("conflict", f"You already have a list named “{names.clean_name(name)}”.") from None
-        except LimitReached:
-            raise ListError(
-                "not-acceptable", f"You can have at most {self.limits.max_lists} lists.", "modify"
-            ) from None
-        self._remember(row)
-        return row
-
-    async def get(self, owner: str, name: str) -> ListRow:
-        row = await self.store.lists.get(owner, self._key(name), time.time())
-        if row is None:
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        return row
-
-    async def by_jid(self, requester: str, jid: JID) -> ListRow:
-        """The list at *jid*, if *requester* owns it; anybody else learns nothing (item-not-found)."""
-        parsed = names.parse_list_jid(jid, self.component, self.domain)
-        row = None
-        if parsed is not None and parsed[0] == requester:
-            row = await self.store.lists.get(requester, parsed[1], time.time())
-        if row is None:
-            raise ListError("item-not-found", f"You have no list at {jid.bare}.")
-        return row
-
-    async def lists(self, owner: str) -> list[ListRow]:
-        return await self.store.lists.of(owner, time.time())
-
-    async def rename(self, owner: str, name: str, new_name: str) -> ListRow:
-        old_key, new_key = self._key(name), self._key(new_name)
-        try:
-            row = await self.store.lists.rename(owner, old_key, names.clean_name(new_name), new_key, time.time())
-        except NameTaken:
-            raise ListError("conflict", f"You already have a list named “{names.clean_name(new_name)}”.") from None
-        if row is None:
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        self._names[owner].pop(old_key, None)
-        self._remember(row)
-        if old_key != new_key:
-            self._gone(owner, old_key)
-        return row
-
-    async def add(self, owner: str, name: str, members: Iterable[str]) -> tuple[ListRow, list[str]]:
-        """Add members; the list and the JIDs that were not members yet."""
-        jids = self.members(members)
-        try:
-            result = await self.store.lists.add_members(
-                owner, self._key(name), jids, now=time.time(), max_members=self.limits.max_members
-            )
-        except LimitReached:
-            raise ListError(
-                "not-acceptable", f"A list has at most {self.limits.max_members} members.", "modify"
-            ) from None
-        if result is None:
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        return result
-
-    async def remove(self, owner: str, name: str, members: Iterable[str]) -> tuple[ListRow, list[str]]:
-        """Remove members; the list and the JIDs that were removed."""
-        jids = [str(JID(m.strip()).bare) if _is_jid(m) else m.strip() for m in members if m.strip()]
-        result = await self.store.lists.remove_members(owner, self._key(name), jids, time.time())
-        if result is None:
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        return result
-
-    async def set_lifetime(self, owner: str, name: str, expires: float | None) -> ListRow:
-        """Make a list permanent (None) or temporary until *expires*."""
-        if expires is not None and expires <= time.time():
-            raise ListError("bad-request", "A temporary list must end in the future.", "modify")
-        row = await self.store.lists.set_expires(owner, self._key(name), expires, time.time())
-        if row is None:
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        self._remember(row)
-        return row
-
-    async def delete(self, owner: str, name: str) -> None:
-        key = self._key(name)
-        if not await self.store.lists.delete(owner, key, time.time()):
-            raise ListError("item-not-found", f"You have no list named “{name.strip()}”.")
-        self._names[owner].pop(key, None)
-        self._gone(owner, key)
-
-    def _gone(self, owner: str, key: str) -> None:
-        if self.on_gone is not None:
-            self.on_gone(owner, names.list_jid(owner, key, self.component))
 
     # -- fan-outs ------------------------------------------------------------------------
 
@@ -342,7 +111,7 @@ class ListService:
         """XEP-0033: fan *body* out to *addresses*; a list JID of the owner stands for its members."""
         recipients: list[str] = []
         for address in addresses:
-            jid = JID(address) if _is_jid(address) else JID()
+            jid = JID(address) if is_jid(address) else JID()
             if jid.domain == self.component and jid.user:
                 recipients += (await self.by_jid(owner, jid)).members
             else:
@@ -518,14 +287,6 @@ class ListService:
                 if c.message_seq is not None:
                     await self._passed_on(c.message_seq, Event.EDIT, note)
         return await self.status(owner, fanout.id)
-
-
-def _is_jid(text: str) -> bool:
-    try:
-        JID(text.strip())
-    except InvalidJID:
-        return False
-    return True
 
 
 __all__ = ["AGGREGATE", "FanoutStatus", "Limits", "ListError", "ListService", "aggregate_state", "copy_state"]

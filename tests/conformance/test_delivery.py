@@ -84,11 +84,13 @@ async def test_online_recipient_straight_through_with_carbons_and_archives(couri
     got = await b.next_message()
     assert (got["from"].full, got["body"], got["id"]) == (alice, "Hello Bob", "hello-1")
     await eventually(lambda: len(laptop.carbons) >= 1, what="carbon on the laptop")
-    await asyncio.sleep(0.5)
-    assert [c["body"] for c in laptop.carbons] == ["Hello Bob"]  # exactly once
-    assert [m["body"] for m in await phone.archive(bob)] == ["Hello Bob"]
-    assert [m["body"] for m in await b.archive(alice)] == ["Hello Bob"]
-    assert states(courier, alice) == {"hello-1": "released"}
+    phone.chat(bob, "Still there?", "hello-2")  # a later message: its carbon comes after any other
+    assert (await b.next_message())["body"] == "Still there?"
+    await eventually(lambda: len(laptop.carbons) >= 2, what="the second carbon")
+    assert [c["body"] for c in laptop.carbons] == ["Hello Bob", "Still there?"]  # each exactly once
+    assert [m["body"] for m in await phone.archive(bob)] == ["Hello Bob", "Still there?"]
+    assert [m["body"] for m in await b.archive(alice)] == ["Hello Bob", "Still there?"]
+    assert states(courier, alice) == {"hello-1": "released", "hello-2": "released"}
     assert [h[0] for h in hops(courier, alice, "hello-1")] == ["accepted", "released"]
 
 
@@ -156,7 +158,7 @@ async def test_a_retraction_by_origin_id_recalls(courier, users, connect) -> Non
 
 async def test_undo_window_holds_online_messages_until_it_passes(stack, users, connect, tmp_path) -> None:
     alice, bob = users("alice", "bob")
-    courier = CourierProcess(stack, tmp_path / "undo", COURIER_DELIVERY_UNDO_WINDOW="1.5").start()
+    courier = await CourierProcess(stack, tmp_path / "undo", COURIER_DELIVERY_UNDO_WINDOW="1.5").start_async()
     try:
         a = await connect(alice)
         b = await connect(bob)

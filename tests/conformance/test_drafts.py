@@ -124,15 +124,18 @@ async def test_target_online_sends_and_reminds_once(courier, stack, users, conne
     online = TriggerInfo("target-online")
     await api(a).store(stack.component, DraftInfo(to=bob, body="Welcome back", trigger=online))
     await api(a).store(stack.component, DraftInfo(to=bob, body="Tell him the news", action="remind", trigger=online))
-    await asyncio.sleep(0.3)
-    assert bodies_from(a, stack.component) == []  # bob is offline: nothing yet
+    # bob is offline: both wait (a round trip to Courier, after what storing them set off)
+    assert [d.state for d in (await api(a).sync(stack.component))[bob]] == ["pending", "pending"]
+    assert bodies_from(a, stack.component) == []
     b = await connect(bob)
     assert (await b.next_message())["body"] == "Welcome back"
     await eventually(lambda: from_courier(a, stack, "reminder"), what="the reminder")
     assert "Tell him the news" in from_courier(a, stack, "reminder")[0]["body"]
     await b.stop()
-    await connect(bob, "laptop")  # coming online again fires nothing more
-    await asyncio.sleep(0.5)
+    a.chat(bob, "While you were away", "away-1")  # held for bob: released when he is back
+    laptop = await connect(bob, "laptop")  # coming online again fires nothing more
+    assert (await laptop.next_message())["body"] == "While you were away"  # Courier saw him come back
+    await api(a).sync(stack.component)  # and a round trip after what that set off
     assert len(from_courier(a, stack, "reminder")) == 1
     assert draft_rows(courier, alice) == {1: "sent", 2: "pending"}  # the reminded draft waits for "send"
 
@@ -192,13 +195,13 @@ async def test_roaming_between_devices_and_nobody_else(courier, stack, users, co
 
     laptop = await with_drafts(connect, alice, "laptop")
     await eventually(lambda: from_courier(laptop, stack, "pending"), what="the pending-drafts notice")
-    await asyncio.sleep(0.3)
+    await api(laptop).sync(stack.component)  # a round trip: any second notice would be here by now
     (notice,) = from_courier(laptop, stack, "pending")  # once, to the device that came online
     assert notice["drafts_pending"]["count"] == "3" and notice["type"] == "headline"
     assert "3 pending drafts" in notice["body"]
     assert from_courier(phone, stack, "pending") == []
     laptop.send_presence(pstatus="away")  # a presence update is not a new session
-    await asyncio.sleep(0.3)
+    await api(laptop).sync(stack.component)  # (Courier gets the presence before this IQ)
     assert len(from_courier(laptop, stack, "pending")) == 1
 
     synced = await api(laptop).sync(stack.component)
@@ -249,7 +252,7 @@ async def test_drafts_and_triggers_survive_a_restart_and_an_overdue_one_fires_on
     )
     courier.stop()
     await asyncio.sleep(max(0.0, due + 2.5 - time.time()))
-    courier.start()
+    await courier.start_async()
     got = await b.next_message()
     assert (got["from"].bare, got["body"]) == (alice, "Due while Courier was down")
     await eventually(lambda: [m for m in from_courier(a, stack, "fired") if m["drafts_fired"]["late"]], what="late")
@@ -311,8 +314,12 @@ async def test_edit_and_delete_racing_the_trigger_fire_once_or_not_at_all(courie
     duels = await asyncio.gather(*(duel(d.id) for d in extra))
     arriving = sum(1 for what, ok in outcomes if not (what == "delete" and ok)) + sum(f for f, _ in duels)
     await eventually(lambda: len(bodies_from(b, alice)) >= arriving, what=f"{arriving} messages")
-    await asyncio.sleep(0.5)  # anything more would be a duplicate
-    got = bodies_from(b, alice)
+    # Anything more would be a duplicate: once no draft is firing every send is committed (and
+    # released), so a later message of alice's to bob arrives after any of them.
+    await eventually(lambda: "firing" not in draft_rows(courier, alice).values(), what="no draft firing")
+    phone.chat(bob, "marker", "marker")
+    await eventually(lambda: bodies_from(b, alice)[-1:] == ["marker"], what="the marker")
+    got = bodies_from(b, alice)[:-1]
     for i, (what, ok) in enumerate(outcomes):
         if what == "delete":
             expected = [] if ok else [f"original {i}"]

@@ -11,9 +11,9 @@ from .xmpp import CourierProcess
 
 
 async def test_a_flooding_user_gets_wait_errors_and_others_are_served(stack, users, connect, tmp_path) -> None:
-    courier = CourierProcess(
+    courier = await CourierProcess(
         stack, tmp_path / "limited", COURIER_REQUESTS_BURST="5", COURIER_REQUESTS_PER_SECOND="1"
-    ).start()
+    ).start_async()
     try:
         mallory, alice, bob = users("mallory", "alice", "bob")
         m = await connect(mallory)

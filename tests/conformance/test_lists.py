@@ -112,7 +112,7 @@ async def test_fanout_to_five_members_two_offline_status_reply_and_recall(courie
 
     # Fan-outs survive a restart of Courier: status, and the held copies for offline members.
     courier.stop()
-    courier.start()
+    await courier.start_async()
     status = await lists.get_fanout(stack.component, fanout_id)
     assert counts(status) == {"released": 2, "read": 1, "held": 2}
     m4 = await connect(members[3])
@@ -264,9 +264,9 @@ async def test_bot_and_adhoc_commands(courier, stack, users, connect) -> None:
 
 
 async def test_limits_are_configurable_with_clear_errors(stack, users, connect, tmp_path) -> None:
-    process = CourierProcess(
+    process = await CourierProcess(
         stack, tmp_path / "limited", COURIER_LISTS_MAX_MEMBERS="2", COURIER_LISTS_FANOUTS_PER_MINUTE="1"
-    ).start()
+    ).start_async()
     try:
         alice, b1, b2, b3 = users("alice", "b1", "b2", "b3")
         a = await owner(connect, alice)
@@ -308,7 +308,7 @@ async def test_a_list_is_a_contact_its_owner_can_subscribe_to(courier, stack, us
     assert (refused["subscription"], refused["ask"]) == ("none", "")  # the request was declined
     # after a restart of Courier the owner's server's probe still gets the presence, never "unsubscribed"
     courier.stop()
-    courier.start()
+    await courier.start_async()
     again = await connect(alice, "laptop", presence=False)  # the handler first, then the presence
     seen: list[str] = []
     again.add_event_handler("presence", lambda p: seen.append(f"{p['from'].bare} {p['type']}"))

@@ -358,7 +358,7 @@ async def test_rate_limited_requests_are_counted(stack, users, connect, tmp_path
     (alice,) = users("alice")
     port = prosody.free_port()
     limits = {"COURIER_REQUESTS_BURST": "2", "COURIER_REQUESTS_PER_SECOND": "0.01"}
-    process = CourierProcess(stack, tmp_path / "limited", COURIER_METRICS_PORT=str(port), **limits).start()
+    process = await CourierProcess(stack, tmp_path / "limited", COURIER_METRICS_PORT=str(port), **limits).start_async()
     try:
         a = await connect(alice)
         refused = 0

@@ -5,16 +5,16 @@ from __future__ import annotations
 from component import prosody
 
 from .test_ops import scrape, scrape_until
-from .test_sms import kannel, network, new_number, sms_courier, verified, with_sms
+from .test_sms import kannel, network, new_number, sms_process, verified, with_sms
 
 __all__ = ["kannel", "network"]  # the session's Kannel and phone network, as in test_sms
 
 
 async def test_sms_sent_counted_and_outbox_drained(stack, kannel, network, users, connect, tmp_path) -> None:
     port = prosody.free_port()
-    courier = sms_courier(stack, kannel, tmp_path / "courier", COURIER_METRICS_PORT=str(port))
+    courier = await sms_process(stack, kannel, tmp_path / "courier", COURIER_METRICS_PORT=str(port)).start_async()
     try:
-        courier.wait_log("SMS fallback on")
+        await courier.wait_log_async("SMS fallback on")
         alice, bob = users("alice", "bob")
         number = new_number()
         before = await scrape(port)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from component.xep import receipts
@@ -24,6 +22,14 @@ def from_user(client, jid: str) -> list[str]:
         elif m["body"]:
             seen.append(f"body:{m['body']}")
     return seen
+
+
+async def marker_from(sender, receiver, receiver_jid: str, sender_jid: str, text: str) -> None:
+    """*sender* writes *text* to *receiver*, and it arrives: Courier passes a user's stanzas on in
+    the order it gets them (acknowledgements at once, messages after their commit), so whatever
+    *sender* sent before has reached *receiver* by then — or never will."""
+    sender.chat(receiver_jid, text, origin_id=False)
+    await eventually(lambda: from_user(receiver, sender_jid)[-1:] == [f"body:{text}"], what=f"marker {text!r}")
 
 
 def reports(client) -> list[str]:
@@ -87,11 +93,10 @@ async def test_policy_matrix(courier, stack, users, connect, receipt_clients, po
     receipt.send()
     b.plugin["xep_0333"].send_marker(got["from"], "m1", "displayed")
     expected_stanzas, expected_reports = EXPECTED[policy]
-    await eventually(lambda: from_user(a, bob) == expected_stanzas, what=f"{expected_stanzas}")
-    await asyncio.sleep(0.5)  # and nothing else comes
-    assert from_user(a, bob) == expected_stanzas
+    await marker_from(b, a, alice, bob, "marker")  # and nothing else comes before it
+    assert from_user(a, bob) == [*expected_stanzas, "body:marker"]
     before = ["sent", "cached", "released"] if not online else ["sent", "released"]
-    assert reports(a) == before + expected_reports
+    await eventually(lambda: reports(a) == before + expected_reports, what=f"{expected_reports}")
     notices = await courier_notices(a, stack.component)
     assert notices == ([(bob, "refuse")] if policy == "refuse" else [])
     assert c.all_received == [] and c.reports == []  # nothing leaks to anyone else
@@ -110,12 +115,13 @@ async def test_refusal_notice_once_per_conversation_and_policy_queryable(
         msg.send()
     for _ in range(3):
         await b.next_message()
-    await asyncio.sleep(0.3)
+    # Each notice leaves Courier before the message it is about, so all three messages having
+    # arrived, a round trip to Courier comes back after any notice of them.
+    iq = await a.plugin["courier_receipts"].get_policy(stack.component, bob)
+    assert iq["receipts_policy"]["value"] == "refuse"
     assert await courier_notices(a, stack.component) == [(bob, "refuse")]
     notice = [m for m in a.all_received if m["from"].bare == stack.component][0]
     assert notice["body"] == f"{bob} does not send receipts or read markers: do not wait for them."
-    iq = await a.plugin["courier_receipts"].get_policy(stack.component, bob)
-    assert iq["receipts_policy"]["value"] == "refuse"
     iq = await b.plugin["courier_receipts"].get_policy(stack.component, alice)  # alice's toward bob: default
     assert iq["receipts_policy"]["value"] == "auto"
     mine = (await b.plugin["courier_receipts"].get_policies(stack.component))["receipts_policies"]
@@ -137,11 +143,11 @@ async def test_manual_confirm_by_bot_sends_the_receipt(courier, stack, users, re
     auto = b.make_message(mto=got["from"], mtype="chat")
     auto["receipt"] = "sign-1"
     auto.send()  # withheld
-    await asyncio.sleep(0.5)
-    assert from_user(a, bob) == []
+    await marker_from(b, a, alice, bob, "marker")
+    assert from_user(a, bob) == ["body:marker"]
     b.chat(stack.component, "confirm sign-1", origin_id=False)
     assert (await b.next_message())["body"] == f"Receipt sent to {alice}.\nFor “Sign here” (id sign-1)."
-    await eventually(lambda: from_user(a, bob) == ["receipt:sign-1"], what="confirmed receipt")
+    await eventually(lambda: from_user(a, bob) == ["body:marker", "receipt:sign-1"], what="confirmed receipt")
     await eventually(lambda: reports(a)[-1:] == ["received"], what="received report")
     b.chat(stack.component, "confirm nope", origin_id=False)
     assert (await b.next_message())["body"] == "You received no message with the id nope."
@@ -159,11 +165,17 @@ async def test_message_to_a_nonexistent_user_fails_once(courier, stack, users, r
     failed = a.reports[-1]["hops_report"]
     assert failed["note"] == "item-not-found: no such user"
     await eventually(lambda: any(m["type"] == "error" for m in a.all_received), what="Prosody's error")
-    await asyncio.sleep(1.0)  # no retry storm
+    # no retry storm: a second message takes the same way, and its error is the only other one
+    again = a.make_message(mto=ghost, mbody="Anyone at all?", mtype="chat")
+    again["id"] = "ghost-2"
+    again["request_receipt"] = True
+    again.send()
+    await eventually(lambda: [m["id"] for m in a.all_received if m["type"] == "error"][-1:] == ["ghost-2"],
+                     what="the second message's error")  # fmt: skip
     errors = [m for m in a.all_received if m["type"] == "error"]
-    assert len(errors) == 1 and errors[0]["from"].bare == ghost
+    assert [(m["id"], m["from"].bare) for m in errors] == [("ghost-1", ghost), ("ghost-2", ghost)]
     assert errors[0]["error"]["condition"] == "service-unavailable"
-    assert reports(a) == ["sent", "failed"]
+    await eventually(lambda: reports(a) == ["sent", "failed", "sent", "failed"], what="sent, failed twice")
 
 
 async def test_no_reports_when_the_sender_asks_for_none(courier, stack, users, receipt_clients, connect) -> None:

@@ -26,7 +26,7 @@ async def test_sigkill_mid_burst_then_restart_delivers_every_message_once(courie
     await eventually(lambda: b.received.qsize() >= 300, timeout=20, what="300 delivered before the kill")
     courier.kill()
     killed_at = b.received.qsize()
-    courier.start()
+    await courier.start_async()
     ids: list[str] = []
     deadline = time.monotonic() + 60
     while len(ids) < total and time.monotonic() < deadline:
@@ -62,7 +62,7 @@ async def test_restart_keeps_held_messages_until_the_recipient_connects(courier,
         a.chat(bob, f"kept {i}", f"k{i}")
     await eventually(lambda: states(courier, alice) == {f"k{i}": "held" for i in range(3)}, what="held")
     courier.stop()
-    courier.start()
+    await courier.start_async()
     b = await connect(bob)
     assert [(await b.next_message())["body"] for _ in range(3)] == [f"kept {i}" for i in range(3)]
     await b.no_message(1.0)
@@ -163,7 +163,7 @@ async def test_prosody_restart_keeps_held_messages_and_courier_reconnects(users,
     try:
         for user in ("alice", "bob"):
             prosody.adduser(setup, f"{user}@localhost", PASSWORD)
-        courier.start()
+        await courier.start_async()
         a = await Client("alice@localhost/phone", PASSWORD, setup.c2s_port).start()
         clients.append(a)
         a.chat("bob@localhost", "Through the restart", "r1")

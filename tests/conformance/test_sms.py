@@ -45,12 +45,13 @@ def network(kannel: Kannel) -> Iterator[PhoneNetwork]:
     net.close()
 
 
+def sms_process(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
+    """Courier with SMS on, pointed at *kannel*; not started yet (``start()``, or ``start_async()`` in a test)."""
+    return CourierProcess(stack, workdir, **kannel.courier_env(COURIER_SMS_SENDER=GATEWAY, **env))
+
+
 def sms_courier(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
-    return CourierProcess(
-        stack,
-        workdir,
-        **kannel.courier_env(COURIER_SMS_SENDER=GATEWAY, **env),
-    ).start()
+    return sms_process(stack, kannel, workdir, **env).start()
 
 
 @pytest.fixture

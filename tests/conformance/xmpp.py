@@ -164,8 +164,7 @@ class CourierProcess:
         self._sent_checked += len(complete)
         return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
 
-    def start(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
-        """Start it; wait until its log says *ready* (a standby on PostgreSQL: ``"Standby:"``)."""
+    def _spawn(self) -> None:
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
@@ -177,6 +176,11 @@ class CourierProcess:
             start_new_session=True,
         )
         out.close()
+
+    def start(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
+        """Start it; wait until its log says *ready* (a standby on PostgreSQL: ``"Standby:"``).
+        For sync fixtures: an async test uses :meth:`start_async`."""
+        self._spawn()
         try:
             self.wait_log(ready, timeout)
         except BaseException:
@@ -184,18 +188,45 @@ class CourierProcess:
             raise
         return self
 
+    async def start_async(self, timeout: float = 15, ready: str = "connected to") -> CourierProcess:
+        """:meth:`start` without blocking the event loop: the test's clients keep their streams."""
+        self._spawn()
+        try:
+            await self.wait_log_async(ready, timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[self._log_offset :] if self.log.exists() else ""
 
+    def _logged(self, needle: str) -> bool:
+        """Whether the log says *needle* yet; RuntimeError if Courier exited without it."""
+        if needle in self.log_text():
+            return True
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"Courier exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+        return False
+
+    def _not_logged(self, needle: str, timeout: float) -> TimeoutError:
+        return TimeoutError(f"{needle!r} not in Courier's log after {timeout}s:\n{self.log_text()[-3000:]}")
+
     def wait_log(self, needle: str, timeout: float = 10) -> None:
+        """Wait (blocking: sync fixtures) until the log says *needle*."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log_text():
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"Courier exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+        while not self._logged(needle):
+            if time.monotonic() > deadline:
+                raise self._not_logged(needle, timeout)
             time.sleep(0.05)
-        raise TimeoutError(f"{needle!r} not in Courier's log after {timeout}s:\n{self.log_text()[-3000:]}")
+
+    async def wait_log_async(self, needle: str, timeout: float = 10) -> None:
+        """:meth:`wait_log` without blocking the event loop (async tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._logged(needle):
+            if time.monotonic() > deadline:
+                raise self._not_logged(needle, timeout)
+            await asyncio.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,14 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await s.close()
 
 
+async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait for a state (never a fixed time)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 def service_for(store: Store, **limits: Any) -> tuple[DraftService, FakePipeline, FakeNotifier]:
     pipeline = FakePipeline(store)
     notifier = FakeNotifier()
@@ -221,7 +229,7 @@ async def test_one_timer_for_many_drafts(store: Store) -> None:
     soon = await service.create(JULIET, ROMEO, "soon", Trigger("at", now + 0.3))
     assert service._armed_for == soon.due_at  # one timer, for the earliest draft
     assert service._timer is not None
-    await asyncio.sleep(0.6)
+    await until(lambda: pipeline.sent)  # the timer rang (after 0.3 s)
     await service.drain()
     assert [s[2] for s in pipeline.sent] == ["soon"]
     assert service._armed_for == now + 3600  # re-armed for the next one
@@ -239,7 +247,7 @@ async def test_overdue_at_start_up_fires_once_and_late(store: Store) -> None:
     )  # fmt: skip
     service, pipeline, notifier = service_for(store)
     await service.start()
-    await asyncio.sleep(0.1)
+    await until(lambda: pipeline.sent and notifier.reminders)  # the timer, armed for what is overdue, rang
     await service.drain()
     assert [(s[2], "late" in s[3]) for s in pipeline.sent] == [("missed", True)]
     ((fired, _how),) = notifier.sent
@@ -248,7 +256,7 @@ async def test_overdue_at_start_up_fires_once_and_late(store: Store) -> None:
     service.stop()
     again, pipeline2, _ = service_for(store)  # a second start fires nothing more
     await again.start()
-    await asyncio.sleep(0.1)
+    assert again._armed_for is None  # nothing is due any more: no timer to wait for
     await again.drain()
     assert pipeline2.sent == []
     again.stop()

@@ -59,7 +59,7 @@ async def test_courier_sigkill_mid_burst_online_and_offline_recipients(fault_sta
     to_carol = burst(a, carol, 600, "ck-c")  # carol is offline: held by Courier (or Prosody's offline store)
     await wait_for(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
     courier.kill()
-    courier.start()
+    await courier.start_async()
     a.chat(bob, "end", "ck-b-end")
     seen_b: Counter[str] = Counter()
     await collect_until(b, "ck-b-end", seen_b, 60)

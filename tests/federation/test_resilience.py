@@ -24,7 +24,7 @@ async def _burst_through_a_kill(federation, users, connect, sender_domain: str, 
         courier.kill()
         killed_at = b.received.qsize()
     finally:
-        courier.start()
+        await courier.start_async()
     ids: list[str] = []
     deadline = time.monotonic() + 90
     while len(ids) < TOTAL and time.monotonic() < deadline:
@@ -66,4 +66,4 @@ async def test_courier_b_down_remote_messages_are_delivered_normally(federation,
         assert (await d.next_message(timeout=15))["body"] == "Keep this for Dave"
         assert f"is not connected: delivering {alice}" in server_b.setup.log_file.read_text()
     finally:
-        server_b.courier.start()
+        await server_b.courier.start_async()

@@ -390,9 +390,7 @@ async def test_over_the_hourly_limit_the_message_waits_for_xmpp(tmp_path) -> Non
         await w.verify(ROMEO, ROMEO_NO)
         w.send("m1", "First")
         w.send("m2", "Second")
-        await w.settle(lambda: "sms" in w.states("m1"))
-        await asyncio.sleep(0.05)
-        await w.settle()
+        await w.settle(lambda: "sms" in w.states("m1"))  # (and nothing due nor under way)
         assert w.states("m2") == ["sent", "cached"]  # still waiting, over XMPP later
         w.pipeline.presence(f"{ROMEO}/orchard", True)
         await w.settle(lambda: w.recorder.releases)
@@ -406,8 +404,7 @@ async def test_fallback_off_means_waiting(world: World) -> None:
     w = world
     await w.service.set_fallback(ROMEO, False)
     w.send("m1", "Patience")
-    await asyncio.sleep(0.05)
-    await w.settle()
+    await w.settle()  # nothing due nor under way
     assert w.gateway.tried == [] and w.states("m1") == ["sent", "cached"]
 
 
@@ -432,8 +429,7 @@ async def test_inbound_from_a_users_number_comes_from_their_jid_and_is_not_texte
     assert w.phone.got == []
     m = (await w.store.messages_between(JULIET, ROMEO))[-1]
     assert m.body == "By SMS, love" and NS_SMS in m.stanza and m.state is State.HELD  # Romeo is offline
-    await asyncio.sleep(0.05)
-    await w.settle()
+    await w.settle()  # nothing due nor under way
     assert w.gateway.tried == []  # his phone has it already
 
 

@@ -15,8 +15,9 @@ from slixmpp import JID, Iq, Message
 from slixmpp.test import SlixTest
 
 from component.lists import names
+from component.lists.xmpp import ForLists
 from component.xep.lists import stanza
-from component.xep.lists.lists import ForLists, parse_stamp, stamp
+from component.xep.lists.lists import parse_stamp, stamp
 from component.xep.lists.stanza import COUNTS, Copy, Fanout, ListItem
 
 NS = "https://courier.chat/ns/lists/0"

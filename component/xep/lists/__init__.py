@@ -2,17 +2,20 @@
 
 from slixmpp.plugins.base import register_plugin
 
-from .lists import XEP_CourierLists
+from .lists import ListsService, XEP_CourierLists, fill_fanout, fill_list
 from .stanza import (
     COPY_STATES,
     COUNTS,
     NS,
     Add,
     Copy,
+    CopyInfo,
     Create,
     Delete,
     Fanout,
+    FanoutInfo,
     Fanouts,
+    ListInfo,
     ListItem,
     Lists,
     Member,
@@ -30,16 +33,22 @@ __all__ = [
     "NS",
     "Add",
     "Copy",
+    "CopyInfo",
     "Create",
     "Delete",
     "Fanout",
+    "FanoutInfo",
     "Fanouts",
+    "ListInfo",
     "ListItem",
     "Lists",
+    "ListsService",
     "Member",
     "Recall",
     "Remove",
     "Rename",
     "Send",
     "XEP_CourierLists",
+    "fill_fanout",
+    "fill_list",
 ]

@@ -1,13 +1,11 @@
-"""The courier-lists plugin, for both sides.
+"""The courier-lists plugin, for both sides (xeps/courier-lists.xml); protocol only.
 
-Component side (``pconfig={"service": ListService, "domain": …}``): answers the
-list-management and fan-out IQs for the requesting user only; fans out a chat
-message that a user sends to one of their list JIDs (``<name>+<owner>@courier…``),
-and a message to Courier's JID that carries XEP-0033 ``<addresses/>``; after a
-fan-out it tells the sending device (a message from the list's JID, or
-Courier's, with ``<fanout/>``) and answers a XEP-0184 receipt request.  A
-XEP-0424 retraction or XEP-0308 correction sent to a list JID recalls or
-corrects the whole fan-out of the message it names.
+Component side (``pconfig={"service": ListsService, "domain": …}``): answers the
+list-management and fan-out IQs for the requesting user only (anybody else's list
+does not exist for them).  What a list does besides — fanning out a message sent to
+a list's JID or with XEP-0033 addresses, a list as a contact (roster, presence), pacing
+— is the XMPP glue's (:mod:`component.lists.xmpp`), which uses :func:`fill_fanout`
+for the ``<fanout/>`` it puts on its notices.
 
 Client side: :meth:`XEP_CourierLists.create` and friends, and the
 ``lists_fanout`` event for every ``<fanout/>`` Courier sends.
@@ -17,36 +15,20 @@ Events: ``lists_fanout`` (client side, the message carrying ``<fanout/>``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-from xml.etree.ElementTree import Element
+from typing import Any, Protocol
 
-from slixmpp import JID, Iq, Message
+from slixmpp import JID, Iq
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins import BasePlugin
 from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
-from slixmpp.xmlstream.matcher.base import MatcherBase
 
 from ... import util
-from ...lists import ListError, copy_state
-from ...lists.names import is_list_node
-from ...namespaces import NS_ADDRESS, NS_CORRECT, NS_FASTEN, NS_RECEIPTS, NS_RETRACT, NS_RETRACT0, NS_SID
 from ...util import stamp
-from .. import e2ee
 from . import stanza
-from .stanza import COUNTS, NS
-
-if TYPE_CHECKING:
-    from ...lists import FanoutStatus, ListService
-    from ...store.lists import FanoutRow, ListRow
-
-log = logging.getLogger(__name__)
-
-#: XEP-0033 address types that receive a copy (every copy is individual: to and cc act as bcc).
-DELIVERED_TYPES = ("to", "cc", "bcc")
+from .stanza import COUNTS, NS, FanoutInfo, ListInfo
 
 _IQ_HANDLERS = (
     ("Lists lists", "iq@type=get/lists_lists", "_lists"),
@@ -63,6 +45,29 @@ _IQ_HANDLERS = (
 )
 
 
+class ListsService(Protocol):
+    """What the component side needs.  *requester* is a bare JID of the served domain.
+
+    Failures are raised as ``XMPPError`` (item-not-found for a list or fan-out that is not
+    the requester's, conflict for a name taken, bad-request / jid-malformed /
+    not-acceptable for bad input and limits, resource-constraint for the rate limit).
+    """
+
+    async def lists(self, requester: str) -> list[ListInfo]: ...
+    async def get(self, requester: str, name: str) -> ListInfo: ...
+    async def create(
+        self, requester: str, name: str, members: list[str], expires: float | None, temporary: bool
+    ) -> ListInfo: ...
+    async def rename(self, requester: str, name: str, new_name: str) -> ListInfo: ...
+    async def add(self, requester: str, name: str, members: list[str]) -> ListInfo: ...
+    async def remove(self, requester: str, name: str, members: list[str]) -> ListInfo: ...
+    async def delete(self, requester: str, name: str) -> None: ...
+    async def send(self, requester: str, name: str, body: str, only: str) -> FanoutInfo: ...
+    async def fanout(self, requester: str, fanout_id: str) -> FanoutInfo: ...
+    async def fanouts(self, requester: str) -> list[FanoutInfo]: ...
+    async def recall(self, requester: str, fanout_id: str) -> FanoutInfo: ...
+
+
 def parse_stamp(text: str) -> float:
     """A XEP-0082 date-time → POSIX time; ``bad-request`` if it is not one."""
     try:
@@ -71,131 +76,62 @@ def parse_stamp(text: str) -> float:
         raise XMPPError("bad-request", f"“{text}” is not a XEP-0082 date-time", etype="modify") from None
 
 
-class ForLists(MatcherBase):
-    """Messages for the lists service: to a list JID (``<name>+<owner>@`` Courier's domain), or
-    to Courier's own JID with XEP-0033 addresses.  A string test, cheap enough to run on
-    every message the component receives."""
-
-    def __init__(self, component: str) -> None:
-        super().__init__(component)
-        self.component = component
-        self.suffix = "@" + component
-
-    def match(self, xml: StanzaBase) -> bool:
-        if xml.xml.tag.rpartition("}")[2] != "message":
-            return False
-        to = xml.xml.get("to", "")
-        bare = to.partition("/")[0]
-        if bare.endswith(self.suffix):
-            return is_list_node(bare[: -len(self.suffix)])  # not a phone number's JID (SMS)
-        return bare == self.component and xml.xml.find(f"{{{NS_ADDRESS}}}addresses") is not None
+def fill_list(item: Any, info: ListInfo, members: bool) -> None:
+    """A ``<list/>`` element (its members too when *members*)."""
+    item["name"], item["jid"] = info.name, info.jid
+    item["count"], item["created"] = str(len(info.members)), stamp(info.created)
+    if info.expires is not None:
+        item["expires"] = stamp(info.expires)
+    if members:
+        item.add_jids(info.members)
 
 
-#: Why an end-to-end encrypted message to a list JID (or with XEP-0033 addresses) is refused.
-ENCRYPTED_REFUSED = (
-    "this message is end-to-end encrypted: a broadcast list sends a copy of its text to every member, "
-    "and Courier cannot encrypt it for each of them; send it to each member from your client"
-)
-
-
-def _ref(msg: Message) -> tuple[str, str]:
-    origin = msg.xml.find(f"{{{NS_SID}}}origin-id")
-    return msg["id"] or "", (origin.get("id", "") if origin is not None else "")
-
-
-def _retract_ref(msg: Message) -> str | None:
-    retract = msg.xml.find(f"{{{NS_RETRACT}}}retract")
-    if retract is not None:
-        return retract.get("id") or None
-    fasten = msg.xml.find(f"{{{NS_FASTEN}}}apply-to")
-    if fasten is not None and fasten.find(f"{{{NS_RETRACT0}}}retract") is not None:
-        return fasten.get("id") or None
-    return None
-
-
-def _replace_ref(msg: Message) -> str | None:
-    replace = msg.xml.find(f"{{{NS_CORRECT}}}replace")
-    return (replace.get("id") or None) if replace is not None else None
+def fill_fanout(element: Any, info: FanoutInfo, copies: bool) -> None:
+    """A ``<fanout/>`` element: the aggregate (and every ``<copy/>`` when *copies*)."""
+    element["id"], element["at"] = info.id, stamp(info.created)
+    if info.list_name:
+        element["list"] = info.list_name
+    element["total"] = str(info.total)
+    for state, n in info.counts.items():
+        element[state] = str(n)
+    if copies:
+        for c in info.copies:
+            item = stanza.Copy()
+            item["to"], item["id"], item["state"] = c.to, c.id, c.state
+            element.append(item)
 
 
 class XEP_CourierLists(BasePlugin):
     """courier-lists: broadcast lists and fan-outs (xeps/courier-lists.xml)."""
 
     name = "courier_lists"
-    description = "Courier lists: broadcast lists, fan-out status and recall; XEP-0033 multicast"
-    dependencies = {"xep_0030", "xep_0033"}
+    description = "Courier lists: broadcast lists, fan-out status and recall"
+    dependencies = {"xep_0030"}
     stanza = stanza
 
     def plugin_init(self) -> None:
         stanza.register()
-        self.service: ListService | None = self.config.get("service")
+        self.service: ListsService | None = self.config.get("service")
         self.local_domain: str | None = self.config.get("domain")
         if self.xmpp.is_component:
             for name, path, method in _IQ_HANDLERS:
                 self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._iq(getattr(self, method))))
-            component = self.xmpp.boundjid.bare
-            self.xmpp.register_handler(CoroutineCallback("Lists message", ForLists(component), self._message))
-            self.xmpp.add_event_handler("presence_subscribe", self._subscribe)
-            if self.service is not None:
-                self.service.pace = self.settle
-                self.service.on_gone = self._gone
         else:
             self.xmpp.register_handler(Callback("Lists fanout", StanzaPath("message/lists_fanout"), self._notice_in))
 
     def plugin_end(self) -> None:
-        self.xmpp.del_event_handler("presence_subscribe", self._subscribe)
         for name, _, _ in _IQ_HANDLERS:
             self.xmpp.remove_handler(name)
-        self.xmpp.remove_handler("Lists message")
         self.xmpp.remove_handler("Lists fanout")
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
 
     def session_bind(self, jid: Any) -> None:
         self.xmpp.plugin["xep_0030"].add_feature(NS)
-        if self.xmpp.is_component and self.service is not None:
-            for owner, list_jid in self.service.list_jids():
-                self._allow(list_jid, owner)
 
-    # -- component side: a list as a contact ------------------------------------------------
+    # -- component side ------------------------------------------------------------------
 
-    def _allow(self, list_jid: str, owner: str) -> None:
-        """The owner may see the list's presence: slixmpp's roster then answers the owner's server's
-        probes with an available presence (and never with ``unsubscribed``) and approves a
-        subscription request, without asking the owner for one back."""
-        node = self.xmpp.roster[list_jid]
-        node.auto_subscribe = False
-        item = node[owner]
-        item["whitelisted"] = True
-        item["from"] = True
-
-    def _gone(self, owner: str, list_jid: str) -> None:
-        """A list JID that no longer exists: withdraw its presence and the owner's subscription."""
-        item = self.xmpp.roster[list_jid][owner]
-        if item["from"]:
-            item.unauthorize()
-        item["whitelisted"] = False
-
-    async def _subscribe(self, pres: Any) -> None:
-        """A subscription request to a list JID: approved for its owner, refused for anybody else."""
-        to, sender = pres["to"], pres["from"]
-        if self.service is None or to.domain != self.xmpp.boundjid.bare or not to.user:
-            return
-        item = self.xmpp.roster[to.bare][sender.bare]
-        try:
-            await self.service.by_jid(str(sender.bare), to)
-        except ListError:
-            item.unauthorize()
-            return
-        pending = item["pending_in"]  # set by slixmpp when it did not answer (a list created since start-up)
-        self._allow(str(to.bare), str(sender.bare))
-        if pending:
-            item.authorize()  # subscribed, then the list's presence
-        else:
-            item.send_last_presence()  # slixmpp sent subscribed (an allowed owner): the presence too
-
-    # -- component side: common ------------------------------------------------------
-
-    def _requester(self, stanza_: StanzaBase) -> str:
+    def requester(self, stanza_: StanzaBase) -> str:
+        """The bare JID of a local user who sent *stanza_*; ``forbidden`` for anybody else."""
         sender: JID = stanza_["from"]
         if self.service is None:
             raise XMPPError("service-unavailable")
@@ -204,54 +140,29 @@ class XEP_CourierLists(BasePlugin):
         return str(sender.bare)
 
     @property
-    def _svc(self) -> ListService:
+    def _svc(self) -> ListsService:
         assert self.service is not None
         return self.service
 
     def _iq(self, handler: Callable[[Any, str], Awaitable[Iq]]) -> Callable[[StanzaBase], Awaitable[None]]:
-        """Requester check, ListError → XMPPError, send the reply."""
+        """Requester check, then send the reply."""
 
         async def run(iq: StanzaBase) -> None:
-            requester = self._requester(iq)
-            try:
-                reply = await handler(iq, requester)
-            except ListError as exc:
-                raise XMPPError(exc.condition, exc.text, etype=exc.etype) from None
-            reply.send()
+            requester = self.requester(iq)
+            (await handler(iq, requester)).send()
 
         return run
 
-    def _fill_list(self, item: Any, row: ListRow, members: bool) -> None:
-        item["name"], item["jid"] = row.name, self._svc.jid_of(row)
-        item["count"], item["created"] = str(len(row.members)), stamp(row.created)
-        if row.expires is not None:
-            item["expires"] = stamp(row.expires)
-        if members:
-            item.add_jids(row.members)
-
-    def _fill_fanout(self, element: Any, status: FanoutStatus | None, fanout: FanoutRow, copies: bool) -> None:
-        element["id"], element["at"] = fanout.id, stamp(fanout.created)
-        if fanout.list_name:
-            element["list"] = fanout.list_name
-        if status is None:
-            return
-        element["total"] = str(status.total)
-        for state, n in status.counts.items():
-            element[state] = str(n)
-        if copies:
-            for c in status.copies:
-                item = stanza.Copy()
-                item["to"], item["id"], item["state"] = c.member, c.msg_id, copy_state(c)
-                element.append(item)
-
-    def _list_reply(self, iq: Iq, row: ListRow) -> Iq:
+    @staticmethod
+    def _list_reply(iq: Iq, info: ListInfo) -> Iq:
         reply = iq.reply(clear=True)
-        self._fill_list(reply["lists_list"], row, members=True)
+        fill_list(reply["lists_list"], info, members=True)
         return reply
 
-    def _fanout_reply(self, iq: Iq, status: FanoutStatus) -> Iq:
+    @staticmethod
+    def _fanout_reply(iq: Iq, info: FanoutInfo) -> Iq:
         reply = iq.reply(clear=True)
-        self._fill_fanout(reply["lists_fanout"], status, status.fanout, copies=True)
+        fill_fanout(reply["lists_fanout"], info, copies=True)
         return reply
 
     @staticmethod
@@ -261,14 +172,19 @@ class XEP_CourierLists(BasePlugin):
             raise XMPPError("bad-request", "the name of one of your lists is required", etype="modify")
         return str(name)
 
-    # -- component side: IQs -------------------------------------------------------------
+    @staticmethod
+    def _fanout_id(element: Any) -> str:
+        fanout_id = element["id"]
+        if not fanout_id:
+            raise XMPPError("bad-request", "the id of one of your fan-outs is required", etype="modify")
+        return str(fanout_id)
 
     async def _lists(self, iq: Iq, requester: str) -> Iq:
         reply = iq.reply(clear=True)
         lists = reply["lists_lists"]
-        for row in await self._svc.lists(requester):
+        for info in await self._svc.lists(requester):
             item = stanza.ListItem()
-            self._fill_list(item, row, members=False)
+            fill_list(item, info, members=False)
             lists.append(item)
         return reply
 
@@ -278,10 +194,8 @@ class XEP_CourierLists(BasePlugin):
     async def _create(self, iq: Iq, requester: str) -> Iq:
         create = iq["lists_create"]
         expires = parse_stamp(create["expires"]) if create["expires"] else None
-        row = await self._svc.create(
-            requester, self._name(create), create.jids(), expires=expires, temporary=create["temporary"]
-        )
-        return self._list_reply(iq, row)
+        info = await self._svc.create(requester, self._name(create), create.jids(), expires, create["temporary"])
+        return self._list_reply(iq, info)
 
     async def _rename(self, iq: Iq, requester: str) -> Iq:
         rename = iq["lists_rename"]
@@ -291,13 +205,11 @@ class XEP_CourierLists(BasePlugin):
 
     async def _add(self, iq: Iq, requester: str) -> Iq:
         add = iq["lists_add"]
-        row, _ = await self._svc.add(requester, self._name(add), add.jids())
-        return self._list_reply(iq, row)
+        return self._list_reply(iq, await self._svc.add(requester, self._name(add), add.jids()))
 
     async def _remove(self, iq: Iq, requester: str) -> Iq:
         remove = iq["lists_remove"]
-        row, _ = await self._svc.remove(requester, self._name(remove), remove.jids())
-        return self._list_reply(iq, row)
+        return self._list_reply(iq, await self._svc.remove(requester, self._name(remove), remove.jids()))
 
     async def _delete(self, iq: Iq, requester: str) -> Iq:
         await self._svc.delete(requester, self._name(iq["lists_delete"]))
@@ -305,109 +217,23 @@ class XEP_CourierLists(BasePlugin):
 
     async def _send(self, iq: Iq, requester: str) -> Iq:
         send = iq["lists_send"]
-        row = await self._svc.get(requester, self._name(send))
-        status = await self._svc.send_to_list(row, send["body"], only=send["only"] or "")
-        return self._fanout_reply(iq, status)
+        info = await self._svc.send(requester, self._name(send), send["body"], send["only"] or "")
+        return self._fanout_reply(iq, info)
 
     async def _fanout(self, iq: Iq, requester: str) -> Iq:
-        fanout_id = iq["lists_fanout"]["id"]
-        if not fanout_id:
-            raise XMPPError("bad-request", "the id of one of your fan-outs is required", etype="modify")
-        return self._fanout_reply(iq, await self._svc.status(requester, fanout_id))
+        return self._fanout_reply(iq, await self._svc.fanout(requester, self._fanout_id(iq["lists_fanout"])))
 
     async def _fanouts(self, iq: Iq, requester: str) -> Iq:
         reply = iq.reply(clear=True)
         fanouts = reply["lists_fanouts"]
-        for fanout in self._svc.recent_fanouts(requester):
+        for info in await self._svc.fanouts(requester):
             element = stanza.Fanout()
-            self._fill_fanout(element, await self._svc.status(requester, fanout.id), fanout, copies=False)
+            fill_fanout(element, info, copies=False)
             fanouts.append(element)
         return reply
 
     async def _recall(self, iq: Iq, requester: str) -> Iq:
-        fanout_id = iq["lists_recall"]["id"]
-        if not fanout_id:
-            raise XMPPError("bad-request", "the id of one of your fan-outs is required", etype="modify")
-        return self._fanout_reply(iq, await self._svc.recall(requester, fanout_id))
-
-    # -- component side: messages ----------------------------------------------------------
-
-    async def _message(self, msg: Any) -> None:
-        if msg["type"] not in ("chat", "normal"):
-            return  # errors (bounces), headlines, groupchat: nothing to fan out
-        to_list = msg["to"].bare != self.xmpp.boundjid.bare
-        retract_ref = _retract_ref(msg)
-        replace_ref = None if retract_ref else _replace_ref(msg)
-        if not retract_ref and e2ee.is_encrypted(msg.xml):
-            raise XMPPError("not-acceptable", ENCRYPTED_REFUSED, etype="modify")
-        body = msg["body"]
-        if not body and not retract_ref:
-            return  # chat states, receipts, markers
-        requester = self._requester(msg)
-        msg_id, origin_id = _ref(msg)
-        svc = self._svc
-        try:
-            row = await svc.by_jid(requester, msg["to"]) if to_list else None
-            if retract_ref:
-                status = await svc.recall(requester, (await svc.by_source(requester, retract_ref)).id)
-                done = "Recalled"
-            elif replace_ref:
-                status = await svc.correct(requester, replace_ref, body)
-                done = "Corrected"
-            elif row is not None:
-                status = await svc.send_to_list(row, body, source_id=msg_id, source_origin=origin_id)
-                done = "Sent"
-            else:
-                status = await svc.send_to_addresses(
-                    requester, self._addresses(msg), body, source_id=msg_id, source_origin=origin_id
-                )
-                done = "Sent"
-        except ListError as exc:
-            log.info("Refused a message from %s to %s: %s", msg["from"], msg["to"], exc.text)
-            raise XMPPError(exc.condition, exc.text, etype=exc.etype) from None
-        self._acknowledge(msg, status, done)
-
-    @staticmethod
-    def _addresses(msg: Message) -> list[str]:
-        """The XEP-0033 addresses that get a copy; ``bad-request`` for any the service cannot use."""
-        jids = []
-        for address in msg["addresses"]["addresses"]:
-            if address["type"] not in DELIVERED_TYPES or address["delivered"]:
-                continue  # replyto, replyroom, noreply, ofrom; or delivered by an earlier hop
-            jid = address.xml.get("jid", "")
-            if not jid or address.xml.get("node"):
-                raise XMPPError("bad-request", "only addresses with a jid and no node are supported", etype="modify")
-            jids.append(jid)
-        return jids
-
-    def _acknowledge(self, msg: Message, status: FanoutStatus, done: str) -> None:
-        """Tell the sending device how the fan-out went; answer a XEP-0184 request."""
-        component = self.xmpp.boundjid.bare
-        sender = msg["to"].bare or component
-        if msg.xml.find(f"{{{NS_RECEIPTS}}}request") is not None and msg["id"]:
-            receipt = self.xmpp.make_message(mto=msg["from"], mfrom=sender, mtype=msg["type"])
-            receipt.xml.append(Element(f"{{{NS_RECEIPTS}}}received", id=msg["id"]))
-            receipt.send()
-        fid = status.fanout.id
-        text = (
-            f"{done}: {status.summary()}. Fan-out {fid}: send “list status {fid}” or “list recall {fid}” "
-            f"to bot@{component}."
-        )
-        notice = self.xmpp.make_message(mto=msg["from"], mfrom=sender, mtype="chat", mbody=text)
-        self._fill_fanout(notice["lists_fanout"], status, status.fanout, copies=False)
-        notice.send()
-
-    async def settle(self, timeout: float = 10.0) -> None:
-        """Return once the server has processed every stanza sent so far (a XEP-0199 ping to it:
-        a server handles a component's stanzas in order).  The fan-out paces itself with this."""
-        if not self.xmpp.is_connected():
-            return
-        iq = self.xmpp.make_iq_get(ito=self.local_domain or self.xmpp.boundjid.domain.split(".", 1)[-1])
-        iq.xml.append(Element("{urn:xmpp:ping}ping"))
-        try:
-            await iq.send(timeout=timeout)
-        except Exception as exc:  # an error answer or a timeout: pacing is best effort
-            log.debug("settle: %s", exc)
+        return self._fanout_reply(iq, await self._svc.recall(requester, self._fanout_id(iq["lists_recall"])))
 
     # -- client side ------------------------------------------------------------------------
 
@@ -499,4 +325,4 @@ class XEP_CourierLists(BasePlugin):
         return await self._set(courier, "lists_recall", fill, **iqkwargs)
 
 
-__all__ = ["COUNTS", "ForLists", "XEP_CourierLists", "parse_stamp", "stamp"]
+__all__ = ["COUNTS", "ListsService", "XEP_CourierLists", "fill_fanout", "fill_list", "parse_stamp", "stamp"]

@@ -20,6 +20,7 @@ Fan-outs:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from slixmpp.stanza import Iq, Message
@@ -36,6 +37,41 @@ COUNTS = ("held", "released", "sms", "sms-delivered", "received", "read", "recal
 COPY_STATES = (
     "sent", "cached", "held", "released", "sms", "sms-delivered", "received", "read", "recalled", "retracted", "failed",
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    """One list as the protocol shows it (``<list/>``)."""
+
+    name: str
+    jid: str
+    members: list[str]
+    created: float
+    expires: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyInfo:
+    """One member's copy of a fan-out (``<copy/>``): its message id and courier-hops state."""
+
+    to: str
+    id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutInfo:
+    """One fan-out as the protocol shows it (``<fanout/>``): the aggregate, and every copy."""
+
+    id: str
+    created: float
+    list_name: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    copies: list[CopyInfo] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.copies)
 
 
 class Member(ElementBase):
