@@ -38,10 +38,15 @@ async def open_command(p: Poezio, component: str, node: str) -> str:
     """/ad-hoc COMPONENT, move down to *node* in the list, Enter: the form's screen."""
     await p.type(f"/ad-hoc {component}")
     listing = await p.wait_screen(f"Ad-hoc commands of JID {component}")
+    rows = re.findall(r"^\s*\S*\s*x(\S+) {2,}(\S.*?)\s*$", listing, re.M)
+    assert [(c.node, c.name) for c in all_commands()] == [r for r in rows if r[0] in nodes_of()]
     nodes = [c.node for c in all_commands()]
-    assert re.search(rf"x{nodes[0]}\s+{re.escape(all_commands()[0].name)}", listing)  # listed in Courier's order
     await p.keys(*["Down"] * nodes.index(node), "Enter")
     return await p.wait_screen("Ctrl+Y: send form, Ctrl+G: cancel")
+
+
+def nodes_of() -> set[str]:
+    return {c.node for c in all_commands()}
 
 
 async def test_hold_and_correct(courier, users, connect, poezio) -> None:
