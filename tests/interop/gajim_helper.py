@@ -24,7 +24,7 @@ def settings(root: str, jid: str, password: str, port: str) -> None:
     con = sqlite3.connect(f"{root}/settings.sqlite")
     con.executescript(CREATE_SQL)
     app = {"check_for_update": False, "plugins_update_check": False, "show_help_start_chat": False}
-    app |= {"ask_online_status": False, "use_keyring": False}
+    app |= {"ask_online_status": False, "use_keyring": False, "mainwin_width": 1280, "mainwin_height": 900}
     con.execute("UPDATE settings SET settings=? WHERE name='app'", (json.dumps(app),))
     account = {
         "name": user, "hostname": host, "password": password, "resource": "gajim", "active": True,

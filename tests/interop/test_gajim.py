@@ -14,7 +14,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, eventually, installed, require, states, wire
+from .conftest import PASSWORD, befriend, eventually, installed, require, states, wire
 from .gajim import Gajim
 
 
@@ -110,3 +110,42 @@ async def test_discover_services_then_execute_command_recall(courier, stack, use
     await g.type("See you")  # a later message: the recalled one never came
     assert (await b.next_message())["body"] == "See you"
     assert wire(b, alice) == ["body:See you"]
+
+
+async def test_bot_help_in_a_chat_with_courier(courier, stack, users, gajim) -> None:
+    """Start Chat → bot@courier.localhost → "help": every command with an example, in Gajim's chat.
+    (Gajim's Start Chat offers no chat with courier.localhost itself: it wants a user@ address.)"""
+    (alice,) = users("alice")
+    g = await gajim(alice)
+    await open_chat(g, f"bot@{stack.component}")
+    await g.type("help")
+    shown = labels(await g.wait_screen("Courier commands (also as ad-hoc commands in your client):"))
+    (answer,) = [text for text in shown if text.startswith("Courier commands")]
+    for cmd in all_commands():
+        assert f"{' | '.join(cmd.words)} — {cmd.help}. Example: {cmd.example}" in answer
+
+
+async def test_confirm_a_receipt_by_picking(courier, stack, users, connect, gajim) -> None:
+    """Bob uses Gajim with the manual policy (set by the bot): Gajim's automatic receipt is
+    withheld; Execute Command → "Confirm a receipt" offers Alice's message by sender and text."""
+    alice, bob = users("alice", "bob")
+    a, setup = await connect(alice), await connect(bob, "setup")
+    await befriend(a, setup)  # Gajim sends receipts only to contacts it shares presence with
+    await setup.stop()
+    g = await gajim(bob)
+    await open_chat(g, f"bot@{stack.component}")
+    await g.type("receipts manual")
+    await g.wait_screen("Saved. Your receipt policy: manual.")
+    msg = a.make_message(mto=bob, mbody="Sign the lease", mtype="chat")
+    msg["id"], msg["request_receipt"] = "lease-1", True
+    msg.send()
+    receipt = '<received xmlns="urn:xmpp:receipts" id="lease-1"'
+    await eventually(lambda: [s for s in g.sent() if receipt in s], what="Gajim's own receipt")
+    await g.action(f"{g.account}-execute-command", f"[<'{stack.component}'>]")  # the account menu's item
+    await g.select("Confirm a receipt")
+    await g.press("push button", "Execute")
+    await g.wait_screen(f"1. from {alice}, just now: Sign the lease")
+    assert wire(a, bob) == [] and states(courier, alice) == {"lease-1": "released"}  # Gajim's was withheld
+    await g.press("push button", "Complete")
+    await g.wait_screen(f"Receipt sent to {alice}.")
+    await eventually(lambda: wire(a, bob) == ["receipt:lease-1"], what="the confirmed receipt at Alice")
