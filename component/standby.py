@@ -131,7 +131,11 @@ def fence(lease: Lease | None, xmpp: Any) -> None:
     if lease is None:
         return
 
+    store = getattr(xmpp, "store", None)
+
     def lost(why: str) -> None:
+        if getattr(store, "_closing", False):  # a clean stop closes the store's connection itself
+            return
         log.critical("Lease of %s lost (%s): disconnecting now and exiting; a standby takes over", lease.jid, why)
         with contextlib.suppress(Exception):
             xmpp.abort()  # slixmpp: close the transport now, no stream end, no waiting
@@ -139,7 +143,7 @@ def fence(lease: Lease | None, xmpp: Any) -> None:
         os._exit(LOST_LEASE_EXIT)
 
     lease.watch(lost)
-    raw = getattr(getattr(getattr(xmpp, "store", None), "_conn", None), "raw", None)  # the store's asyncpg session
+    raw = getattr(getattr(store, "_conn", None), "raw", None)  # the store's asyncpg session
     if raw is not None:  # it went (the server restarted, an admin ended it): the same, rather than retry for ever
         raw.add_termination_listener(lambda _conn: lost("the store's connection was closed"))
 

@@ -111,7 +111,7 @@ async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(f
         print(f"LEASE lost: the active Courier exited {gone:.2f} s after its lease session ended")
 
 
-async def test_a_standby_told_to_stop_stops_having_touched_nothing(fault_stack: Stack) -> None:
+async def test_a_standby_and_then_the_active_one_told_to_stop_stop_cleanly(fault_stack: Stack) -> None:
     with pair(fault_stack) as (active, standby, url):
         assert standby.proc is not None
         standby.stop()  # SIGTERM while it waits for the lease
@@ -119,3 +119,7 @@ async def test_a_standby_told_to_stop_stops_having_touched_nothing(fault_stack: 
         assert "connected to" not in standby.log_text() and "store migration" not in standby.log_text()
         assert active.proc is not None and active.proc.poll() is None
         assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        active.proc.terminate()  # a clean stop of the active one is not a lost lease
+        assert active.proc.wait(20) == 0
+        assert "Courier stopped" in active.log_text() and "lost" not in active.log_text()
+        assert pgserver.server().psql(url, HOLDERS).split() == []  # its lease went with it
