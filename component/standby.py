@@ -27,7 +27,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .config import Config
+from .ops.http import StandbyServer
 from .store.engine import DB_ERRORS, parse_url
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,18 @@ async def take(config: Config, stop: asyncio.Event) -> Lease | None:
     """PostgreSQL: wait to be the active Courier (the lease); SQLite: nothing to take (None)."""
     engine, dsn = parse_url(config.store_url)
     if engine != "postgresql":
+        metrics.ACTIVE.set(1)
         return None
     lease = Lease(dsn, config.jid, config["store.lease_poll"])
-    await lease.acquire(stop)
+    endpoint = StandbyServer(config) if config["metrics.port"] else None  # `courier status` says "standby"
+    if endpoint is not None:
+        await endpoint.start()
+    try:
+        await lease.acquire(stop)
+    finally:
+        if endpoint is not None:
+            await endpoint.stop()
+    metrics.ACTIVE.set(1)
     return lease
 
 
