@@ -198,7 +198,7 @@ async def traffic(args: argparse.Namespace, stack: Stack, phase: list[str]) -> d
             sent[name] += count
             total += count
         stack.check_alive()
-        if rnd % 10 == 0:
+        if rnd % 5 == 0:
             print(f"  {phase[0]}: Courier RSS {rss_mb(stack.pids()['courier']):.1f} MB", flush=True)
     if recall_s is not None:
         await finish_recalled(stack, recall_s, users.current["recalled"][0], rnd)
