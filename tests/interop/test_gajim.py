@@ -104,6 +104,8 @@ async def test_discover_services_then_execute_command_recall(courier, stack, use
     shown = labels(await g.wait_screen(f"Recalled your message to {bob}."))
     assert f"They will never receive “Dinner at 7” (id {msg_id})." in shown
     assert states(courier, alice) == {msg_id: "recalled"}
+    # Courier retracts the copy Alice's own devices got (XEP-0424); Gajim 1.7 shows its fallback
+    await g.wait_screen("This person attempted to retract a previous message")
 
     b = await connect(bob)
     await g.focus("Gajim")
