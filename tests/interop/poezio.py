@@ -171,4 +171,6 @@ class Poezio:
         if self.started:
             subprocess.run([self.tmux_binary, "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
             self.started = False
+            sockets = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+            (sockets / self.socket).unlink(missing_ok=True)  # tmux leaves it behind
         shutil.rmtree(self.workdir, ignore_errors=True)
