@@ -33,7 +33,7 @@ install: system $(VENV)/.installed
 system:
 	@sh scripts/install-system.sh
 
-# Chromium + Converse.js, Profanity and Poezio (tmux), nbxmpp: the third-party clients of tests/interop/
+# Chromium + Converse.js, Profanity and Poezio (tmux), nbxmpp, Gajim (Xvfb): the third-party clients of tests/interop/
 interop-clients:
 	@sh tests/interop/install.sh
 

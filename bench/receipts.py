@@ -125,7 +125,9 @@ async def one_at_a_time(
     return RoundTrips(rtt, leg)
 
 
-async def measure_burst(stacks: dict[str, Stack], variant: str, rep: int, n: int, warmup: int, settle: float) -> Burst:
+async def measure_burst(
+    stacks: dict[str, Stack], variant: str, rep: int, n: int, warmup: int, settle: float, stall: float = 15
+) -> Burst:
     stack = stacks[STACK_OF[variant]]
     idle = stacks["plain" if STACK_OF[variant] == "Courier" else "Courier"]
     sender, recipient = cast(tuple[ReceiptClient, ReceiptClient], await stack.pair(ReceiptClient))
@@ -147,11 +149,11 @@ async def measure_burst(stacks: dict[str, Stack], variant: str, rep: int, n: int
         for line in lines:
             sender.send_raw(line)
         t_written = time.perf_counter()
-        await wait_count(lambda: len(sender.receipts), n, 15, f"{variant} burst {rep} receipts")
+        await wait_count(lambda: len(sender.receipts), n, stall, f"{variant} burst {rep} receipts")
         reports_after = None
         if variant == "Courier":
             count = len(REPORT_STATES) * n
-            await wait_count(lambda: len(sender.hop_reports), count, 15, f"{variant} burst {rep} hop reports")
+            await wait_count(lambda: len(sender.hop_reports), count, stall, f"{variant} burst {rep} hop reports")
             reports_after = sender.hop_reports[count - 1][0] - sender.receipts[n - 1][0]
         cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         cpu["bench clients"] = own_cpu_seconds() - own0
@@ -300,6 +302,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--settle", type=float, default=0.5, help="seconds to wait for duplicates after a measurement (default 0.5)"
     )
     p.add_argument("--max-seconds", type=float, default=300, help="abort the whole run after this long (default 300)")
+    p.add_argument("--stall", type=float, default=15, help="fail a burst after this many seconds without progress")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, Courier's store)")
     args = p.parse_args(argv)
     for name in ("messages", "latency_samples", "repeat"):
@@ -318,7 +321,7 @@ async def measure(
         order = VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))
         for variant in order:
             phase[0] = f"{variant} burst {rep + 1}/{args.repeat}"
-            b = await measure_burst(stacks, variant, rep, args.messages, args.warmup, args.settle)
+            b = await measure_burst(stacks, variant, rep, args.messages, args.warmup, args.settle, args.stall)
             bursts[variant].append(b)
             print(
                 f"  {phase[0]}: {b.rate:.0f} msgs+receipts/s ({b.seconds:.2f}s; CPU "

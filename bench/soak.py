@@ -147,6 +147,7 @@ async def traffic(args: argparse.Namespace, stack: Stack, phase: list[str]) -> d
     recall_s: CountingClient | None = None
     rnd = 0
     total = 0
+    t0 = time.monotonic()
     while total < args.messages:
         rnd += 1
         phase[0] = f"round {rnd} ({total} of {args.messages} sent)"
@@ -198,8 +199,9 @@ async def traffic(args: argparse.Namespace, stack: Stack, phase: list[str]) -> d
             sent[name] += count
             total += count
         stack.check_alive()
-        if rnd % 10 == 0:
-            print(f"  {phase[0]}: Courier RSS {rss_mb(stack.pids()['courier']):.1f} MB", flush=True)
+        if rnd % 5 == 0:
+            print(f"  after {total} messages, {time.monotonic() - t0:.0f}s: Courier RSS "
+                  f"{rss_mb(stack.pids()['courier']):.1f} MB", flush=True)  # fmt: skip
     if recall_s is not None:
         await finish_recalled(stack, recall_s, users.current["recalled"][0], rnd)
     for c in online or ():

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from component import prosody
+from tests import pgserver, storeview
 from tests.conformance.xmpp import CourierProcess
 
 from .common import (
@@ -134,6 +135,9 @@ def run_side_by_side(
     root = Path(tempfile.mkdtemp(prefix="courier-bench-"))
     stacks = {"plain": Stack("plain", False, root, pairs), "Courier": Stack("Courier", True, root, pairs)}
     phase = ["start-up"]
+    if getattr(args, "store", "sqlite") == "postgresql":  # CourierProcess takes a fresh database of this cluster
+        os.environ["COURIER_TEST_STORE"] = "postgresql"
+        title += f", store PostgreSQL (fsync on, port {pgserver.server(fsync=True).port})"
     print(f"courier bench{title}; work dir {root}\n{machine_line()}", flush=True)
     try:
         ports = free_ports(4)
@@ -181,6 +185,7 @@ def run_side_by_side(
     finally:
         for stack in stacks.values():
             stack.stop()
+        pgserver.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -188,7 +193,7 @@ def run_side_by_side(
 def check_courier_released(stack: Stack, expected_total: int) -> str:
     """Courier's own record: one tracked message per message sent, all released."""
     assert stack.courier is not None
-    conn = sqlite3.connect(f"file:{stack.courier.db}?mode=ro", uri=True)
+    conn = storeview.connect(stack.courier.db, read_only=True)  # SQLite, or PostgreSQL with --store
     try:
         states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall())
         hids = conn.execute("SELECT count(DISTINCT hid) FROM messages").fetchone()[0]

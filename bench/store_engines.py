@@ -12,7 +12,7 @@ Engines: SQLite as on this branch (WAL, ``synchronous=normal``); with ``--baseli
 again through another checkout's ``component`` (e.g. main: the regression check of the
 SQLite path); PostgreSQL (a cluster of its own from Debian's binaries, ``fsync=on``,
 ``synchronous_commit=on``: every commit reaches the disk).  Each engine runs in its own
-process; figures are medians of ``--repeat`` runs.  Numbers on a shared machine are noisy:
+process, in ABBA order; figures are medians of ``--repeat`` runs.  Numbers on a shared machine are noisy:
 compare the ratios within one run.
 """
 
@@ -121,7 +121,7 @@ def main() -> int:
                     runs.append((f"SQLite ({args.baseline})", str(Path(tmp) / f"a{r}.sqlite"), args.baseline))
                 if server is not None:
                     runs.append(("PostgreSQL (fsync on)", server.create_database(), None))
-                for name, target, path in runs:
+                for name, target, path in runs if r % 2 == 0 else runs[::-1]:  # ABBA: no order effect
                     results.setdefault(name, []).append(run_one(target, args.messages, args.latency_samples, path))
     finally:
         if server is not None:

@@ -232,6 +232,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=0.5, help="seconds to wait for duplicates after a burst")
     p.add_argument("--max-seconds", type=float, default=300, help="abort the whole run after this long (default 300)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, Courier's store)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="Courier's store: its SQLite file (default) or a PostgreSQL of its own (fsync on)")
     args = p.parse_args(argv)
     for name in ("messages", "latency_samples", "repeat"):
         if getattr(args, name) < 1:

@@ -31,6 +31,12 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 INFO = Info("courier", "Courier's version and component JID.", registry=REGISTRY)
 CONNECTED = Gauge("courier_connected", "1 while the component connection to Prosody is up.", registry=REGISTRY)
+ACTIVE = Gauge(
+    "courier_active",
+    "1 while this Courier is the active one of its component (always with SQLite; on PostgreSQL while it "
+    "holds the lease); 0 while it is the standby.",
+    registry=REGISTRY,
+)
 CONNECTS = Counter("courier_connects", "Component connections established (reconnects included).", registry=REGISTRY)
 HANDOFFS = Counter("courier_handoffs", "Hand-offs received from mod_courier_route.", registry=REGISTRY)
 ACKS = Counter("courier_acks", "Hand-offs acknowledged to the server (after the commit).", registry=REGISTRY)

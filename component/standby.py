@@ -27,7 +27,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .config import Config
+from .ops.http import StandbyServer
 from .store.engine import DB_ERRORS, parse_url
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,18 @@ async def take(config: Config, stop: asyncio.Event) -> Lease | None:
     """PostgreSQL: wait to be the active Courier (the lease); SQLite: nothing to take (None)."""
     engine, dsn = parse_url(config.store_url)
     if engine != "postgresql":
+        metrics.ACTIVE.set(1)
         return None
     lease = Lease(dsn, config.jid, config["store.lease_poll"])
-    await lease.acquire(stop)
+    endpoint = StandbyServer(config) if config["metrics.port"] else None  # `courier status` says "standby"
+    if endpoint is not None:
+        await endpoint.start()
+    try:
+        await lease.acquire(stop)
+    finally:
+        if endpoint is not None:
+            await endpoint.stop()
+    metrics.ACTIVE.set(1)
     return lease
 
 
@@ -131,7 +142,11 @@ def fence(lease: Lease | None, xmpp: Any) -> None:
     if lease is None:
         return
 
+    store = getattr(xmpp, "store", None)
+
     def lost(why: str) -> None:
+        if getattr(store, "_closing", False):  # a clean stop closes the store's connection itself
+            return
         log.critical("Lease of %s lost (%s): disconnecting now and exiting; a standby takes over", lease.jid, why)
         with contextlib.suppress(Exception):
             xmpp.abort()  # slixmpp: close the transport now, no stream end, no waiting
@@ -139,7 +154,7 @@ def fence(lease: Lease | None, xmpp: Any) -> None:
         os._exit(LOST_LEASE_EXIT)
 
     lease.watch(lost)
-    raw = getattr(getattr(getattr(xmpp, "store", None), "_conn", None), "raw", None)  # the store's asyncpg session
+    raw = getattr(getattr(store, "_conn", None), "raw", None)  # the store's asyncpg session
     if raw is not None:  # it went (the server restarted, an admin ended it): the same, rather than retry for ever
         raw.add_termination_listener(lambda _conn: lost("the store's connection was closed"))
 

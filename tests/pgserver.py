@@ -87,11 +87,11 @@ class PostgresServer:
 _server: PostgresServer | None = None
 
 
-def server() -> PostgresServer:
-    """The session's PostgreSQL, started on first use."""
+def server(fsync: bool = False) -> PostgresServer:
+    """The session's PostgreSQL, started on first use (*fsync*: as in production, for bench/)."""
     global _server
     if _server is None:
-        _server = PostgresServer().start()
+        _server = PostgresServer().start(fsync=fsync)
     return _server
 
 

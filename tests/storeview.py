@@ -83,6 +83,9 @@ class PgView:
             raise failure[0]
         return _Rows([Row(r) for r in result])
 
+    def close(self) -> None:
+        return None  # every query had its own connection
+
     def __enter__(self) -> PgView:
         return self
 

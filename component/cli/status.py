@@ -69,7 +69,11 @@ def _duration(seconds: float) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
-_ENGINES = {"postgresql": "PostgreSQL, lease held (the active Courier); ", "sqlite": "SQLite; "}
+_ENGINES = {
+    ("postgresql", "held"): "PostgreSQL, lease held (the active Courier); ",
+    ("postgresql", "standby"): "PostgreSQL, STANDBY (another Courier holds the lease; this one waits); ",
+    ("sqlite", ""): "SQLite; ",
+}
 
 
 def render(status: dict[str, Any], f: dict[str, dict[Any, float]]) -> str:
@@ -99,7 +103,7 @@ def render(status: dict[str, Any], f: dict[str, dict[Any, float]]) -> str:
             _sum(f, "courier_edits_total"),
         ),
         "Store        {}{:g} commits (mean {:.2f} ms), {:g} failed".format(
-            _ENGINES.get(status.get("store", ""), ""),
+            _ENGINES.get((status.get("store", ""), status.get("lease", "")), ""),
             commits,
             commit_avg,
             _sum(f, "courier_store_commit_failures_total"),

@@ -52,21 +52,40 @@ class MetricsServer:
 
     async def _status(self, _request: web.Request) -> web.Response:
         await metrics.refresh(self.courier)
-        return web.json_response(
-            {
-                "version": __version__,
-                "jid": self.courier.config.jid,
-                "server": f"{self.courier.config['xmpp.host']}:{self.courier.config['xmpp.port']}",
-                "connected": bool(metrics.value("courier_connected")),
-                "uptime": round(service.uptime(), 1),
-                "now": time.time(),
-                "log_level": self.courier.config["log.level"].upper(),
-                # serving at all on PostgreSQL means holding the lease: a standby opens nothing
-                "store": self.courier.store.engine,
-                "lease": "held" if self.courier.store.engine == "postgresql" else "",
-                "last_errors": [
-                    {"at": at, "level": level, "logger": name, "message": text}
-                    for at, level, name, text in service.LAST_ERRORS
-                ],
-            }
-        )
+        engine = self.courier.store.engine  # the active Courier: on PostgreSQL it holds the lease
+        return web.json_response(status(self.courier.config, engine, "held" if engine == "postgresql" else ""))
+
+
+def status(config: Any, engine: str, lease: str) -> dict[str, Any]:
+    """What ``/status`` says (``courier status`` reads it)."""
+    return {
+        "version": __version__,
+        "jid": config.jid,
+        "server": f"{config['xmpp.host']}:{config['xmpp.port']}",
+        "connected": bool(metrics.value("courier_connected")),
+        "uptime": round(service.uptime(), 1),
+        "now": time.time(),
+        "log_level": config["log.level"].upper(),
+        "store": engine,
+        "lease": lease,  # held | standby | '' (SQLite)
+        "last_errors": [
+            {"at": at, "level": level, "logger": name, "message": text} for at, level, name, text in service.LAST_ERRORS
+        ],
+    }
+
+
+class StandbyServer(MetricsServer):
+    """The endpoint of a standby Courier (PostgreSQL, waiting for the lease): its status and
+    ``courier_active 0``; nothing else runs yet. It stops when the lease is taken, and the
+    active Courier's :class:`MetricsServer` takes the port."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(None, config["metrics.host"], config["metrics.port"])
+        self.config = config
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(metrics.REGISTRY), headers={"Content-Type": content_type})
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        return web.json_response(status(self.config, "postgresql", "standby"))

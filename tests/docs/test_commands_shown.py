@@ -16,7 +16,8 @@ from component.main import parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND = re.compile(r"(?:^|[\s/=])courier (?=[a-z])")
+# the line starts with the command (after a `$ ` prompt, a path or `ExecStart=`)
+COMMAND = re.compile(r"^\s*(?:\$ )?(?:ExecStart=)?(?:[\w./-]*/)?courier (?=[a-z])")
 # What the docs write for a value the reader fills in.
 SAMPLES = {
     "PORT": "15269",
@@ -44,7 +45,7 @@ def shown_commands() -> list[tuple[str, int, str]]:
             match = COMMAND.search(line)
             if not match or line.lstrip().startswith("#"):
                 continue
-            text = line[match.start() :].lstrip(" /=")
+            text = "courier " + line[match.end() :]
             follow = number
             while text.rstrip().endswith("\\") and follow < len(lines):
                 text = text.rstrip()[:-1] + " " + lines[follow].strip()

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The third-party clients tests/interop/ drives (docs/clients.md says what each one sends):
-# Debian's chromium, tmux, profanity, poezio and python3-nbxmpp (apt); Converse.js 14.0.0
+# Debian's chromium, tmux, profanity, poezio, python3-nbxmpp and gajim with what drives it
+# on a virtual screen (xvfb, xdotool, dbus-run-session, gdbus, python3-pyatspi) (apt); Converse.js 14.0.0
 # (npm pack, cached in .cache/interop/); nbxmpp 7.4.0 in a venv over Debian's
 # python3 (GObject and libsoup come from python3-nbxmpp's dependencies).
 # Idempotent; silent when everything is there.
@@ -15,7 +16,13 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
 command -v profanity >/dev/null 2>&1 || need="$need profanity"
 command -v poezio >/dev/null 2>&1 || need="$need poezio"
-command -v setpriv >/dev/null 2>&1 || need="$need util-linux"  # Poezio refuses root: run as nobody
+command -v setpriv >/dev/null 2>&1 || need="$need util-linux"  # Poezio and Gajim refuse root: run as nobody
+command -v gajim >/dev/null 2>&1 || need="$need gajim"
+command -v Xvfb >/dev/null 2>&1 || need="$need xvfb"
+command -v xdotool >/dev/null 2>&1 || need="$need xdotool"
+command -v dbus-run-session >/dev/null 2>&1 || need="$need dbus-daemon"
+command -v gdbus >/dev/null 2>&1 || need="$need libglib2.0-bin"
+[ -d /usr/lib/python3/dist-packages/pyatspi ] || need="$need python3-pyatspi"  # with at-spi2-core, the GTK bridge
 [ -d /usr/lib/python3/dist-packages/nbxmpp ] || need="$need python3-nbxmpp"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 command -v npm >/dev/null 2>&1 || need="$need npm"

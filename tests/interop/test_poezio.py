@@ -38,10 +38,15 @@ async def open_command(p: Poezio, component: str, node: str) -> str:
     """/ad-hoc COMPONENT, move down to *node* in the list, Enter: the form's screen."""
     await p.type(f"/ad-hoc {component}")
     listing = await p.wait_screen(f"Ad-hoc commands of JID {component}")
+    rows = re.findall(r"^\s*\S*\s*x(\S+) {2,}(\S.*?)\s*$", listing, re.M)
+    assert [(c.node, c.name) for c in all_commands()] == [r for r in rows if r[0] in nodes_of()]
     nodes = [c.node for c in all_commands()]
-    assert re.search(rf"x{nodes[0]}\s+{re.escape(all_commands()[0].name)}", listing)  # listed in Courier's order
     await p.keys(*["Down"] * nodes.index(node), "Enter")
     return await p.wait_screen("Ctrl+Y: send form, Ctrl+G: cancel")
+
+
+def nodes_of() -> set[str]:
+    return {c.node for c in all_commands()}
 
 
 async def test_hold_and_correct(courier, users, connect, poezio) -> None:
@@ -101,6 +106,9 @@ async def test_pending_edit_and_the_bot(courier, stack, users, connect, poezio) 
     tab: "pending" lists it, "trace 1" traces it. Bob gets only the new text."""
     alice, bob = users("alice", "bob")
     p = await poezio(alice)
+    await open_command(p, stack.component, "pending")  # nothing held: single stage, completed at once
+    await p.wait_screen("You have no messages waiting at the server.")
+    await p.close_form()
     await p.type(f"/message {bob} Dinner at 7")
     await eventually(lambda: list(states(courier, alice).values()) == ["held"], what="held")
     (msg_id,) = states(courier, alice)
@@ -125,3 +133,23 @@ async def test_pending_edit_and_the_bot(courier, stack, users, connect, poezio) 
     assert (got["id"], got["body"]) == (msg_id, "Dinner at 8")
     await p.type(f"/message {bob} See you")
     assert (await b.next_message())["body"] == "See you"
+
+
+async def test_confirm_a_receipt_by_picking(courier, stack, users, connect, poezio) -> None:
+    """Bob uses Poezio with the manual policy: Poezio's automatic receipt is withheld; "Confirm
+    a receipt" offers Alice's message by sender and text; Ctrl+Y sends Alice the receipt."""
+    alice, bob = users("alice", "bob")
+    p = await poezio(bob)
+    await p.type(f"/message {stack.component} receipts manual")
+    await p.wait_screen("Saved. Your receipt policy: manual.")
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="Sign the lease", mtype="chat")
+    msg["id"], msg["request_receipt"] = "lease-1", True
+    msg.send()
+    await p.wait_log(r'SEND: <message [^\n]*<received xmlns="urn:xmpp:receipts" id="lease-1"')  # Poezio's own
+    form = await open_command(p, stack.component, "confirm")
+    assert re.search(rf"xMessage\s+1\. from {alice}, just now: Sign the lease", form)
+    assert wire(a, bob) == [] and states(courier, alice) == {"lease-1": "released"}  # Poezio's was withheld
+    await p.keys("C-y")
+    await p.wait_screen(f"Receipt sent to {alice}.")
+    await eventually(lambda: wire(a, bob) == ["receipt:lease-1"], what="the confirmed receipt at Alice")
