@@ -63,9 +63,9 @@ async def test_offline_recipient_gets_one_corrected_message_and_nothing_recalled
     assert got["from"].full == alice  # the bare JID of the sender
     assert got["body"] == "Meet me at ten"
     assert got["id"] == "m1"
-    await b.no_message(1.0)  # nothing of m2, no correction, no retraction
+    await b.nothing_before_marker(a)  # nothing of m2, no correction, no retraction
 
-    assert states(courier, alice) == {"m1": "released", "m2": "recalled"}
+    assert states(courier, alice) == {"m1": "released", "m2": "recalled", "marker": "released"}
     m1 = hops(courier, alice, "m1")
     assert [h[0] for h in m1] == ["accepted", "held", "edited", "released"]
     assert [h[1] for h in m1] == sorted(h[1] for h in m1)  # times never go backwards
@@ -138,7 +138,7 @@ async def test_retraction_v0_fastening_recalls_a_held_message(courier, users, co
     msg.send()
     await eventually(lambda: states(courier, alice) == {"v0-1": "recalled"}, what="recalled by v0")
     b = await connect(bob)
-    await b.no_message(1.0)
+    await b.nothing_before_marker(a)
 
 
 async def test_a_retraction_by_origin_id_recalls(courier, users, connect) -> None:
@@ -172,8 +172,8 @@ async def test_undo_window_holds_online_messages_until_it_passes(stack, users, c
         got = await b.next_message(5)
         assert got["body"] == "Second thoughts"
         assert time.monotonic() - sent >= 1.4
-        await b.no_message(0.7)
-        assert states(courier, alice) == {"u1": "recalled", "u2": "released"}
+        await b.nothing_before_marker(a)  # (after its own undo window)
+        assert states(courier, alice) == {"u1": "recalled", "u2": "released", "marker": "released"}
     finally:
         courier.stop()
 

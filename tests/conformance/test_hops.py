@@ -154,7 +154,7 @@ async def test_pending_recall_and_edit_by_iq(courier, stack, users, connect) -> 
     b = await connect(bob)
     got = await b.next_message()
     assert (got["id"], got["body"]) == ("p1", "final text")
-    await b.no_message(0.7)
+    await b.nothing_before_marker(a)
     with pytest.raises(IqError) as err:
         await hops_a.recall(stack.component, "p1")
     assert err.value.iq["error"]["condition"] == "not-allowed"

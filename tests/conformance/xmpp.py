@@ -106,6 +106,15 @@ class Client(ClientXMPP):
             return
         raise AssertionError(f"unexpected message: {msg}")
 
+    async def nothing_before_marker(self, sender: Client, marker: str = "marker") -> None:
+        """Assert nothing else arrives, with a positive marker: *sender* writes *marker* to this
+        client and it is the next message.  Courier releases a user's messages to one recipient
+        in order (those held first), so anything of *sender*'s still on its way comes before it.
+        The marker's id is *marker* too."""
+        sender.chat(self.boundjid.bare, marker, marker, origin_id=False)
+        msg = await self.next_message()
+        assert msg["body"] == marker, f"unexpected message: {msg}"
+
     async def archive(self, with_jid: str) -> list[Message]:
         """This account's MAM archive with *with_jid* (XEP-0313), oldest first."""
         iq = await self.plugin["xep_0313"].retrieve(with_jid=JID(with_jid), rsm={"max": 100})
