@@ -176,11 +176,11 @@ class Courier(ComponentXMPP):
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("route_handoff", self._on_handoff)
         self.add_event_handler("route_fallback", self.pipeline.fallback)
-        self.add_event_handler("route_bounce", self._on_bounce)
         self.add_event_handler("route_routed", store.queue_routed)
         self.add_event_handler("presence_available", self._on_presence)
         self.add_event_handler("presence_unavailable", self._on_presence)
         self.add_event_handler("privileges_advertised", self._on_privileges)
+        self.federation = federation.attach(self)  # bounces, Courier peers (xeps/courier-federation.xml)
         # SMS fallback (P3): phone numbers, fallback in the pipeline, number JIDs, inbound SMS (component/sms/)
         self.sms = SmsXmpp(self, config, store, self.pipeline) if config["sms.enabled"] else None
 
@@ -258,10 +258,7 @@ class Courier(ComponentXMPP):
         if inner is None:  # the plugin checked already
             return
         metrics.handoff()
-        self.pipeline.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, stamp_or_now(h["stamp"])))
-
-    async def _on_bounce(self, error: Element) -> None:
-        await federation.bounced(self.pipeline, error)
+        self.federation.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, stamp_or_now(h["stamp"])))
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]
@@ -283,7 +280,7 @@ class Courier(ComponentXMPP):
             self.route.send_ack(hids)
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
-        self.route.release(hid, inner, sender_bare)
+        self.federation.release(hid, inner, sender_bare)
 
     def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
         self.route.originate(inner, sender_bare, token)
@@ -300,6 +297,8 @@ class Courier(ComponentXMPP):
         msg.send()
 
     def report(self, report: Report) -> None:
+        if report.sender.rpartition("@")[2] != self.config.domain:
+            return  # a remote sender: its server's Courier, or it directly (delivery/inbound.py)
         msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")
         r = msg["hops_report"]
         r["id"], r["origin_id"], r["to"] = report.msg_id, report.origin_id, report.recipient

@@ -180,7 +180,7 @@ VirtualHost "{args.domain}"
     courier_component = "{component}"
     courier_ack_timeout = 5
     privileged_entities = {{
-        ["{component}"] = {{ roster = "get"; message = "outgoing"; presence = "managed_entity" }};
+        ["{component}"] = {{ roster = "get"; message = "outgoing"; presence = "roster" }};
     }}
 
 Component "{component}"

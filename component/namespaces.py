@@ -18,6 +18,9 @@ NS_RECEIPTS_POLICY = NS_BASE + "receipts/0"
 NS_LISTS = NS_BASE + "lists/0"
 NS_DRAFTS = NS_BASE + "drafts/0"
 NS_SMS = NS_BASE + "sms/0"
+NS_FEDERATION = NS_BASE + "federation/0"
+#: The one element of ours a remote server's message keeps on its way to Courier (courier-federation).
+TRACKED_TAG = "{" + NS_FEDERATION + "}tracked"
 
 # -- stock XMPP -----------------------------------------------------------------------
 NS_CLIENT = "jabber:client"

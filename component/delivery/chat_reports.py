@@ -61,10 +61,12 @@ class ChatReports:
 
     async def _tell(self, m: MessageRow, hop: Hop) -> None:
         hops = await self.store.hops(m.seq)
-        if not any(h.label == "held" and h.note == "recipient-offline" for h in hops):
+        cached = [i for i, h in enumerate(hops) if h.label == "held" and h.note == "recipient-offline"]
+        if not cached:
             return  # never waited for its recipient: nothing a stock client did not show
         kind = DELIVERED if hop.label in DELIVERED else READ
-        first = next((h for h in hops if h.label in kind), None)
+        # (after the wait: a message cached at the recipient's server was released toward it before)
+        first = next((h for h in hops[cached[0] :] if h.label in kind), None)
         if first is None or (first.label, first.at) != (hop.label, hop.at):
             return  # told already (a receipt after the release, a second marker)
         if kind is DELIVERED:

@@ -76,6 +76,10 @@ class Core:
         self.sms: SmsFallback | None = None
         self.sms_domain: str | None = None
         self.sms_inflight: set[int] = set()
+        #: Federation (delivery/remote.py): recall / edit of a message released to a Courier peer;
+        #: (sender, remote recipient) -> hold it like a local one (its presence is visible, XEP-0356).
+        self.remote: Any = None
+        self.remote_held: Callable[[str, str], bool] = lambda _sender, _recipient: False
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -181,13 +185,13 @@ class Core:
         window = self.undo_window(sender)
         release_at = stamp + window if window > 0 and stamp + window > now else None
         queue = self.queues.get(recipient_bare)
-        remote = where == "remote"
+        remote = where == "remote" and not self.remote_held(sender, recipient_bare)
         if where == "unknown":
             hop = apply(State.ACCEPTED, Event.FAIL, now, self.domain, "item-not-found: no such user")
             reason = ""
             release_at = None
         elif release_at is None and not queue and (remote or self.online(recipient_bare)):
-            note = "to a remote server" if remote else "recipient online"
+            note = "to a remote server" if remote and not self.online(recipient_bare) else "recipient online"
             hop = apply(State.ACCEPTED, Event.RELEASE, now, stanzas.domain(recipient_bare), note)
             reason = ""
         else:
@@ -237,20 +241,27 @@ class Core:
         now = time.time()
         online = self.online(recipient_bare)
         remote = stanzas.domain(recipient_bare) != self.domain
+        kept: list[int] = []  # a remote recipient's messages waiting for them (remote_held): others pass
         while queue:
             m = self.open[queue[0]]
             if m.seq in self.sms_inflight:
                 break  # being submitted as SMS right now: it, and what follows, waits for the outcome
             if m.release_at is not None and m.release_at > now:
                 break
-            if not (online or remote):
+            if not (online or (remote and not self.remote_held(m.sender, recipient_bare))):
                 if m.hold_reason != "recipient-offline":
                     m.hold_reason, m.release_at, m.updated = "recipient-offline", None, now
                     self._record(m, apply(m.state, Event.HOLD, now, self.domain, "recipient-offline"))
                     self.store.queue_update(m)
                     self._offer_sms(m)
-                break
-            self._release(m, now, "to a remote server" if remote else "recipient online")
+                if not remote:
+                    break
+                kept.append(queue.pop(0))
+                continue
+            self._release(m, now, "to a remote server" if remote and not online else "recipient online")
+        if kept:
+            queue[:0] = kept
+            self.queues[recipient_bare] = queue
         if not queue:
             self.queues.pop(recipient_bare, None)
 

@@ -1,4 +1,6 @@
-"""Federation on the sender's side: remote servers' bounces of released messages.
+"""Federation: remote servers' bounces of released messages, and :func:`attach`, which wires
+the courier-federation parts (remote.py: the sender's side; inbound.py: the recipient's;
+remote_presence.py: holding for remote recipients whose presence is visible).
 
 A message Courier released toward another server is re-injected from the
 sender's bare JID, so the remote server's error comes back there;
@@ -9,11 +11,17 @@ It becomes a ``failed`` hop with the remote condition, reported to the sender.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..namespaces import NS_CLIENT, NS_STANZAS
 from ..store import MessageRow
-from .pipeline import Pipeline
+from ..xep import federation as xep_federation
+from ..xep.federation import XEP_CourierFederation
+from .inbound import Inbound
+from .pipeline import Handoff, Pipeline
+from .remote import Peers, RemoteChanges
+from .remote_presence import RemotePresence
 from .states import Event
 
 log = logging.getLogger(__name__)
@@ -62,3 +70,39 @@ async def bounced(pipeline: Pipeline, error: ET.Element) -> MessageRow | None:
     log.info("Message %d (%s -> %s) bounced by %s: %s", m.seq, sender, recipient, _domain(recipient), condition)
     await pipeline.store.flush()
     return m
+
+
+class Federation:
+    """Courier's federation parts (courier-federation, xeps/courier-federation.xml), attached to
+    the component: the release path toward peers, hop reports both ways, remote recall/edit."""
+
+    def __init__(self, courier: Any) -> None:
+        pipeline: Pipeline = courier.pipeline
+        self.inbound = Inbound(pipeline, courier)
+        courier.register_plugin("courier_federation", module=xep_federation, pconfig={"service": self.inbound})
+        self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
+        self.peers = Peers(courier, pipeline.domain, courier.route.release)
+        self.remote = RemoteChanges(pipeline, self.plugin, self.peers)
+        pipeline.remote = self.remote
+        pipeline.hop_observers.append(self.inbound.hop)
+        courier.add_event_handler("federation_hop", self.remote.on_hop)
+        courier.add_event_handler("route_bounce", self._bounce)
+        self.presence = RemotePresence(courier, pipeline, self.peers)  # holds by remote presence (XEP-0356)
+        courier.add_event_handler("presence_available", self.presence.on_presence)
+        courier.add_event_handler("presence_unavailable", self.presence.on_presence)
+        self._pipeline = pipeline
+
+    async def _bounce(self, error: ET.Element) -> None:
+        await bounced(self._pipeline, error)
+
+    def handoff(self, h: Handoff) -> None:
+        """The hand-off path (a sender's roster may be read first: remote_presence.py)."""
+        self.presence.handoff(h)
+
+    def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:
+        """The transport's release (toward a peer with ``<tracked/>``)."""
+        self.peers.release(hid, inner, sender_bare)
+
+
+def attach(courier: Any) -> Federation:
+    return Federation(courier)

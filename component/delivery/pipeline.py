@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from xml.etree import ElementTree as ET
 
 from .. import metrics
-from ..namespaces import NS_CLIENT, NS_HOPS, NS_RECEIPTS, NS_RECEIPTS_POLICY, NS_XHTML_IM
+from ..namespaces import NS_CLIENT, NS_HOPS, NS_RECEIPTS, NS_RECEIPTS_POLICY, NS_XHTML_IM, TRACKED_TAG
 from ..store import MessageRow
 from ..xep import e2ee
 from . import sender_copy, stanzas
@@ -116,7 +116,7 @@ class Pipeline(Originate, SmsClaims):
         asked = inner.find(f"{{{NS_HOPS}}}request") is not None or inner.find(f"{{{NS_RECEIPTS}}}request") is not None
         declined = inner.find(f"{{{NS_RECEIPTS_POLICY}}}no-request") is not None
         wants_reports = not declined and (asked or self.reports_on(sender))
-        strip_ours(inner)
+        strip_ours(inner, TRACKED_TAG if stanzas.domain(sender) != self.domain else "")
         self.seen.hint(recipient_bare, h.recipient)
 
         body = stanzas.body(inner)
@@ -294,8 +294,9 @@ class Pipeline(Originate, SmsClaims):
         return TooLate(f"the message is already {row.state}")
 
     def pending(self, sender: str) -> list[MessageRow]:
-        """*sender*'s messages still at the server, oldest first."""
-        return sorted((m for m in self.open.values() if m.sender == sender), key=lambda m: m.seq)
+        """*sender*'s messages still at the server, oldest first (then those held at a Courier peer)."""
+        here = sorted((m for m in self.open.values() if m.sender == sender), key=lambda m: m.seq)
+        return here + (self.remote.pending(sender) if self.remote is not None else [])
 
     async def trace(self, sender: str, ref: str) -> tuple[MessageRow, list[Hop]]:
         """The newest message of *sender* with id or origin-id *ref*, and its hops."""
@@ -308,6 +309,8 @@ class Pipeline(Originate, SmsClaims):
     async def recall(self, sender: str, ref: str, note: str = "by command") -> MessageRow:
         """Withdraw a held message of *sender*; durable when this returns."""
         m = self._held_by(sender, ref)
+        if m is None and self.remote is not None:
+            return await self.remote.recall(sender, ref, note)  # type: ignore[no-any-return]
         if m is None:
             raise await self._not_held(sender, ref)
         if m.seq in self.sms_inflight:
@@ -323,6 +326,8 @@ class Pipeline(Originate, SmsClaims):
         if not body.strip():
             raise ValueError("the new text is empty")
         m = self._held_by(sender, ref)
+        if m is None and self.remote is not None:
+            return await self.remote.edit(sender, ref, body, note)  # type: ignore[no-any-return]
         if m is None:
             raise await self._not_held(sender, ref)
         if m.seq in self.sms_inflight:

@@ -91,11 +91,14 @@ def encrypted(m: MessageRow) -> bool:
     return e2ee.stanza_encrypted(m.stanza)
 
 
-def strip_ours(inner: ET.Element) -> None:
+def strip_ours(inner: ET.Element, keep: str = "") -> None:
     """Remove every element of our namespaces a client put on a message (forgeries), at any
-    depth: one nested in a foreign element would otherwise reach the recipient as Courier's."""
+    depth: one nested in a foreign element would otherwise reach the recipient as Courier's.
+    *keep*: a tag kept at the top (a remote sender's ``<tracked/>``, delivery/inbound.py)."""
     for parent in list(inner.iter()):
         for child in [c for c in parent if isinstance(c.tag, str) and c.tag.startswith(OUR_TAG_PREFIX)]:
+            if parent is inner and child.tag == keep:
+                continue
             parent.remove(child)
 
 

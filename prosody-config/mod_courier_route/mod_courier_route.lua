@@ -460,11 +460,22 @@ local function tell_bounce(stanza)
 			:tag("forwarded", { xmlns = NS_FORWARD }):add_child(copy));
 end
 
+-- courier-federation (xeps/courier-federation.xml): the sending server's Courier names
+-- itself in <tracked/>; it is the one element of ours kept, for our Courier only (which
+-- checks it, and drops it before delivery). A fallback delivery strips it again.
+local NS_FEDERATION = "https://courier.chat/ns/federation/0";
+local function keep_tracked(stanza, tracked)
+	if tracked and not stanza:get_child("tracked", NS_FEDERATION) then
+		stanza:add_direct_child(tracked);
+	end
+end
+
 local function intercept_s2s(event)
 	local origin, stanza = event.origin, event.stanza;
 	if origin.type ~= "s2sin" or passing[stanza] then return; end
 	-- Only Courier speaks Courier's namespaces: what a remote *user* sends loses them
 	-- (a remote Courier, courier.<domain>, has no node and keeps its reports and notices).
+	local tracked = jid_split(stanza.attr.from) and stanza:get_child("tracked", NS_FEDERATION);
 	if jid_split(stanza.attr.from) then strip_ours(stanza); end
 	if stanza.attr.type == "error" then
 		tell_bounce(stanza);
@@ -480,6 +491,7 @@ local function intercept_s2s(event)
 			tostring(stanza.attr.from), stanza.attr.to);
 		return;
 	end
+	keep_tracked(stanza, tracked);
 	local hid = uuid();
 	pending[hid] = {
 		stanza = stanza, origin = origin, first_sent = monotonic(), session = session,

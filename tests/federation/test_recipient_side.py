@@ -126,9 +126,9 @@ async def test_courier_elements_from_a_remote_user_are_stripped(federation, user
     assert a.reports == []
 
 
-async def test_the_recipients_courier_reports_to_a_remote_sender_who_asked(federation, users, connect) -> None:
-    alice, bob = users("alice@a.example", "bob@b.example")
-    a = await connect(alice)
+async def test_the_recipients_courier_reports_to_a_stock_sender_who_asked(federation, users, connect) -> None:
+    carol, bob = users("carol@c.example", "bob@b.example")
+    a = await connect(carol)  # on a stock server: no Courier of its own to report to
     msg = a.make_message(mto=bob, mbody="Are you there?", mtype="chat")
     msg["id"] = "q1"
     msg["request_receipt"] = True

@@ -5,6 +5,8 @@ alice@a.example (Courier A) writes to c.example, a stock Prosody.
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.conformance.test_delivery import eventually, hops, states
 from tests.conformance.test_receipts import reports
 
@@ -49,3 +51,35 @@ async def test_an_error_from_a_third_party_about_alices_message_changes_nothing(
     await eventually(lambda: states(courier_a, alice).get("n2") == "failed", 15, "the genuine bounce recorded")
     assert states(courier_a, alice) == {"d1": "released", "n2": "failed"}
     assert "failed" not in [label for label, _at, _place in hops(courier_a, alice, "d1")]
+
+
+async def test_remote_recipient_held_by_presence_subscription_else_released(federation, users, connect) -> None:
+    """Courier A sees carol's presence (XEP-0356 presence='roster'): alice, subscribed, gets her
+    message held while carol is offline and released when she is back; dave, not subscribed,
+    gets his released at once (c.example's offline storage keeps it)."""
+    alice, dave, carol = users("alice@a.example", "dave@a.example", "carol@c.example")
+    courier_a = federation["a.example"].courier
+    a = await connect(alice)
+    c = await connect(carol)
+    await a.get_roster()  # (roster pushes go to resources that asked for the roster)
+    await c.get_roster()
+    gone = asyncio.Event()
+    a.add_event_handler("presence_unavailable", lambda p: gone.set() if p["from"].bare == carol else None)
+    a.send_presence_subscription(pto=carol)  # carol's client approves (slixmpp's auto_authorize)
+    await eventually(lambda: a.client_roster[carol]["subscription"] in ("to", "both"), 15, "subscribed")
+    await eventually(lambda: bool(a.client_roster.presence(carol)), 15, "carol's presence seen")
+    await c.stop()
+    await asyncio.wait_for(gone.wait(), 15)  # Courier A got the same presence before alice did
+    d = await connect(dave)
+    d.chat(carol, "From dave, who cannot see carol", "v1")
+    a.chat(carol, "From alice, who can", "h1")
+    await eventually(lambda: states(courier_a, alice) == {"h1": "held"}, 15, "alice's held at a.example")
+    assert states(courier_a, dave) == {"v1": "released"}
+    assert [(label, place) for label, _at, place in hops(courier_a, alice, "h1")] == [
+        ("accepted", "a.example"), ("held", "a.example"),
+    ]  # fmt: skip
+    c = await connect(carol, "laptop")
+    bodies = {(await c.next_message(timeout=15))["body"], (await c.next_message(timeout=15))["body"]}
+    assert bodies == {"From dave, who cannot see carol", "From alice, who can"}
+    await eventually(lambda: states(courier_a, alice) == {"h1": "released"}, 10, "released when carol is back")
+    assert hops(courier_a, alice, "h1")[-1][2] == "c.example"

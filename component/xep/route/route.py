@@ -22,7 +22,7 @@ from slixmpp.xmlstream import StanzaBase, register_stanza_plugin
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from ...namespaces import NS_PRIVILEGE
+from ...namespaces import NS_PRIVILEGE, TRACKED_TAG
 from . import stanza
 from .stanza import NS, NS_CLIENT, Ack
 
@@ -127,6 +127,8 @@ class XEP_CourierRoute(BasePlugin):
     def deliver(self, hid: str, inner: Element) -> None:
         """Hand a message that came over s2s back to the server for its local recipient."""
         inner.tag = f"{{{NS_CLIENT}}}message"
+        for tracked in inner.findall(TRACKED_TAG):  # courier-federation's, for us only
+            inner.remove(tracked)
         wrapper = Element(f"{{{NS}}}deliver", id=hid)
         SubElement(wrapper, f"{{{stanza.NS_FORWARD}}}forwarded").append(inner)
         msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)

@@ -1,0 +1,122 @@
+"""Federation, the recipient's side: Courier B reports to, and answers, the sender's Courier.
+
+A message from another server carries ``<tracked by id/>`` when the sender's Courier (*by*,
+``courier.<sender's domain>``) tracks it.  The element is kept in the stored stanza (the
+pipeline keeps it for remote senders; courier-route's ``<deliver/>`` drops it before the
+recipient sees the message).  Then:
+
+- every hop of the message here (cached, released, edited, recalled, …; not received / read,
+  which reach the sender's server as the recipient's own receipts and markers) is reported to
+  *by* — and nothing after ``cached`` when the recipient's receipt policy for the sender is
+  ``refuse``;
+- *by*, and only *by*, may recall or edit the message while it is held here; the answer is
+  certain: done, or too late with the state it left in.
+
+A remote sender whose server runs no Courier and who asked for reports gets courier-hops
+reports from us directly (same privacy rule).  Rules: xeps/courier-federation.xml.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from slixmpp.exceptions import XMPPError
+
+from ..namespaces import TRACKED_TAG
+from ..store import MessageRow
+from ..util import stamp
+from ..xep.federation import HOP_STATES, TooLateError, XEP_CourierFederation, speaks_for
+from .pipeline import Pipeline, encrypted
+from .states import Hop, State, hop_word
+
+log = logging.getLogger(__name__)
+
+#: What a recipient who refuses receipts still lets the sender's server know.
+UNDER_REFUSE = ("cached", "held")
+_MARK = TRACKED_TAG.partition("}")[0][1:]  # the namespace: a cheap test before parsing
+
+
+def _domain(jid: str) -> str:
+    return jid.partition("/")[0].rpartition("@")[2]
+
+
+def tracked(m: MessageRow) -> tuple[str, str] | None:
+    """(by, id) of *m*'s ``<tracked/>`` if its sender's server may track it, else None."""
+    if _MARK not in m.stanza:
+        return None
+    element = ET.fromstring(m.stanza).find(TRACKED_TAG)
+    if element is None:
+        return None
+    by, token = element.get("by", ""), element.get("id", "")
+    return (by, token) if token and speaks_for(by, m.sender) else None
+
+
+class Inbound:
+    """Hop observer (reports out) and the plugin's FederationService (recall / edit in)."""
+
+    def __init__(self, pipeline: Pipeline, xmpp: Any) -> None:
+        self.pipeline = pipeline
+        self.xmpp = xmpp
+        self.answered: set[tuple[int, str]] = set()  # hops the requester learns from our answer
+
+    @property
+    def plugin(self) -> XEP_CourierFederation:
+        return self.xmpp.plugin["courier_federation"]  # type: ignore[no-any-return]
+
+    def hop(self, m: MessageRow, hop: Hop) -> None:
+        """Pipeline hop observer (after the commit), for messages of remote senders."""
+        if _domain(m.sender) == self.pipeline.domain or hop.label == State.ACCEPTED.value:
+            return
+        if (m.seq, hop.label) in self.answered:
+            self.answered.discard((m.seq, hop.label))
+            return
+        word = hop_word(hop.label, hop.note)
+        if self.pipeline.policy_of(m.recipient_bare, m.sender) == "refuse" and word not in UNDER_REFUSE:
+            return  # privacy: nothing about the recipient after "cached"
+        tracking = tracked(m)
+        if tracking is not None:
+            if word in HOP_STATES:
+                self.plugin.send_hop(tracking[0], tracking[1], word, stamp(hop.at), hop.note)
+        elif m.reports:
+            self._report_directly(m, hop, word)
+
+    def _report_directly(self, m: MessageRow, hop: Hop, word: str) -> None:
+        msg = self.xmpp.make_message(mto=m.sender, mfrom=self.xmpp.boundjid.bare, mtype="headline")
+        r = msg["hops_report"]
+        r["id"], r["origin_id"], r["to"] = m.msg_id, m.origin_id, m.recipient_bare
+        r["state"], r["at"], r["place"], r["note"] = word, stamp(hop.at), hop.place, hop.note
+        msg.enable("no-store")
+        msg.send()
+
+    async def change(self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None) -> None:
+        """A recall (*body* None) or edit from the sender's Courier *peer* (speaks_for checked)."""
+        p = self.pipeline
+        if _domain(to) != p.domain or _domain(sender) == p.domain:
+            raise XMPPError("item-not-found", "no such message tracked by you")
+        await p.store.flush()
+        seq = p.by_ref.get((sender, to, ref))
+        held = p.open.get(seq) if seq is not None else None
+        m = held or await p.store.find_message(sender, to, ref)
+        if m is None or tracked(m) != (peer, token):
+            raise XMPPError("item-not-found", "no such message tracked by you")
+        if held is None:
+            if m.state is State.RECALLED and body is None:
+                return  # recalled already (by the sender's own retraction): done
+            raise TooLateError(hop_word(m.state.value, m.hold_reason))
+        if held.seq in p.sms_inflight:
+            raise TooLateError("sms")
+        now = time.time()
+        if body is None:
+            self.answered.add((held.seq, "recalled"))
+            p._recall_held(held, f"by {peer}", now)
+        else:
+            if encrypted(held):
+                raise XMPPError("not-acceptable", "the message is end-to-end encrypted")
+            self.answered.add((held.seq, "edited"))
+            p._edit_held(held, body, f"by {peer}", now)
+        log.info("Message %d (%s -> %s) %s at the request of %s", held.seq, sender, to,
+                 "recalled" if body is None else "edited", peer)  # fmt: skip
+        await p.store.flush()

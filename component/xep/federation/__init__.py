@@ -1,0 +1,13 @@
+"""courier-federation: Courier to Courier across servers (xeps/courier-federation.xml)."""
+
+from slixmpp.plugins.base import register_plugin
+
+from .federation import FederationService, TooLateError, XEP_CourierFederation, peer_of
+from .stanza import HOP_STATES, NS, Edit, HopReport, Recall, TooLate, Tracked, speaks_for
+
+register_plugin(XEP_CourierFederation)
+
+__all__ = [
+    "HOP_STATES", "NS", "Edit", "FederationService", "HopReport", "Recall", "TooLate", "TooLateError", "Tracked",
+    "XEP_CourierFederation", "peer_of", "speaks_for",
+]  # fmt: skip

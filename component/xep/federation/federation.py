@@ -1,0 +1,127 @@
+"""The courier-federation plugin: one Courier talking to another across servers.
+
+Both roles live in every Courier.  As the *recipient's* Courier it answers ``<recall/>``
+and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``)
+and sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hop`).  As the *sender's*
+Courier it asks (:meth:`XEP_CourierFederation.change`) and fires ``federation_hop`` for
+every ``<hop/>`` that arrives.  Who may ask and report is judged by the service, which
+knows the messages; this plugin only checks the shape (xeps/courier-federation.xml).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from slixmpp import JID
+from slixmpp.exceptions import IqError, XMPPError
+from slixmpp.plugins import BasePlugin
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from . import stanza
+from .stanza import NS, speaks_for
+
+log = logging.getLogger(__name__)
+
+
+class TooLateError(Exception):
+    """The message has left the recipient's server: its state there (released, sms, …)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+class FederationService(Protocol):
+    """The recipient side's answers (component/delivery/inbound.py)."""
+
+    async def change(self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None) -> None:
+        """Recall (*body* None) or edit tracked message *token*; raise TooLateError or XMPPError."""
+        ...
+
+
+class XEP_CourierFederation(BasePlugin):
+    """courier-federation (xeps/courier-federation.xml)."""
+
+    name = "courier_federation"
+    description = "Courier federation: hop reports, recall and edit across servers"
+    dependencies = {"xep_0030"}
+    stanza = stanza
+
+    def plugin_init(self) -> None:
+        stanza.register()
+        self.service: FederationService | None = self.config.get("service")
+        for name, path in (("Federation recall", "iq@type=set/fed_recall"),
+                           ("Federation edit", "iq@type=set/fed_edit")):  # fmt: skip
+            self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._change))
+        self.xmpp.register_handler(Callback("Federation hop", StanzaPath("message/fed_hop"), self._hop))
+
+    def plugin_end(self) -> None:
+        for name in ("Federation recall", "Federation edit", "Federation hop"):
+            self.xmpp.remove_handler(name)
+        self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+
+    def session_bind(self, jid: Any) -> None:
+        self.xmpp.plugin["xep_0030"].add_feature(NS)
+
+    # -- the recipient's Courier --------------------------------------------------
+
+    async def _change(self, iq: StanzaBase) -> None:
+        edit = iq.xml.find(f"{{{NS}}}edit") is not None
+        element = iq["fed_edit"] if edit else iq["fed_recall"]
+        token, sender, to, ref = element["id"], element["sender"], element["to"], element["message"]
+        if not (token and sender and to and ref) or (edit and not element["body"].strip()):
+            raise XMPPError("bad-request", "id, sender, to and message are required (and a text to edit)")
+        if self.service is None:
+            raise XMPPError("service-unavailable")
+        if not speaks_for(iq["from"], sender):
+            raise XMPPError("forbidden", "only the sender's server may change its messages", etype="auth")
+        try:
+            await self.service.change(str(iq["from"]), token, sender, to, ref, element["body"] if edit else None)
+        except TooLateError as exc:
+            raise XMPPError(
+                "not-allowed", f"too late: the message is already {exc.state}", etype="cancel",
+                extension="too-late", extension_ns=NS, extension_args={"state": exc.state},
+            ) from None  # fmt: skip
+        iq.reply(clear=True).send()
+
+    def send_hop(self, peer: str, token: str, state: str, at: str, note: str) -> None:
+        """Report one hop of tracked message *token* to the sender's Courier *peer*."""
+        msg = self.xmpp.make_message(mto=peer, mfrom=self.xmpp.boundjid.bare, mtype="headline")
+        hop = msg["fed_hop"]
+        hop["id"], hop["state"], hop["at"], hop["body"] = token, state, at, note
+        msg.enable("no-store")  # XEP-0334
+        msg.send()
+
+    # -- the sender's Courier ------------------------------------------------------
+
+    def _hop(self, msg: StanzaBase) -> None:
+        self.xmpp.event("federation_hop", msg)
+
+    async def change(
+        self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None = None, timeout: float = 10
+    ) -> str | None:
+        """Ask *peer* (the recipient's Courier) to recall (*body* None) or edit a tracked message.
+
+        None: done.  A state (``released``, ``sms``…): too late.  Anything else raises
+        (IqError for another error, IqTimeout)."""
+        iq = self.xmpp.make_iq_set(ito=peer, ifrom=self.xmpp.boundjid.bare)
+        element = iq["fed_edit"] if body is not None else iq["fed_recall"]
+        element["id"], element["sender"], element["to"], element["message"] = token, sender, to, ref
+        if body is not None:
+            element["body"] = body
+        try:
+            await iq.send(timeout=timeout)
+        except IqError as exc:
+            late = exc.iq.xml.find(f".//{{{NS}}}too-late")
+            if exc.iq["error"]["condition"] == "not-allowed" and late is not None:
+                return late.get("state") or "released"
+            raise
+        return None
+
+
+def peer_of(user: str) -> str:
+    """The Courier of *user*'s server, as this protocol names it: ``courier.<domain>``."""
+    return f"courier.{JID(user).domain}"

@@ -1,0 +1,222 @@
+"""Scenario 1 of issue 13: Courier on both servers (courier-federation, xeps/courier-federation.xml).
+
+alice@a.example (Courier A) writes to bob@b.example (Courier B).  A's release carries
+``<tracked/>``; B holds the message, reports its hops to courier.a.example, which records
+them in Alice's trace (place b.example) and reports them to her devices; a recall or edit
+by command of a message held at B gets B's certain answer.
+"""
+
+from __future__ import annotations
+
+from slixmpp.exceptions import IqError
+
+from component.namespaces import NS_BASE
+from component.xep import receipts
+from tests.conformance.test_delivery import eventually, states
+
+
+async def trace(client, msg_id: str) -> list[tuple[str, str]]:
+    """Alice's trace of *msg_id*, as her client sees it: (state, place) per hop."""
+    iq = await client.plugin["courier_hops"].get_trace("courier.a.example", msg_id, timeout=10)
+    return [(h["state"], h["place"]) for h in iq["hops_trace"]["hops"]]
+
+
+def ours(msg) -> list[str]:
+    return [child.tag for child in msg.xml.iter() if child.tag.startswith("{" + NS_BASE)]
+
+
+async def test_the_senders_trace_lists_every_hop_on_both_servers(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    a = await connect(alice)
+    msg = a.make_message(mto=bob, mbody="Are you there?", mtype="chat")
+    msg["id"] = "t1"
+    msg["request_receipt"] = True
+    msg.send()
+    await eventually(lambda: states(courier_b, alice) == {"t1": "held"}, 15, "held at b.example")
+
+    def reported() -> list[tuple[str, str, str]]:
+        return [(r["from"].bare, r["hops_report"]["state"], r["hops_report"]["place"]) for r in a.reports]
+
+    await eventually(lambda: ("courier.a.example", "cached", "b.example") in reported(), 15, "cached, via A")
+    assert await trace(a, "t1") == [("sent", "a.example"), ("released", "b.example"), ("cached", "b.example")]
+
+    b = await connect(bob)
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["body"]) == (alice, "Are you there?")
+    assert ours(got) == []  # the tracking element stays between the Couriers
+    receipt = b.make_message(mto=got["from"], mtype="chat")
+    receipt["receipt"] = "t1"
+    receipt.send()
+    b.plugin["xep_0333"].send_marker(got["from"], "t1", "displayed")
+    await eventually(lambda: ("courier.a.example", "read", "b.example") in reported(), 15, "read")
+    assert await trace(a, "t1") == [
+        ("sent", "a.example"), ("released", "b.example"), ("cached", "b.example"), ("released", "b.example"),
+        ("received", "b.example"), ("read", "b.example"),
+    ]  # fmt: skip
+    # Alice's devices got every hop from her own server's Courier, none straight from B's
+    assert [s for f, s, _p in reported()] == ["sent", "released", "cached", "released", "received", "read"]
+    assert {f for f, _s, _p in reported()} == {"courier.a.example"}
+
+
+async def test_stock_correction_and_retraction_are_applied_at_b(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    a = await connect(alice)
+    a.chat(bob, "Meet me at nine", "m1")
+    a.chat(bob, "Forget it", "m2")
+    await eventually(lambda: states(courier_b, alice) == {"m1": "held", "m2": "held"}, 15, "both held at B")
+    fix = a.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
+    fix["id"] = "m1-fix"
+    fix["replace"]["id"] = "m1"
+    fix.send()
+    gone = a.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
+    gone["id"] = "m2-retract"
+    gone["retract"]["id"] = "m2"
+    gone.send()
+    await eventually(lambda: states(courier_b, alice) == {"m1": "held", "m2": "recalled"}, 15, "recalled at B")
+    b = await connect(bob)
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["id"], got["body"]) == (alice, "m1", "Meet me at ten")
+    a.chat(bob, "After login", "m3")  # a later positive marker
+    assert (await b.next_message(timeout=15))["body"] == "After login"
+    assert [m["body"] for m in b.all_received] == ["Meet me at ten", "After login"]
+    await eventually(lambda: ("recalled", "b.example") in _labels(federation, alice, "m2"), 10, "m2 recalled at B")
+    assert ("edited", "b.example") in _labels(federation, alice, "m1")
+
+
+def _labels(federation, sender: str, msg_id: str) -> list[tuple[str, str]]:
+    from tests.conformance.test_delivery import hops
+
+    return [(label, place) for label, _at, place in hops(federation["a.example"].courier, sender, msg_id)]
+
+
+async def test_recall_by_command_of_a_message_held_at_b_is_certain(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_a, courier_b = federation["a.example"].courier, federation["b.example"].courier
+    a = await connect(alice)
+    a.chat(bob, "Do not read this", "r1")
+    await eventually(lambda: states(courier_b, alice) == {"r1": "held"}, 15, "held at B")
+    await a.plugin["courier_hops"].recall("courier.a.example", "r1", timeout=15)  # a result: recalled
+    assert states(courier_a, alice) == {"r1": "recalled"}
+    assert states(courier_b, alice) == {"r1": "recalled"}
+    assert (await trace(a, "r1"))[-1] == ("recalled", "b.example")
+    b = await connect(bob)
+    a.chat(bob, "Only this", "r2")
+    got = await b.next_message(timeout=15)
+    assert got["body"] == "Only this"
+    assert [m["body"] for m in b.all_received] == ["Only this"]
+
+
+async def test_recall_after_delivery_is_too_late_and_the_retraction_is_passed_on(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    a = await connect(alice)
+    b = await connect(bob)
+    a.chat(bob, "Already read", "d1")
+    assert (await b.next_message(timeout=15))["body"] == "Already read"
+    try:
+        await a.plugin["courier_hops"].recall("courier.a.example", "d1", timeout=15)
+        raise AssertionError("the recall should have been refused")
+    except IqError as exc:
+        assert exc.iq["error"]["condition"] == "not-allowed"
+        assert "b.example already delivered it" in exc.iq["error"]["text"]
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["retract"]["id"]) == (alice, "d1")
+    assert states(federation["a.example"].courier, alice)["d1"] == "retracted"
+
+
+async def test_edit_by_the_bot_of_a_message_held_at_b(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    a = await connect(alice)
+    a.chat(bob, "Meet me at nine", "e1")
+    await eventually(lambda: states(courier_b, alice) == {"e1": "held"}, 15, "held at B")
+    a.chat("courier.a.example", "edit e1 Meet me at ten", "cmd1")
+    answer = await a.next_message(timeout=15)
+    assert answer["body"].startswith(f"Edited your message to {bob}."), answer["body"]
+    b = await connect(bob)
+    got = await b.next_message(timeout=15)
+    assert (got["id"], got["body"]) == ("e1", "Meet me at ten")
+
+
+async def test_a_stock_server_gets_no_tracking(federation, users, connect) -> None:
+    alice, carol = users("alice@a.example", "carol@c.example")
+    a = await connect(alice)
+    c = await connect(carol)
+    a.chat(carol, "Plain XMPP", "p1")
+    got = await c.next_message(timeout=15)
+    assert got["body"] == "Plain XMPP"
+    assert ours(got) == []
+
+
+async def test_refuse_b_reports_nothing_after_cached(federation, users, connect) -> None:
+    alice, dave, bob = users("alice@a.example", "dave@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    b = await connect(bob)
+    b.register_plugin("courier_receipts", module=receipts)
+    await b.plugin["courier_receipts"].set_policy("courier.b.example", "refuse", contact=alice)
+    await b.stop()
+    a = await connect(alice)
+    a.chat(bob, "Tell me when you are back", "q1")
+    await eventually(lambda: states(courier_b, alice) == {"q1": "held"}, 15, "held at B")
+    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "q1"), 15, "cached reported")
+    b = await connect(bob, "laptop")
+    assert (await b.next_message(timeout=15))["body"] == "Tell me when you are back"
+    await eventually(lambda: states(courier_b, alice) == {"q1": "released"}, 15, "released at B")
+    # B reports on one stream, in order: dave's hop (Bob does not refuse dave) comes after
+    # anything B would have said of Alice's message.
+    d = await connect(dave)
+    d.chat(bob, "Dave here", "x1")
+    assert (await b.next_message(timeout=15))["body"] == "Dave here"
+    await eventually(lambda: ("released", "b.example") in _labels(federation, dave, "x1")[2:], 15, "dave's hop")
+    assert _labels(federation, alice, "q1") == [("accepted", "a.example"), ("released", "b.example"),
+                                                 ("held", "b.example")]  # fmt: skip
+
+
+async def test_reports_chat_says_delivered_when_b_releases_a_cached_message(federation, users, connect) -> None:
+    alice, bob = users("alice@a.example", "bob@b.example")
+    a = await connect(alice)
+    a.chat("courier.a.example", "reports chat", origin_id=False)
+    assert (await a.next_message(timeout=15))["body"].endswith("Chat reports: on.")
+    a.chat(bob, "See you at the station", "c1")
+    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "c1"), 15, "cached at B")
+    b = await connect(bob)
+    await b.next_message(timeout=15)
+    note = await a.next_message(timeout=15)
+    assert (note["from"].bare, note["type"], note["body"]) == (
+        "courier.a.example", "chat", f"Delivered to {bob}: “See you at the station”.",
+    )  # fmt: skip
+
+
+async def test_courier_client_recalls_a_message_held_at_b(federation, users, connect) -> None:
+    from tests.conformance.test_cli import cli
+
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    a = await connect(alice)
+    a.chat(bob, "Never mind", "k1")
+    await eventually(lambda: states(courier_b, alice) == {"k1": "held"}, 15, "held at B")
+    result = await cli(federation["a.example"].setup, alice, "recall", "k1")
+    assert (result.code, result.out) == (0, "recalled k1\n"), result.err
+    assert states(courier_b, alice) == {"k1": "recalled"}
+
+
+async def test_adhoc_pending_lists_a_message_held_at_b_and_recalls_it(federation, users, connect) -> None:
+    from tests.conformance.test_commands import execute
+
+    alice, bob = users("alice@a.example", "bob@b.example")
+    courier_b = federation["b.example"].courier
+    a = await connect(alice)
+    a.register_plugin("xep_0004")
+    a.register_plugin("xep_0050")
+    a.chat(bob, "Held over there", "p1")
+    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "p1"), 15, "cached at B")
+    first = await execute(a, "courier.a.example", "pending")
+    assert [o["value"] for o in first["form"].get_fields()["message"]["options"]] == ["p1"]
+    done = await execute(
+        a, "courier.a.example", "pending", "complete", first["sessionid"], {"message": "p1", "action": "recall"}
+    )
+    assert done["notes"][0][1].startswith(f"Recalled your message to {bob}.")
+    assert states(courier_b, alice) == {"p1": "recalled"}
+    again = await execute(a, "courier.a.example", "pending")
+    assert (again["status"], again["notes"]) == ("completed", [("info", "You have no messages waiting at the server.")])
