@@ -60,7 +60,7 @@ async def test_a_third_servers_user_can_neither_report_nor_recall(federation, us
         answer = await forged_recall(forger, "courier.b.example", token, alice, bob, "f1")
         assert answer == "forbidden"
         needle = f"Refused a hop report from {forger.boundjid.full} for {token}"
-        await eventually(lambda n=needle: n in courier_a.log_text(), 15, "the forged report refused")
+        await courier_a.wait_log_async(needle, 15)
     assert states(courier_b, alice) == {"f1": "held"}
     assert at_b(federation, alice, "f1") == [("accepted", "a.example"), ("released", "b.example"),
                                              ("held", "b.example")]  # fmt: skip
@@ -85,7 +85,7 @@ async def impostor(server) -> AsyncIterator[ComponentXMPP]:
     finally:
         xmpp.disconnect()
         await asyncio.wait_for(down.wait(), 10)  # the stream is closed before the real Courier connects
-        server.courier.start()
+        await server.courier.start_async()  # (without blocking the test's clients)
 
 
 async def test_a_peers_courier_cannot_speak_of_messages_to_or_from_others(federation, users, connect) -> None:
@@ -102,7 +102,7 @@ async def test_a_peers_courier_cannot_speak_of_messages_to_or_from_others(federa
         msg["fed_hop"]["id"], msg["fed_hop"]["state"], msg["fed_hop"]["at"] = token, "released", "2026-12-02T10:00:00Z"
         msg.send()
         needle = f"Refused a hop report from courier.b.example for {token}"
-        await eventually(lambda: needle in courier_a.log_text(), 15, "the report refused")
+        await courier_a.wait_log_async(needle, 15)
     assert states(courier_a, alice) == {"o1": "released"}
     assert [label for label, _at, _place in hops(courier_a, alice, "o1")] == ["accepted", "released"]
 
