@@ -100,3 +100,16 @@ def stop() -> None:
     if _server is not None:
         _server.stop()
         _server = None
+
+
+_targets: dict[Path, str] = {}
+
+
+def store_at(path: Path) -> Path | str:
+    """A test's store: *path* (SQLite), or with COURIER_TEST_STORE=postgresql one fresh database per path
+    (the same one again when a test reopens its store)."""
+    if engine() != "postgresql":
+        return path
+    if path not in _targets:
+        _targets[path] = server().create_database()
+    return _targets[path]
