@@ -8,6 +8,7 @@ refuses to run as root), stopped at the end of the session.  Each store gets a f
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -92,6 +93,7 @@ def server(fsync: bool = False) -> PostgresServer:
     global _server
     if _server is None:
         _server = PostgresServer().start(fsync=fsync)
+        atexit.register(stop)  # also when the session ends without pytest's hooks (bench/, an interrupt)
     return _server
 
 
