@@ -15,8 +15,9 @@ test: install interop-clients
 
 # The store's tests and a conformance subset again, on a real PostgreSQL the tests start
 # themselves (tests/pgserver.py); README "Store" says which subset and why.
-PG_TESTS ?= tests/store tests/conformance/test_delivery.py tests/conformance/test_drafts.py \
-	tests/conformance/test_lists.py tests/conformance/test_resilience.py
+PG_TESTS ?= tests/store tests/delivery tests/sms/test_sms_service.py tests/test_command_results.py \
+	tests/conformance/test_delivery.py tests/conformance/test_drafts.py tests/conformance/test_lists.py \
+	tests/conformance/test_resilience.py
 test-pg: install
 	COURIER_TEST_STORE=postgresql $(VENV)/bin/python -m pytest $(PG_TESTS) $(PYTEST_ARGS)
 

@@ -127,7 +127,11 @@ async def take(config: Config, stop: asyncio.Event) -> Lease | None:
     lease = Lease(dsn, config.jid, config["store.lease_poll"])
     endpoint = StandbyServer(config) if config["metrics.port"] else None  # `courier status` says "standby"
     if endpoint is not None:
-        await endpoint.start()
+        try:
+            await endpoint.start()
+        except OSError as exc:  # e.g. the active Courier on this machine has the port: wait without it
+            log.warning("Standby: no metrics endpoint on port %s (%s)", config["metrics.port"], exc)
+            endpoint = None
     try:
         await lease.acquire(stop)
     finally:

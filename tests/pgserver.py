@@ -8,6 +8,7 @@ refuses to run as root), stopped at the end of the session.  Each store gets a f
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -92,6 +93,7 @@ def server(fsync: bool = False) -> PostgresServer:
     global _server
     if _server is None:
         _server = PostgresServer().start(fsync=fsync)
+        atexit.register(stop)  # also when the session ends without pytest's hooks (bench/, an interrupt)
     return _server
 
 
@@ -100,3 +102,16 @@ def stop() -> None:
     if _server is not None:
         _server.stop()
         _server = None
+
+
+_targets: dict[Path, str] = {}
+
+
+def store_at(path: Path) -> Path | str:
+    """A test's store: *path* (SQLite), or with COURIER_TEST_STORE=postgresql one fresh database per path
+    (the same one again when a test reopens its store)."""
+    if engine() != "postgresql":
+        return path
+    if path not in _targets:
+        _targets[path] = server().create_database()
+    return _targets[path]

@@ -16,6 +16,7 @@ from component.delivery.drafts import DraftService
 from component.delivery.pipeline import Handoff, Pipeline
 from component.lists import Limits, ListService
 from component.store import Store
+from tests import pgserver
 
 from .delivery.test_pipeline import Recorder
 
@@ -63,7 +64,7 @@ async def _figures() -> dict[str, float]:
 
 @pytest.fixture
 async def ctx(tmp_path):
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     pipeline = Pipeline(store, Recorder(), "localhost", default_undo_window=0.0)
     await pipeline.start()
     drafts = DraftService(store, pipeline, Notes())  # type: ignore[arg-type]

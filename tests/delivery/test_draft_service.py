@@ -33,6 +33,7 @@ from component.delivery.drafts import (
 from component.delivery.states import State
 from component.store import MessageRow, Store
 from component.store.drafts import DraftRow
+from tests import pgserver
 
 JULIET = "juliet@shakespeare.lit"
 ROMEO = "romeo@shakespeare.lit"
@@ -198,7 +199,7 @@ class FakeNotifier:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "courier.sqlite")
+    s = await Store.open(pgserver.store_at(tmp_path / "courier.sqlite"))
     try:
         yield s
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from component.delivery.pipeline import Handoff, Pipeline
 from component.store import Store
+from tests import pgserver
 
 JULIET = "juliet@shakespeare.lit"
 ROMEO = "romeo@shakespeare.lit"
@@ -52,7 +53,7 @@ def message(msg_id: str, body: str | None = "hi", to: str = ROMEO, **children: s
 
 @pytest.fixture
 async def pipeline(tmp_path):
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     recorder = Recorder()
     p = Pipeline(store, recorder, "shakespeare.lit")
     await p.start()
@@ -126,7 +127,7 @@ async def test_edit_then_recall_of_held_messages_and_flush_in_order(pipeline) ->
 
 
 async def test_held_messages_survive_a_restart(tmp_path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     first = Pipeline(store, Recorder(), "shakespeare.lit")
     await first.start()
     first.handoff(Handoff("h1", "offline", message("m1", "kept"), time.time()))
@@ -134,7 +135,7 @@ async def test_held_messages_survive_a_restart(tmp_path) -> None:
     first.stop()
     await store.close()
 
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     recorder = Recorder()
     second = Pipeline(store, recorder, "shakespeare.lit")
     await second.start()

@@ -70,6 +70,11 @@ def active_gauge(c: CourierProcess) -> float:
                if s.name == "courier_active")  # fmt: skip
 
 
+async def holders(url: str) -> list[str]:
+    """The sessions holding an advisory lock in this database (psql, off the event loop)."""
+    return (await asyncio.to_thread(pgserver.server().psql, url, HOLDERS)).split()
+
+
 def states(url: str, recipient: str) -> Counter[str]:
     with storeview.connect(url) as db:
         return Counter(r[0] for r in db.execute("SELECT state FROM messages WHERE recipient_bare = ?", (recipient,)))
@@ -94,7 +99,7 @@ async def test_standby_takes_over_within_10s_of_a_sigkill_mid_burst(fault_stack:
         seen_b: Counter[str] = Counter()
         await collect_until(b, "sb-b-end", seen_b, 60)
         await settle(b, a, bob, to_bob, seen_b, "sb-b")
-        held = states(url, carol)
+        held = await asyncio.to_thread(states, url, carol)
         assert f"team+dave@{s.setup.component}" in await bot(d, s.setup.component, "lists")
         assert "Tell carol" in await bot(d, s.setup.component, "drafts")
         assert held["held"] > 0 and set(held) <= {"held", "accepted"}, held  # still held: nothing went early
@@ -119,16 +124,16 @@ async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(f
         a.chat(bob, "one", "two-1")
         assert (await b.next_message(10))["id"] == "two-1"  # the active one serves...
         # ...and the standby waits: one lease holder, the standby never connected to Prosody
-        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        assert len(await holders(url)) == 1
         assert "connected to" not in standby.log_text() and standby.proc is not None and standby.proc.poll() is None
         # what an operator sees: `courier status` and the courier_active gauge of each
         code, lines = await status(standby)
         assert code == 1 and "NOT connected" in lines["Connection"] and "STANDBY" in lines["Store"], lines
         code, lines = await status(active)
         assert code == 0 and "lease held (the active Courier)" in lines["Store"], lines
-        assert (active_gauge(active), active_gauge(standby)) == (1, 0)
+        assert (await asyncio.to_thread(active_gauge, active), await asyncio.to_thread(active_gauge, standby)) == (1, 0)
         # Its lease connection goes (the server ends that session): it disconnects and exits at once.
-        pgserver.server().psql(url, f"SELECT pg_terminate_backend(pid) FROM ({HOLDERS}) AS holder")
+        await asyncio.to_thread(pgserver.server().psql, url, f"SELECT pg_terminate_backend(pid) FROM ({HOLDERS}) AS h")
         cut = time.monotonic()
         assert active.proc is not None
         await wait_for(lambda: active.proc is not None and active.proc.poll() is not None, 5, "the active one exited")
@@ -140,8 +145,8 @@ async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(f
         assert (await b.next_message(20))["id"] == "two-2"
         code, lines = await status(standby)  # the same port now serves the active Courier's figures
         assert code == 0 and "lease held (the active Courier)" in lines["Store"], lines
-        assert active_gauge(standby) == 1
-        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        assert await asyncio.to_thread(active_gauge, standby) == 1
+        assert len(await holders(url)) == 1
         print(f"LEASE lost: the active Courier exited {gone:.2f} s after its lease session ended")
 
 
@@ -152,8 +157,8 @@ async def test_a_standby_and_then_the_active_one_told_to_stop_stop_cleanly(fault
         assert "Courier stopped (it was the standby)" in standby.log_text()
         assert "connected to" not in standby.log_text() and "store migration" not in standby.log_text()
         assert active.proc is not None and active.proc.poll() is None
-        assert len(pgserver.server().psql(url, HOLDERS).split()) == 1
+        assert len(await holders(url)) == 1
         active.proc.terminate()  # a clean stop of the active one is not a lost lease
         assert active.proc.wait(20) == 0
         assert "Courier stopped" in active.log_text() and "lost" not in active.log_text()
-        assert pgserver.server().psql(url, HOLDERS).split() == []  # its lease went with it
+        assert await holders(url) == []  # its lease went with it

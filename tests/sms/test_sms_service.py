@@ -18,6 +18,7 @@ from component.delivery.states import State
 from component.sms import transport as tp
 from component.sms.service import NS_SMS, SmsError, SmsService, SmsSettings
 from component.store import Store
+from tests import pgserver
 
 DOMAIN = "shakespeare.lit"
 COURIER = "courier.shakespeare.lit"
@@ -166,7 +167,7 @@ SETTINGS = SmsSettings(sender=GATEWAY, max_attempts=3, retry_delay=0.05, code_tt
 
 @pytest.fixture
 async def world(tmp_path):
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     w = World(store, SETTINGS)
     await w.start()
     await w.verify(ROMEO, ROMEO_NO)
@@ -184,7 +185,7 @@ async def report(w: World, outcome: str, sms: tp.OutgoingSms | None = None, deta
 
 
 async def test_a_number_is_active_only_with_its_code(tmp_path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     w = World(store, SETTINGS)
     await w.start()
     try:
@@ -286,7 +287,7 @@ async def test_a_verified_sender_texts_from_her_own_number(world: World) -> None
 
 
 async def test_xmpp_wins_before_the_sms_goes(tmp_path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     w = World(store, SmsSettings(sender=GATEWAY, fallback_delay=0.3))
     await w.start()
     try:
@@ -383,7 +384,7 @@ async def test_a_submission_cut_short_by_a_restart_is_not_resent(world: World) -
 
 
 async def test_over_the_hourly_limit_the_message_waits_for_xmpp(tmp_path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite")
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     w = World(store, SmsSettings(sender=GATEWAY, parts_per_hour=1))
     await w.start()
     try:
