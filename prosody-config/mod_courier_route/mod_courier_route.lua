@@ -158,8 +158,10 @@ local function send_handoff(hid, entry, kind)
 	local inner = entry.stanza;
 	local old_xmlns = inner.attr.xmlns;
 	inner.attr.xmlns = "jabber:client";
+	-- copy='kept': this server holds the original until it is answered, so Courier may
+	-- answer "stored, deliver your copy" (an <ack/> item with release='true').
 	local handoff = st.message({ from = host, to = courier_host, id = hid })
-		:tag("handoff", { xmlns = NS, id = hid, recipient = kind })
+		:tag("handoff", { xmlns = NS, id = hid, recipient = kind, copy = kind ~= "unknown" and "kept" or nil })
 			:tag("forwarded", { xmlns = NS_FORWARD })
 				:tag("delay", { xmlns = NS_DELAY, stamp = entry.stamp }):up()
 				:add_child(inner);
@@ -409,7 +411,43 @@ module:hook("pre-message/full", sender_only_marked, 999);
 module:hook("pre-message/bare", sender_only_kept, -3);
 module:hook("pre-message/full", sender_only_kept, -3);
 
--- Acknowledgements from Courier, addressed to the host.
+local post_inbound; -- set below: posts a message that came over s2s (federation)
+
+-- Release by reference: Courier stored the hand-off and released it unchanged, so
+-- this server routes the original it kept (the body never comes back to it).
+-- The same rules as a <release/>: once per HID, never after a fallback, confirmed.
+local function release_copy(hid)
+	if fell_back[hid] then
+		module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
+		send_fallback_notice({ hid });
+		confirm_routed(hid);
+		return;
+	end
+	if released[hid] or released_old[hid] then
+		confirm_routed(hid);
+		return;
+	end
+	local entry = resolve(hid);
+	if not entry then
+		-- (e.g. this server restarted since): Courier re-sends the full release from its
+		-- outbox at its next connection, since it is not confirmed.
+		module:log("warn", "Release by reference of %s, which this server does not hold; awaiting the full release", hid);
+		return;
+	end
+	released[hid] = true;
+	local stanza = entry.stanza;
+	strip_ours(stanza);
+	if entry.s2s then
+		post_inbound(entry.origin, stanza);
+	else
+		stanza.attr.from = jid_bare(stanza.attr.from); -- as a privileged release carries it
+		core_post_stanza(entry.origin, stanza, false);
+	end
+	confirm_routed(hid);
+end
+
+-- Acknowledgements (and releases by reference) from Courier, addressed to the host.
+-- Priority 2: before mod_privilege (0) and the <deliver/> handler (1).
 module:hook("message/host", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local ack = stanza:get_child("ack", NS);
@@ -419,15 +457,23 @@ module:hook("message/host", function(event)
 		return true;
 	end
 	heard();
-	for item in ack:childtags("item") do
-		local hid = item.attr.id;
-		if hid and not resolve(hid) and fell_back[hid] then
-			-- Courier stored a message the server already delivered; tell it again.
-			send_fallback_notice({ hid });
+	local items = ack.tags;
+	for i = 1, #items do -- in order: releases by reference keep Courier's order
+		local item = items[i];
+		local attr = item.attr;
+		local hid = attr.id;
+		if hid and item.name == "item" then
+			local release = attr.release;
+			if release == "true" or release == "1" then
+				release_copy(hid);
+			elseif not resolve(hid) and fell_back[hid] then
+				-- Courier stored a message the server already delivered; tell it again.
+				send_fallback_notice({ hid });
+			end
 		end
 	end
 	return true;
-end);
+end, 2);
 
 -- Federation (xeps/courier-federation.xml): messages arriving over s2s for
 -- local users are handed to Courier like local ones (the same acknowledged
@@ -515,7 +561,7 @@ local function clean_xmlns(node)
 end
 
 -- Post *stanza* to its local recipient the way an s2s arrival is processed.
-local function post_inbound(origin, stanza)
+function post_inbound(origin, stanza)
 	passing[stanza] = true;
 	clean_xmlns(stanza);
 	core_post_stanza(origin, stanza, false);
