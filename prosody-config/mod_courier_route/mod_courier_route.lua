@@ -135,11 +135,24 @@ local function recipient_kind(stanza, origin)
 	return "remote";
 end
 
--- XEP-0082 with milliseconds: 2026-11-23T10:00:00.123Z
+-- XEP-0082 with milliseconds: 2026-11-23T10:00:00.123Z (the date part formatted once a second)
+local stamp_second, stamp_prefix = nil, nil;
 local function stamp(t)
 	local whole = math.floor(t);
-	return datetime(whole):sub(1, -2) .. string.format(".%03dZ", math.floor((t - whole) * 1000));
+	if whole ~= stamp_second then
+		stamp_second, stamp_prefix = whole, datetime(whole):sub(1, -2);
+	end
+	return stamp_prefix .. string.format(".%03dZ", math.floor((t - whole) * 1000));
 end
+
+-- The hand-off's wrapper, as text: only the original message is serialised per
+-- hand-off (no wrapper stanza built, no routing events for it).  The same bytes
+-- as module:send() of the equivalent stanza, which mod_component writes as is.
+local xml_escape = st.xml_escape;
+local HANDOFF_OPEN = "<message from='" .. xml_escape(host) .. "' to='" .. xml_escape(courier_host) .. "' id='";
+local HANDOFF_MIDDLE = "'><handoff xmlns='" .. NS .. "' id='";
+local HANDOFF_FORWARDED = "'><forwarded xmlns='" .. NS_FORWARD .. "'><delay xmlns='" .. NS_DELAY .. "' stamp='";
+local HANDOFF_CLOSE = "</forwarded></handoff></message>";
 
 -- Send the hand-off for a pending entry; kind = the recipient's state now.
 local function send_handoff(hid, entry, kind)
@@ -153,21 +166,21 @@ local function send_handoff(hid, entry, kind)
 			kind = (bare_sessions[node .. "@" .. to_host] or user_exists(node, to_host)) and "offline" or "unknown";
 		end
 	end
-	-- The original is serialised in place (no deep copy): the component
-	-- session writes it out synchronously, then the namespace is restored.
+	local session = component_session();
+	if not session then error("Courier is not connected", 0); end
+	-- The original is serialised in place (no deep copy), then its namespace is restored.
 	local inner = entry.stanza;
 	local old_xmlns = inner.attr.xmlns;
 	inner.attr.xmlns = "jabber:client";
-	-- copy='kept': this server holds the original until it is answered, so Courier may
-	-- answer "stored, deliver your copy" (an <ack/> item with release='true').
-	local handoff = st.message({ from = host, to = courier_host, id = hid })
-		:tag("handoff", { xmlns = NS, id = hid, recipient = kind, copy = kind ~= "unknown" and "kept" or nil })
-			:tag("forwarded", { xmlns = NS_FORWARD })
-				:tag("delay", { xmlns = NS_DELAY, stamp = entry.stamp }):up()
-				:add_child(inner);
-	local ok, err = pcall(module.send, module, handoff);
+	local ok, message = pcall(tostring, inner);
 	inner.attr.xmlns = old_xmlns;
-	if not ok then error(err, 0); end
+	if not ok then error(message, 0); end
+	-- copy='kept': this server holds the original until it is answered, so Courier may
+	-- answer "stored, deliver your copy" (an <ack/> item with release='true'); not for
+	-- 'unknown', which is not kept.  (hid, kind and the stamp need no escaping.)
+	local copy = kind == "unknown" and "" or "' copy='kept";
+	session.send(HANDOFF_OPEN .. hid .. HANDOFF_MIDDLE .. hid .. "' recipient='" .. kind .. copy
+		.. HANDOFF_FORWARDED .. entry.stamp .. "'/>" .. message .. HANDOFF_CLOSE);
 end
 
 local passing_mark; -- set below: marks stanzas posted by this module (federation)
