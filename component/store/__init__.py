@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,42 +296,22 @@ class Store:
     ) -> Exception | None:
         """One transaction; the error (rolled back) or None.  *extra*: outbox rows, routed tokens."""
         outbox, routed = extra
+        steps = [(sql, rows) for sql, rows in (
+            (f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts),
+            ("INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops),
+            ("UPDATE messages SET state=?, body=?, stanza=?, hold_reason=?, release_at=?, updated=? WHERE seq=?",
+             updates),
+            ("INSERT INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT DO NOTHING", absorbed),
+            ("INSERT INTO policy_notices (sender, recipient, policy, at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at", notices),
+            ("INSERT INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token) "
+             "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
+             outbox),
+            ("DELETE FROM outbox WHERE token=?", routed),
+        ) if rows]  # fmt: skip
         try:
-            await self._conn.execute("BEGIN")
-            if inserts:
-                await self._conn.executemany(
-                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts
-                )
-            if hops:
-                await self._conn.executemany(
-                    "INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops
-                )
-            if updates:
-                await self._conn.executemany(
-                    "UPDATE messages SET state=?, body=?, stanza=?, hold_reason=?, release_at=?, updated=? WHERE seq=?",
-                    updates,
-                )
-            if absorbed:
-                await self._conn.executemany(
-                    "INSERT INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    absorbed,
-                )
-            if notices:
-                await self._conn.executemany(
-                    "INSERT INTO policy_notices (sender, recipient, policy, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at",
-                    notices,
-                )
-            if outbox:
-                await self._conn.executemany(
-                    "INSERT INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token) "
-                    "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
-                    outbox,
-                )
-            if routed:
-                await self._conn.executemany("DELETE FROM outbox WHERE token=?", routed)
-            await self._conn.execute("COMMIT")
+            await self._transaction(steps)
             self.commits += 1
         except Exception as exc:
             try:
@@ -339,6 +320,28 @@ class Store:
                 pass
             return exc
         return None
+
+    async def _transaction(self, steps: list[tuple[str, list]]) -> None:
+        """BEGIN, each statement over its rows, COMMIT.  On SQLite in one call to aiosqlite's
+        thread instead of one per statement: each call is a thread round trip plus a wake-up of
+        the event loop, and those were a third of Courier's CPU at full rate (bench/README.md,
+        Profile).  An error leaves the transaction open for the caller's ROLLBACK."""
+        conn = self._conn
+        raw = getattr(conn, "_connection", None)  # aiosqlite's sqlite3 connection (PostgreSQL: none)
+        if isinstance(conn, aiosqlite.Connection) and isinstance(raw, sqlite3.Connection):
+
+            def run() -> None:
+                raw.execute("BEGIN")
+                for sql, rows in steps:
+                    raw.executemany(sql, rows)
+                raw.execute("COMMIT")
+
+            await conn._execute(run)
+            return
+        await conn.execute("BEGIN")
+        for sql, rows in steps:
+            await conn.executemany(sql, rows)
+        await conn.execute("COMMIT")
 
     async def _write_each(
         self, inserts: list, hops: list, updates: list, absorbed: list, notices: list
