@@ -35,6 +35,9 @@ from .stats import StatsStore
 
 log = logging.getLogger(__name__)
 
+#: How long the server's <routed/> confirmations may wait for a commit to go with (seconds).
+ROUTED_DELAY = 0.05
+
 
 @dataclass(slots=True)
 class MessageRow:
@@ -86,6 +89,7 @@ class Store:
         self._notices: list[tuple] = []
         self._outbox: list[tuple] = []  # unconfirmed sends (store/outbox.py)
         self._routed: list[tuple] = []  # ... and the server's confirmations of them
+        self._routed_timer: asyncio.TimerHandle | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -140,6 +144,9 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, then close."""
         self._closing = True
+        if self._routed_timer is not None:
+            self._routed_timer.cancel()
+            self._routed_timer = None
         self._wake.set()
         if self._writer:
             await self._writer
@@ -204,9 +211,17 @@ class Store:
         self._wake.set()
 
     def queue_routed(self, tokens: list[str]) -> None:
-        """The server confirmed it routed these sends."""
+        """The server confirmed it routed these sends.  Not urgent: the deletes go with the next
+        commit, or ROUTED_DELAY seconds later when none comes (one commit fewer per message at
+        a low rate; a re-send after a reconnect meanwhile is dropped by the server as routed)."""
         self._routed.extend((t,) for t in tokens)
-        self._wake.set()
+        if self._routed_timer is None:
+            self._routed_timer = asyncio.get_running_loop().call_later(ROUTED_DELAY, self._routed_due)
+
+    def _routed_due(self) -> None:
+        self._routed_timer = None
+        if self._routed:
+            self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run *callback* once everything queued so far is committed."""
