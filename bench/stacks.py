@@ -64,9 +64,10 @@ class Stack:
                 prosody.adduser(self.setup, f"{who}{k}@{self.setup.domain}", PASSWORD)
         self.proc = prosody.start(self.setup)
         if self.route:
-            # CourierProcess writes log level DEBUG (for the tests); the benchmark runs
-            # Courier at its production default, INFO (the environment overrides the file).
-            env = {"COURIER_LOG_LEVEL": "INFO", **self.courier_env}
+            # CourierProcess writes log level DEBUG and records every stanza sent (for the
+            # tests); the benchmark runs Courier as in production: INFO (the environment
+            # overrides the file), nothing recorded (an empty COURIER_RECORD_SENT).
+            env = {"COURIER_LOG_LEVEL": "INFO", "COURIER_RECORD_SENT": "", **self.courier_env}
             self.courier = CourierProcess(self.setup, self.root / "courier-work", **env).start()
 
     def pids(self) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """Start-up: config → store → pipeline → ComponentXMPP, and the run loop.
 
 :class:`Courier` is the XEP-0114 component.  It is the pipeline's
-:class:`~component.delivery.pipeline.Transport`: acknowledgements are batched
-into one stanza per event-loop turn, releases are XEP-0356 re-injections.
+:class:`~component.delivery.pipeline.Transport`: acknowledgements (and releases
+by reference) are batched into one stanza per event-loop turn by the route plugin,
+other releases are XEP-0356 re-injections.
 """
 
 from __future__ import annotations
@@ -132,7 +133,6 @@ class Courier(ComponentXMPP):
         self.store = store
         self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"])
         self.chat_reports = chat_reports.attach(self)  # "reports chat": a chat line when delivered or read
-        self._acks: list[str] = []
         self._connected = asyncio.Event()
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0356")
@@ -258,7 +258,8 @@ class Courier(ComponentXMPP):
         if inner is None:  # the plugin checked already
             return
         metrics.handoff()
-        self.federation.handoff(Handoff(h["id"], h["recipient"] or "offline", inner, stamp_or_now(h["stamp"])))
+        hid, recipient, copy_kept = h["id"], h["recipient"] or "offline", h["copy"] == "kept"
+        self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(h["stamp"]), copy_kept))
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]
@@ -270,14 +271,10 @@ class Courier(ComponentXMPP):
 
     def ack(self, hid: str) -> None:
         metrics.ack()
-        if not self._acks:
-            self.loop.call_soon(self._send_acks)
-        self._acks.append(hid)
+        self.route.ack(hid)
 
-    def _send_acks(self) -> None:
-        hids, self._acks = self._acks, []
-        if hids:
-            self.route.send_ack(hids)
+    def release_copy(self, hid: str) -> None:
+        self.route.release_copy(hid)
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.federation.release(hid, inner, sender_bare)

@@ -153,13 +153,17 @@ class Core:
     def _after_commit(self, effect: Callable[[], None]) -> None:
         self.store.after_commit(effect)
 
-    def _send_after_commit(self, hid: str | None, stanza: str, sender: str) -> None:
+    def _send_after_commit(self, hid: str | None, stanza: str, sender: str, by_reference: bool = False) -> None:
         """Release hand-off *hid* (None: originate a message) once committed; kept in the
-        outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile)."""
+        outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile,
+        in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged)."""
         token = hid or uuid.uuid4().hex
         kind = "release" if hid else "originate"
         self.store.queue_outbox(token, kind, sender, stanza, time.time())
-        self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
+        if by_reference and hid is not None:
+            self._after_commit(lambda: self.transport.release_copy(hid))
+        else:
+            self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
 
     # -- tracking ----------------------------------------------------------------
 
@@ -177,6 +181,7 @@ class Core:
         wants_reports: bool,
         now: float,
         note: str = "",
+        by_reference: bool = False,  # released at once: the server's copy (the hand-off's, unchanged)
     ) -> None:
         self.seq += 1
         seq = self.seq
@@ -215,7 +220,7 @@ class Core:
         if hop.state is State.FAILED:
             pass  # the server did not wait for us: it bounces its own error to the sender
         elif hop.state is State.RELEASED:
-            self._send_after_commit(hid, row.stanza, sender)
+            self._send_after_commit(hid, row.stanza, sender, by_reference)
         else:
             self._index_open(row)
             if hid is not None:

@@ -136,10 +136,13 @@ class Pipeline(Originate, SmsClaims):
             else:
                 self._spawn(self._note_on_delivered(sender, recipient_bare, ref, retract_ref is not None, now))
         kind = "retraction" if retract_ref else "correction" if replace_ref else "message"
-        if kind == "message":
-            self.receipts.strip_refused(inner, sender, recipient_bare, asked and not declined, now)
+        asked_receipt = asked and not declined
+        changed = kind == "message" and self.receipts.strip_refused(inner, sender, recipient_bare, asked_receipt, now)
+        # by reference only where the release adds nothing: not toward another server, where
+        # courier-federation may add <tracked/> (and releases wait, in order, for its disco#info)
+        outward = stanzas.domain(sender) == self.domain and stanzas.domain(recipient_bare) != self.domain
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
-                    wants_reports, now)  # fmt: skip
+                    wants_reports, now, by_reference=h.copy_kept and not changed and not outward)  # fmt: skip
         if kind == "message":
             for observer in self.message_observers:
                 observer(sender, recipient_bare)
@@ -233,7 +236,10 @@ class Pipeline(Originate, SmsClaims):
             return
         # It goes on at once: nothing of the acknowledgement needs to wait for the store.
         self.known_hids[h.hid] = (now, 0)
-        self.transport.release(h.hid, inner, sender)
+        if h.copy_kept:
+            self.transport.release_copy(h.hid)
+        else:
+            self.transport.release(h.hid, inner, sender)
         self._spawn(self._note_acknowledgement(recipient_bare, sender, ref, event, now))
 
     async def _note_acknowledgement(

@@ -57,6 +57,10 @@ class Transport(Protocol):
 
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None: ...
 
+    def release_copy(self, hid: str) -> None:
+        """Release hand-off *hid* by reference: the server routes the original it kept."""
+        ...
+
     def report(self, report: Report) -> None: ...
 
     def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
@@ -77,6 +81,7 @@ class Handoff:
     recipient: str  # "online" | "offline" | "remote"
     inner: ET.Element  # the jabber:client message
     stamp: float  # when the server received it
+    copy_kept: bool = False  # the server holds the original: it may be released by reference
 
 
 def send_stored(transport: Transport, kind: str, token: str, stanza: str, sender: str) -> None:

@@ -58,16 +58,19 @@ class ReceiptPolicy:
         policy = self.policy_of(sender, recipient_bare)
         return policy == "refuse" or (policy == "manual" and event is Event.RECEIVE)
 
-    def strip_refused(self, inner: ET.Element, sender: str, recipient_bare: str, asked: bool, now: float) -> None:
-        """Before a message is stored: strip receipt requests the recipient refuses, tell the sender once."""
+    def strip_refused(self, inner: ET.Element, sender: str, recipient_bare: str, asked: bool, now: float) -> bool:
+        """Before a message is stored: strip receipt requests the recipient refuses, tell the sender
+        once.  True if *inner* was changed (then the server's copy may not be released as it is)."""
         if domain(recipient_bare) != self.domain:
-            return
+            return False
         policy = self.policy_of(recipient_bare, sender)
         told = self.notified.get((sender, recipient_bare))
+        changed = False
         if policy == "refuse":
             for tag in (f"{{{NS_RECEIPTS}}}request", f"{{{NS_MARKERS}}}markable"):
                 for element in inner.findall(tag):
                     inner.remove(element)
+                    changed = True
             if asked and told != "refuse":
                 self.notified[(sender, recipient_bare)] = policy
                 self.store.queue_policy_notice(sender, recipient_bare, policy, now)
@@ -75,3 +78,4 @@ class ReceiptPolicy:
         elif told == "refuse":  # the policy changed: tell again should it be refused again
             self.notified[(sender, recipient_bare)] = policy
             self.store.queue_policy_notice(sender, recipient_bare, policy, now)
+        return changed

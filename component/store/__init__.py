@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ from .sms import SmsStore
 from .stats import StatsStore
 
 log = logging.getLogger(__name__)
+
+#: How long the server's <routed/> confirmations may wait for a commit to go with (seconds).
+ROUTED_DELAY = 0.05
 
 
 @dataclass(slots=True)
@@ -85,6 +89,7 @@ class Store:
         self._notices: list[tuple] = []
         self._outbox: list[tuple] = []  # unconfirmed sends (store/outbox.py)
         self._routed: list[tuple] = []  # ... and the server's confirmations of them
+        self._routed_timer: asyncio.TimerHandle | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -139,6 +144,9 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, then close."""
         self._closing = True
+        if self._routed_timer is not None:
+            self._routed_timer.cancel()
+            self._routed_timer = None
         self._wake.set()
         if self._writer:
             await self._writer
@@ -203,9 +211,17 @@ class Store:
         self._wake.set()
 
     def queue_routed(self, tokens: list[str]) -> None:
-        """The server confirmed it routed these sends."""
+        """The server confirmed it routed these sends.  Not urgent: the deletes go with the next
+        commit, or ROUTED_DELAY seconds later when none comes (one commit fewer per message at
+        a low rate; a re-send after a reconnect meanwhile is dropped by the server as routed)."""
         self._routed.extend((t,) for t in tokens)
-        self._wake.set()
+        if self._routed_timer is None:
+            self._routed_timer = asyncio.get_running_loop().call_later(ROUTED_DELAY, self._routed_due)
+
+    def _routed_due(self) -> None:
+        self._routed_timer = None
+        if self._routed:
+            self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run *callback* once everything queued so far is committed."""
@@ -295,42 +311,22 @@ class Store:
     ) -> Exception | None:
         """One transaction; the error (rolled back) or None.  *extra*: outbox rows, routed tokens."""
         outbox, routed = extra
+        steps = [(sql, rows) for sql, rows in (
+            (f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts),
+            ("INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops),
+            ("UPDATE messages SET state=?, body=?, stanza=?, hold_reason=?, release_at=?, updated=? WHERE seq=?",
+             updates),
+            ("INSERT INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT DO NOTHING", absorbed),
+            ("INSERT INTO policy_notices (sender, recipient, policy, at) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at", notices),
+            ("INSERT INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token) "
+             "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
+             outbox),
+            ("DELETE FROM outbox WHERE token=?", routed),
+        ) if rows]  # fmt: skip
         try:
-            await self._conn.execute("BEGIN")
-            if inserts:
-                await self._conn.executemany(
-                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts
-                )
-            if hops:
-                await self._conn.executemany(
-                    "INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops
-                )
-            if updates:
-                await self._conn.executemany(
-                    "UPDATE messages SET state=?, body=?, stanza=?, hold_reason=?, release_at=?, updated=? WHERE seq=?",
-                    updates,
-                )
-            if absorbed:
-                await self._conn.executemany(
-                    "INSERT INTO absorbed_handoffs (hid, message_seq, outcome, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    absorbed,
-                )
-            if notices:
-                await self._conn.executemany(
-                    "INSERT INTO policy_notices (sender, recipient, policy, at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(sender, recipient) DO UPDATE SET policy=excluded.policy, at=excluded.at",
-                    notices,
-                )
-            if outbox:
-                await self._conn.executemany(
-                    "INSERT INTO outbox (token, kind, sender, stanza, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token) "
-                    "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
-                    outbox,
-                )
-            if routed:
-                await self._conn.executemany("DELETE FROM outbox WHERE token=?", routed)
-            await self._conn.execute("COMMIT")
+            await self._transaction(steps)
             self.commits += 1
         except Exception as exc:
             try:
@@ -339,6 +335,28 @@ class Store:
                 pass
             return exc
         return None
+
+    async def _transaction(self, steps: list[tuple[str, list]]) -> None:
+        """BEGIN, each statement over its rows, COMMIT.  On SQLite in one call to aiosqlite's
+        thread instead of one per statement: each call is a thread round trip plus a wake-up of
+        the event loop, and those were a third of Courier's CPU at full rate (bench/README.md,
+        Profile).  An error leaves the transaction open for the caller's ROLLBACK."""
+        conn = self._conn
+        raw = getattr(conn, "_connection", None)  # aiosqlite's sqlite3 connection (PostgreSQL: none)
+        if isinstance(conn, aiosqlite.Connection) and isinstance(raw, sqlite3.Connection):
+
+            def run() -> None:
+                raw.execute("BEGIN")
+                for sql, rows in steps:
+                    raw.executemany(sql, rows)
+                raw.execute("COMMIT")
+
+            await conn._execute(run)
+            return
+        await conn.execute("BEGIN")
+        for sql, rows in steps:
+            await conn.executemany(sql, rows)
+        await conn.execute("COMMIT")
 
     async def _write_each(
         self, inserts: list, hops: list, updates: list, absorbed: list, notices: list

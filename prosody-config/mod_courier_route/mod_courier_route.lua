@@ -135,11 +135,24 @@ local function recipient_kind(stanza, origin)
 	return "remote";
 end
 
--- XEP-0082 with milliseconds: 2026-11-23T10:00:00.123Z
+-- XEP-0082 with milliseconds: 2026-11-23T10:00:00.123Z (the date part formatted once a second)
+local stamp_second, stamp_prefix = nil, nil;
 local function stamp(t)
 	local whole = math.floor(t);
-	return datetime(whole):sub(1, -2) .. string.format(".%03dZ", math.floor((t - whole) * 1000));
+	if whole ~= stamp_second then
+		stamp_second, stamp_prefix = whole, datetime(whole):sub(1, -2);
+	end
+	return stamp_prefix .. string.format(".%03dZ", math.floor((t - whole) * 1000));
 end
+
+-- The hand-off's wrapper, as text: only the original message is serialised per
+-- hand-off (no wrapper stanza built, no routing events for it).  The same bytes
+-- as module:send() of the equivalent stanza, which mod_component writes as is.
+local xml_escape = st.xml_escape;
+local HANDOFF_OPEN = "<message from='" .. xml_escape(host) .. "' to='" .. xml_escape(courier_host) .. "' id='";
+local HANDOFF_MIDDLE = "'><handoff xmlns='" .. NS .. "' id='";
+local HANDOFF_FORWARDED = "'><forwarded xmlns='" .. NS_FORWARD .. "'><delay xmlns='" .. NS_DELAY .. "' stamp='";
+local HANDOFF_CLOSE = "</forwarded></handoff></message>";
 
 -- Send the hand-off for a pending entry; kind = the recipient's state now.
 local function send_handoff(hid, entry, kind)
@@ -153,19 +166,21 @@ local function send_handoff(hid, entry, kind)
 			kind = (bare_sessions[node .. "@" .. to_host] or user_exists(node, to_host)) and "offline" or "unknown";
 		end
 	end
-	-- The original is serialised in place (no deep copy): the component
-	-- session writes it out synchronously, then the namespace is restored.
+	local session = component_session();
+	if not session then error("Courier is not connected", 0); end
+	-- The original is serialised in place (no deep copy), then its namespace is restored.
 	local inner = entry.stanza;
 	local old_xmlns = inner.attr.xmlns;
 	inner.attr.xmlns = "jabber:client";
-	local handoff = st.message({ from = host, to = courier_host, id = hid })
-		:tag("handoff", { xmlns = NS, id = hid, recipient = kind })
-			:tag("forwarded", { xmlns = NS_FORWARD })
-				:tag("delay", { xmlns = NS_DELAY, stamp = entry.stamp }):up()
-				:add_child(inner);
-	local ok, err = pcall(module.send, module, handoff);
+	local ok, message = pcall(tostring, inner);
 	inner.attr.xmlns = old_xmlns;
-	if not ok then error(err, 0); end
+	if not ok then error(message, 0); end
+	-- copy='kept': this server holds the original until it is answered, so Courier may
+	-- answer "stored, deliver your copy" (an <ack/> item with release='true'); not for
+	-- 'unknown', which is not kept.  (hid, kind and the stamp need no escaping.)
+	local copy = kind == "unknown" and "" or "' copy='kept";
+	session.send(HANDOFF_OPEN .. hid .. HANDOFF_MIDDLE .. hid .. "' recipient='" .. kind .. copy
+		.. HANDOFF_FORWARDED .. entry.stamp .. "'/>" .. message .. HANDOFF_CLOSE);
 end
 
 local passing_mark; -- set below: marks stanzas posted by this module (federation)
@@ -409,7 +424,43 @@ module:hook("pre-message/full", sender_only_marked, 999);
 module:hook("pre-message/bare", sender_only_kept, -3);
 module:hook("pre-message/full", sender_only_kept, -3);
 
--- Acknowledgements from Courier, addressed to the host.
+local post_inbound; -- set below: posts a message that came over s2s (federation)
+
+-- Release by reference: Courier stored the hand-off and released it unchanged, so
+-- this server routes the original it kept (the body never comes back to it).
+-- The same rules as a <release/>: once per HID, never after a fallback, confirmed.
+local function release_copy(hid)
+	if fell_back[hid] then
+		module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
+		send_fallback_notice({ hid });
+		confirm_routed(hid);
+		return;
+	end
+	if released[hid] or released_old[hid] then
+		confirm_routed(hid);
+		return;
+	end
+	local entry = resolve(hid);
+	if not entry then
+		-- (e.g. this server restarted since): Courier re-sends the full release from its
+		-- outbox at its next connection, since it is not confirmed.
+		module:log("warn", "Release by reference of %s, which this server does not hold; awaiting the full release", hid);
+		return;
+	end
+	released[hid] = true;
+	local stanza = entry.stanza;
+	strip_ours(stanza);
+	if entry.s2s then
+		post_inbound(entry.origin, stanza);
+	else
+		stanza.attr.from = jid_bare(stanza.attr.from); -- as a privileged release carries it
+		core_post_stanza(entry.origin, stanza, false);
+	end
+	confirm_routed(hid);
+end
+
+-- Acknowledgements (and releases by reference) from Courier, addressed to the host.
+-- Priority 2: before mod_privilege (0) and the <deliver/> handler (1).
 module:hook("message/host", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local ack = stanza:get_child("ack", NS);
@@ -419,15 +470,23 @@ module:hook("message/host", function(event)
 		return true;
 	end
 	heard();
-	for item in ack:childtags("item") do
-		local hid = item.attr.id;
-		if hid and not resolve(hid) and fell_back[hid] then
-			-- Courier stored a message the server already delivered; tell it again.
-			send_fallback_notice({ hid });
+	local items = ack.tags;
+	for i = 1, #items do -- in order: releases by reference keep Courier's order
+		local item = items[i];
+		local attr = item.attr;
+		local hid = attr.id;
+		if hid and item.name == "item" then
+			local release = attr.release;
+			if release == "true" or release == "1" then
+				release_copy(hid);
+			elseif not resolve(hid) and fell_back[hid] then
+				-- Courier stored a message the server already delivered; tell it again.
+				send_fallback_notice({ hid });
+			end
 		end
 	end
 	return true;
-end);
+end, 2);
 
 -- Federation (xeps/courier-federation.xml): messages arriving over s2s for
 -- local users are handed to Courier like local ones (the same acknowledged
@@ -527,7 +586,7 @@ local function clean_xmlns(node)
 end
 
 -- Post *stanza* to its local recipient the way an s2s arrival is processed.
-local function post_inbound(origin, stanza)
+function post_inbound(origin, stanza)
 	passing[stanza] = true;
 	clean_xmlns(stanza);
 	core_post_stanza(origin, stanza, false);

@@ -40,6 +40,9 @@ class Recorder:
         body = inner.find("{jabber:client}body")
         self.releases.append((hid, sender_bare, body.text if body is not None else None))
 
+    def release_copy(self, hid: str) -> None:
+        self.releases.append((hid, "by reference", None))
+
 
 def message(msg_id: str, body: str | None = "hi", to: str = ROMEO, **children: str) -> ET.Element:
     m = ET.Element("{jabber:client}message", {"from": f"{JULIET}/balcony", "to": to, "type": "chat", "id": msg_id})
@@ -239,3 +242,33 @@ async def test_known_handoff_ids_are_bounded_in_count(pipeline, monkeypatch) -> 
     await pipeline.drain()
     assert pipeline.recorder.acks.count("h19") == 2
     assert len(await pipeline.store.messages_between(JULIET, ROMEO)) == 20
+
+
+async def test_released_at_once_and_unchanged_goes_by_reference_others_in_full(pipeline) -> None:
+    """Release by reference (courier-route 0.6): only a message released at once, exactly as the
+    server kept it; held ones, and ones the receipt policy changed, are re-injected in full."""
+    now = time.time()
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "held"), now, copy_kept=True))
+    await pipeline.drain()
+    assert pipeline.recorder.acks == ["h1"]
+    pipeline.handoff(Handoff("h2", "online", message("m2", "behind"), now, copy_kept=True))
+    await pipeline.drain()
+    pipeline.handoff(Handoff("h3", "online", message("m3", "live"), now, copy_kept=True))
+    pipeline.handoff(Handoff("h4", "online", message("m4", "old server"), now))
+    await pipeline.drain()
+    assert pipeline.recorder.releases == [
+        ("h1", JULIET, "held"),  # it waited: the server's copy is not the one to release
+        ("h2", JULIET, "behind"),  # queued behind h1 for a moment (order): released by the flush
+        ("h3", "by reference", None),
+        ("h4", JULIET, "old server"),  # no copy='kept': in full
+    ]
+    # kept in full in the outbox until <routed/> (a server that lost its copy gets it re-sent)
+    assert {r.token for r in await pipeline.store.outbox.unconfirmed()} == {"h1", "h2", "h3", "h4"}
+
+    await pipeline.set_policy(ROMEO, "", "refuse")
+    asking = message("m5", "asks for a receipt")
+    ET.SubElement(asking, "{urn:xmpp:receipts}request")
+    pipeline.handoff(Handoff("h5", "online", asking, now, copy_kept=True))
+    pipeline.handoff(Handoff("h6", "online", message("m6", "asks nothing"), now, copy_kept=True))
+    await pipeline.drain()
+    assert pipeline.recorder.releases[4:] == [("h5", JULIET, "asks for a receipt"), ("h6", "by reference", None)]

@@ -162,6 +162,20 @@ class TestRouteStanzas(SlixTest):
         assert ack["ids"] == []
         assert ack.xml.findall(f"{{{NS}}}item") == []
 
+    def test_ack_item_releasing_by_reference(self) -> None:
+        xml = ET.fromstring(
+            f"<message xmlns='jabber:client'><ack xmlns='{NS}'>"
+            f"<item id='a'/><item id='b' release='true'/></ack></message>"
+        )
+        ack = Message(xml=xml)["route_ack"]
+        assert ack["ids"] == ["a", "b"]
+        assert [item["release"] for item in ack["substanzas"]] == ["", "true"]
+
+    def test_handoff_says_the_server_kept_its_copy(self) -> None:
+        xml = ET.fromstring(HANDOFF.replace("recipient='online'", "recipient='online' copy='kept'"))
+        assert Message(xml=xml)["route_handoff"]["copy"] == "kept"
+        assert Message(xml=ET.fromstring(HANDOFF))["route_handoff"]["copy"] == ""
+
     # -- fallback --------------------------------------------------------------
 
     def test_fallback_matches_the_spec_example(self) -> None:

@@ -24,9 +24,12 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from ...namespaces import NS_PRIVILEGE, TRACKED_TAG
 from . import stanza
-from .stanza import NS, NS_CLIENT, Ack
+from .stanza import NS, NS_CLIENT
 
 log = logging.getLogger(__name__)
+
+_ITEM = f"{{{NS}}}item"
+_RELEASE = {"release": "true"}
 
 
 class XEP_CourierRoute(BasePlugin):
@@ -48,6 +51,7 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
         self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
         self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
+        self._answers: list[tuple[str, dict[str, str] | None]] = []
 
     def plugin_end(self) -> None:
         for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged", "Route routed", "Route ping"):
@@ -105,11 +109,31 @@ class XEP_CourierRoute(BasePlugin):
         # Acks only flow from Courier to the server; one arriving here is forged.
         raise XMPPError("forbidden", "route acknowledgements are not accepted here", etype="auth")
 
-    def send_ack(self, hids: list[str]) -> None:
-        """Tell the server these hand-offs are stored (one stanza for many)."""
+    def ack(self, hid: str) -> None:
+        """Tell the server hand-off *hid* is stored: batched, one ``<ack/>`` per event-loop turn."""
+        self._answer((hid, None))
+
+    def release_copy(self, hid: str) -> None:
+        """Release hand-off *hid* by reference (the server kept the original, ``copy='kept'``):
+        an ``<ack/>`` item with ``release='true'``, batched with the acknowledgements."""
+        self._answer((hid, _RELEASE))
+
+    def _answer(self, item: tuple[str, dict[str, str] | None]) -> None:
+        if not self._answers:
+            self.xmpp.loop.call_soon(self.flush_answers)
+        self._answers.append(item)
+
+    def flush_answers(self) -> None:
+        """Send the batched acknowledgements and releases by reference now.  Every other send
+        of a message to a user calls this first, so the server routes everything in order."""
+        answers, self._answers = self._answers, []
+        if not answers:
+            return
         msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
-        ack: Ack = msg["route_ack"]
-        ack["ids"] = hids
+        ack = Element(f"{{{NS}}}ack")
+        for hid, attrs in answers:
+            SubElement(ack, _ITEM, attrs or {}, id=hid)
+        msg.xml.append(ack)
         msg.send()
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
@@ -118,6 +142,7 @@ class XEP_CourierRoute(BasePlugin):
         A message from another server's user (federation) cannot be re-injected
         through XEP-0356: it goes back to the server inside ``<deliver/>``.
         """
+        self.flush_answers()
         if sender_bare.rpartition("@")[2] != self.server:
             self.deliver(hid, inner)
             return
@@ -126,6 +151,7 @@ class XEP_CourierRoute(BasePlugin):
 
     def deliver(self, hid: str, inner: Element) -> None:
         """Hand a message that came over s2s back to the server for its local recipient."""
+        self.flush_answers()
         inner.tag = f"{{{NS_CLIENT}}}message"
         for tracked in inner.findall(TRACKED_TAG):  # courier-federation's, for us only
             inner.remove(tracked)
@@ -142,6 +168,7 @@ class XEP_CourierRoute(BasePlugin):
         message: it is archived and copied to the user's other devices.  With
         *token* it carries ``<originate id=token/>``, confirmed by ``<routed/>``.
         """
+        self.flush_answers()
         if token is not None:
             SubElement(inner, f"{{{NS}}}originate", id=token)
         inner.tag = f"{{{NS_CLIENT}}}message"

@@ -18,7 +18,8 @@ class Handoff(ElementBase):
     namespace = NS
     name = "handoff"
     plugin_attrib = "route_handoff"
-    interfaces = {"id", "recipient", "stamp"}
+    #: copy: "kept" when the server holds the original and accepts a release by reference
+    interfaces = {"id", "recipient", "stamp", "copy"}
 
     def get_inner(self) -> Element | None:
         """The forwarded ``jabber:client`` message, as an ElementTree element."""
@@ -60,11 +61,13 @@ class AckItem(ElementBase):
     namespace = NS
     name = "item"
     plugin_attrib = "item"
-    interfaces = {"id"}
+    #: release: "true" in an <ack/> for a release by reference (stored; route your copy)
+    interfaces = {"id", "release"}
 
 
 class Ack(ElementBase):
-    """``<ack><item id/>…</ack>``: Courier has stored these hand-offs (Courier → server)."""
+    """``<ack><item id/>…</ack>``: Courier has stored these hand-offs (Courier → server); an
+    item with ``release='true'`` also releases its hand-off by reference."""
 
     namespace = NS
     name = "ack"
