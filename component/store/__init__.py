@@ -10,6 +10,7 @@ thousands of messages a second.  Reads and rare writes are plain coroutines.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import sqlite3
 import time
@@ -22,6 +23,7 @@ import aiosqlite
 
 from .. import metrics
 from ..delivery.states import Hop, State
+from .batch import Segment
 from .drafts import DraftStore
 from .engine import DB_ERRORS, INTEGRITY_ERRORS, Connection
 from .errors import StoreUnavailable
@@ -82,15 +84,13 @@ class Store:
         self._conn = conn
         self.engine = engine
         self._batch_max = batch_max
-        self._inserts: list[tuple] = []
-        self._hops: list[tuple] = []
-        self._absorbed: list[tuple] = []
-        self._updates: list[tuple] = []
-        self._notices: list[tuple] = []
-        self._outbox: list[tuple] = []  # unconfirmed sends (store/outbox.py)
-        self._routed: list[tuple] = []  # ... and the server's confirmations of them
+        # What waits for a commit, in segments of at most batch_max inserts: whatever is queued
+        # after an insert goes into the same or a later segment, so a commit of the first
+        # segment takes only what depends on committed inserts, and runs the effects that
+        # wait for exactly those (acks, releases, reports) while later hand-offs still queue.
+        self._queue: collections.deque[Segment] = collections.deque([Segment()])
+        self._routed: list[tuple] = []  # the server's confirmations of sends (no dependency)
         self._routed_timer: asyncio.TimerHandle | None = None
-        self._callbacks: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -169,7 +169,9 @@ class Store:
     # -- queued writes (group commit) ---------------------------------------
 
     def queue_message(self, m: MessageRow) -> None:
-        self._inserts.append(
+        if len(self._queue[-1].inserts) >= self._batch_max:
+            self._queue.append(Segment())
+        self._queue[-1].inserts.append(
             (
                 m.seq,
                 m.hid,
@@ -193,21 +195,21 @@ class Store:
         self._wake.set()
 
     def queue_hop(self, seq: int, hop: Hop) -> None:
-        self._hops.append((seq, hop.label, hop.state.value, hop.at, hop.place, hop.note))
+        self._queue[-1].hops.append((seq, hop.label, hop.state.value, hop.at, hop.place, hop.note))
         self._wake.set()
 
     def queue_update(self, m: MessageRow) -> None:
         """Persist the mutable fields of *m* (state, body, stanza, hold)."""
-        self._updates.append((m.state.value, m.body, m.stanza, m.hold_reason, m.release_at, m.updated, m.seq))
+        self._queue[-1].updates.append((m.state.value, m.body, m.stanza, m.hold_reason, m.release_at, m.updated, m.seq))
         self._wake.set()
 
     def queue_absorbed(self, hid: str, seq: int, outcome: str, at: float) -> None:
-        self._absorbed.append((hid, seq, outcome, at))
+        self._queue[-1].absorbed.append((hid, seq, outcome, at))
         self._wake.set()
 
     def queue_outbox(self, token: str, kind: str, sender: str, stanza: str, at: float) -> None:
         """Keep a release / originated message until the server confirms it routed it."""
-        self._outbox.append((token, kind, sender, stanza, at))
+        self._queue[-1].outbox.append((token, kind, sender, stanza, at))
         self._wake.set()
 
     def queue_routed(self, tokens: list[str]) -> None:
@@ -225,7 +227,7 @@ class Store:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run *callback* once everything queued so far is committed."""
-        self._callbacks.append(callback)
+        self._queue[-1].callbacks.append(callback)
         self._wake.set()
 
     @property
@@ -237,10 +239,7 @@ class Store:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while (
-                self._inserts or self._hops or self._updates or self._absorbed or self._notices or self._callbacks
-                or self._outbox or self._routed
-            ):  # fmt: skip
+            while self._routed or any(not segment.empty for segment in self._queue):
                 if not await self._commit_batch():
                     if self._closing and time.monotonic() - (self.failing_since or 0) > self.close_patience:
                         self._give_up()
@@ -251,21 +250,12 @@ class Store:
                 return
 
     async def _commit_batch(self) -> bool:
-        """Commit the next batch; False (everything put back, in order) when the store cannot."""
-        n = self._batch_max
-        inserts, self._inserts = self._inserts[:n], self._inserts[n:]
-        # hops and updates can only refer to messages queued before them, so taking
-        # every hop/update queued so far is only safe when all inserts were taken
-        if self._inserts:
-            hops, updates, absorbed, notices, callbacks = [], [], [], [], []
-            outbox: list[tuple] = []
-        else:
-            outbox, self._outbox = self._outbox, []
-            hops, self._hops = self._hops, []
-            updates, self._updates = self._updates, []
-            absorbed, self._absorbed = self._absorbed, []
-            notices, self._notices = self._notices, []
-            callbacks, self._callbacks = self._callbacks, []
+        """Commit the first segment; False (everything put back, in order) when the store cannot."""
+        segment = self._queue.popleft()
+        if not self._queue:
+            self._queue.append(Segment())
+        inserts, hops, updates = segment.inserts, segment.hops, segment.updates
+        absorbed, notices, callbacks, outbox = segment.absorbed, segment.notices, segment.callbacks, segment.outbox
         routed, self._routed = self._routed, []
         started = time.perf_counter()
         async with self._tx:
@@ -277,9 +267,8 @@ class Store:
                     error = await self._write([], [], [], [], [], extra=(outbox, routed))
         metrics.commit(time.perf_counter() - started, error is None)
         if error is not None:
-            self._outbox[:0], self._routed[:0] = outbox, routed
-            self._inserts[:0], self._hops[:0], self._updates[:0] = inserts, hops, updates
-            self._absorbed[:0], self._notices[:0], self._callbacks[:0] = absorbed, notices, callbacks
+            self._routed[:0] = routed
+            self._queue.appendleft(segment)
             if self.failing_since is None:
                 self.failing_since = time.monotonic()
                 log.error(
@@ -377,18 +366,15 @@ class Store:
         return None
 
     def _give_up(self) -> None:
-        lost = len(self._inserts) + len(self._updates) + len(self._hops)
+        lost = sum(len(q.inserts) + len(q.updates) + len(q.hops) for q in self._queue)
         log.error(
             "Store still cannot commit at shutdown (%s): %d operations were not stored; hand-offs among "
             "them were never acknowledged, so Prosody delivers or re-sends those messages itself",
             self.failure,
             lost,
         )
-        for queue in (
-            self._inserts, self._hops, self._updates, self._absorbed, self._notices, self._callbacks, self._outbox,
-            self._routed,
-        ):  # fmt: skip
-            queue.clear()
+        self._queue = collections.deque([Segment()])
+        self._routed.clear()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -545,7 +531,7 @@ class Store:
             return {(s, r): p for s, r, p in await cur.fetchall()}
 
     def queue_policy_notice(self, sender: str, recipient: str, policy: str, at: float) -> None:
-        self._notices.append((sender, recipient, policy, at))
+        self._queue[-1].notices.append((sender, recipient, policy, at))
         self._wake.set()
 
     async def report_defaults(self) -> set[str]:

@@ -644,19 +644,27 @@ local resend_pending;
 
 -- Deliver these pending hand-offs normally; the fallback is persisted first.
 local function fall_back(hids, why)
-	local wall = time_now();
+	-- only hand-offs still pending: one answered (or fallen back) meanwhile is not delivered again
+	local entries, pending_hids = {}, {};
 	for _, hid in ipairs(hids) do
+		local entry = resolve(hid);
+		if entry then
+			entries[#entries + 1], pending_hids[#pending_hids + 1] = entry, hid;
+		end
+	end
+	if #pending_hids == 0 then return; end
+	local wall = time_now();
+	for _, hid in ipairs(pending_hids) do
 		fell_back[hid] = wall;
 	end
 	fell_back_dirty = true;
 	save_fallbacks();
-	for _, hid in ipairs(hids) do
-		local entry = resolve(hid);
+	for i, entry in ipairs(entries) do
 		module:log("warn", "%s: delivering %s (%s -> %s) normally", why,
-			hid, tostring(entry.origin.full_jid), tostring(entry.stanza.attr.to));
+			pending_hids[i], tostring(entry.origin.full_jid), tostring(entry.stanza.attr.to));
 		deliver_normally(entry);
 	end
-	send_fallback_notice(hids);
+	send_fallback_notice(pending_hids);
 end
 
 local function resend_fallback_notices()

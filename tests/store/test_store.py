@@ -253,6 +253,25 @@ async def test_batch_max_splits_and_hops_land_after_their_message(db: Path) -> N
         await s.close()
 
 
+async def test_an_effect_waits_for_its_own_commit_not_for_later_hand_offs(db: Path) -> None:
+    """Under a steady stream of hand-offs (more queued than one commit takes), the acks and
+    releases of the first ones go out after the first commit: Courier never falls silent
+    while it is busy (bench/receipts.py saw Prosody fall back when it did)."""
+    s = await Store.open(db, batch_max=10)
+    try:
+        seen: dict[int, int] = {}
+        for seq in range(1, 36):
+            s.queue_message(row(seq))
+            s.queue_hop(seq, Hop("accepted", State.ACCEPTED, T0 + seq, "shakespeare.lit"))
+            s.after_commit(lambda seq=seq: seen.setdefault(seq, s.commits))
+        await flush(s)
+        # 35 hand-offs at 10 per commit: the effects of 1-10 ran after commit 1, 11-20 after 2 …
+        assert [seen[seq] for seq in (1, 10, 11, 20, 21, 30, 31, 35)] == [1, 1, 2, 2, 3, 3, 4, 4]
+        assert count(db, "hops") == 35
+    finally:
+        await s.close()
+
+
 # -- reads ----------------------------------------------------------------------
 
 
