@@ -20,12 +20,12 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from .. import metrics
-from ..store import MessageRow, Store
+from ..store import MessageRow, Store, StoreUnavailable
 from ..tasks import spawn
 from . import stanzas
 from .caches import Presence, Settings
@@ -34,6 +34,10 @@ from .receipts import ReceiptPolicy
 from .states import Event, Hop, State, accept, apply, hop_word
 
 log = logging.getLogger(__name__)
+
+#: Held messages released at once when their recipient comes online; more wait for the
+#: commit of these and for the server to have routed them (bench/held_flush.py).
+FLUSH_CHUNK = 200
 
 
 class Core:
@@ -83,6 +87,10 @@ class Core:
         self._due: list[tuple[float, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Awaited between chunks of a flush: returns once the server routed what was sent
+        #: (the route plugin's settle); None: the next chunk follows the commit at once.
+        self.pace: Callable[[], Awaitable[None]] | None = None
+        self._flushing: set[str] = set()  # recipients whose flush continues after a chunk
 
     @property
     def default_undo_window(self) -> float:
@@ -239,10 +247,13 @@ class Core:
     # -- release -----------------------------------------------------------------
 
     def flush(self, recipient_bare: str) -> None:
-        """Release, in order, every message for *recipient_bare* that may go now."""
+        """Release, in order, every message for *recipient_bare* that may go now: FLUSH_CHUNK
+        at a time, the next chunk once this one is committed and the server has routed it
+        (:attr:`pace`), so that other users' live messages pass between chunks."""
         queue = self.queues.get(recipient_bare)
-        if not queue:
+        if not queue or recipient_bare in self._flushing:
             return
+        released = 0
         now = time.time()
         online = self.online(recipient_bare)
         remote = stanzas.domain(recipient_bare) != self.domain
@@ -263,12 +274,31 @@ class Core:
                     break
                 kept.append(queue.pop(0))
                 continue
+            if released == FLUSH_CHUNK:
+                self._flushing.add(recipient_bare)
+                self._spawn(self._flush_next(recipient_bare))
+                break
             self._release(m, now, "to a remote server" if remote and not online else "recipient online")
+            released += 1
         if kept:
             queue[:0] = kept
             self.queues[recipient_bare] = queue
         if not queue:
             self.queues.pop(recipient_bare, None)
+
+    async def _flush_next(self, recipient_bare: str) -> None:
+        try:
+            while True:
+                try:
+                    await self.store.flush()
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(1.0)  # kept and retried by the store: the chunk goes later
+            if self.pace is not None:
+                await self.pace()
+        finally:
+            self._flushing.discard(recipient_bare)
+        self.flush(recipient_bare)
 
     def _release(self, m: MessageRow, now: float, note: str) -> None:
         hop = apply(m.state, Event.RELEASE, now, stanzas.domain(m.recipient_bare), note)

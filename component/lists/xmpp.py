@@ -277,18 +277,8 @@ class ListsXmpp:
         notice.send()
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Return once the server has processed every stanza sent so far (a XEP-0199 ping to it:
-        a server handles a component's stanzas in order).  The fan-out paces itself with this."""
-        if not self.xmpp.is_connected():
-            return
-        domain = self.plugin.local_domain or self.xmpp.boundjid.domain.split(".", 1)[-1]
-        iq = self.xmpp.make_iq_get(ito=domain)
-        iq.xml.append(Element("{urn:xmpp:ping}ping"))
-        try:
-            await iq.send(timeout=timeout)
-        except Exception as exc:  # an error answer or a timeout: pacing is best effort
-            log.debug("settle: %s", exc)
-
+        """The fan-out's pacing: the route plugin's settle (a ping answered in order)."""
+        await self.xmpp.plugin["courier_route"].settle(timeout)  # type: ignore[typeddict-item]
 
 def attach(xmpp: ComponentXMPP, config: Config, store: Store, pipeline: Pipeline) -> ListService:
     """Build the lists service, register the courier-lists plugin with its adapter, route lists' messages."""

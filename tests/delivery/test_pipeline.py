@@ -272,3 +272,40 @@ async def test_released_at_once_and_unchanged_goes_by_reference_others_in_full(p
     pipeline.handoff(Handoff("h6", "online", message("m6", "asks nothing"), now, copy_kept=True))
     await pipeline.drain()
     assert pipeline.recorder.releases[4:] == [("h5", JULIET, "asks for a receipt"), ("h6", "by reference", None)]
+
+
+async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeline) -> None:
+    """Issue 14, held traffic: 450 held messages go out 200 at a time, each chunk after the
+    previous one is committed and the server has routed it (pace), so another user's live
+    message is released between chunks instead of behind all of them."""
+    from component.delivery import core
+
+    now = time.time()
+    for i in range(450):
+        pipeline.handoff(Handoff(f"h{i}", "offline", message(f"m{i}", f"held {i}"), now))
+    await pipeline.drain()
+    released_at_pace: list[int] = []
+
+    async def pace() -> None:
+        released_at_pace.append(len(pipeline.recorder.releases))
+        if len(released_at_pace) == 1:  # Benvolio writes to someone online meanwhile
+            live = ET.Element(
+                "{jabber:client}message",
+                {
+                    "from": "benvolio@shakespeare.lit/street",
+                    "to": "mercutio@shakespeare.lit",
+                    "type": "chat",
+                    "id": "x",
+                },
+            )
+            ET.SubElement(live, "{jabber:client}body").text = "live"
+            pipeline.handoff(Handoff("live", "online", live, time.time()))
+            await pipeline.store.flush()
+
+    pipeline.pace = pace
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    bodies = [r[2] for r in pipeline.recorder.releases]
+    assert core.FLUSH_CHUNK == 200 and released_at_pace == [200, 401]
+    assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(450)]  # in order, once each
+    assert pipeline.recorder.releases[200][0] == "live"  # between the first chunk and the second

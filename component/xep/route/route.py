@@ -161,6 +161,20 @@ class XEP_CourierRoute(BasePlugin):
         msg.xml.append(wrapper)
         msg.send()
 
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Return once the server has processed every stanza sent so far: a XEP-0199 ping to
+        it (a server handles a component's stanzas in order).  Pacing for bulk sends (held
+        messages flushed at login, fan-outs), best effort: an error or a timeout returns too."""
+        if not self.xmpp.is_connected():
+            return
+        self.flush_answers()
+        iq = self.xmpp.make_iq_get(ito=self.server)
+        iq.xml.append(Element("{urn:xmpp:ping}ping"))
+        try:
+            await iq.send(timeout=timeout)
+        except Exception as exc:
+            log.debug("settle: %s", exc)
+
     def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
         """Send *inner* as *sender_bare* through XEP-0356.
 
