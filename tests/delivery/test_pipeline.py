@@ -275,13 +275,15 @@ async def test_released_at_once_and_unchanged_goes_by_reference_others_in_full(p
 
 
 async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeline) -> None:
-    """Issue 14, held traffic: 450 held messages go out 200 at a time, each chunk after the
+    """Issue 14, held traffic: held messages go out FLUSH_CHUNK at a time, each chunk after the
     previous one is committed and the server has routed it (pace), so another user's live
     message is released between chunks instead of behind all of them."""
     from component.delivery import core
 
+    chunk = core.FLUSH_CHUNK
+    total = 2 * chunk + chunk // 2
     now = time.time()
-    for i in range(450):
+    for i in range(total):
         pipeline.handoff(Handoff(f"h{i}", "offline", message(f"m{i}", f"held {i}"), now))
     await pipeline.drain()
     released_at_pace: list[int] = []
@@ -306,6 +308,6 @@ async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeli
     pipeline.presence(f"{ROMEO}/orchard", True)
     await pipeline.drain()
     bodies = [r[2] for r in pipeline.recorder.releases]
-    assert core.FLUSH_CHUNK == 200 and released_at_pace == [200, 401]
-    assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(450)]  # in order, once each
-    assert pipeline.recorder.releases[200][0] == "live"  # between the first chunk and the second
+    assert released_at_pace == [chunk, 2 * chunk + 1]
+    assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(total)]  # in order, once each
+    assert pipeline.recorder.releases[chunk][0] == "live"  # between the first chunk and the second
