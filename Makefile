@@ -5,12 +5,12 @@ PYTEST_ARGS ?=
 # options for `courier up`, e.g. make run ARGS="--c2s-port 15222" where 5222 is taken
 ARGS ?=
 
-.PHONY: run test test-pg install system interop-clients bench lint clean
+.PHONY: run test test-pg install system test-system interop-clients bench lint clean
 
 run: install
 	$(VENV)/bin/courier up $(ARGS)
 
-test: install interop-clients
+test: install test-system interop-clients
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The store's tests and a conformance subset again, on a real PostgreSQL the tests start
@@ -18,7 +18,7 @@ test: install interop-clients
 PG_TESTS ?= tests/store tests/delivery tests/sms/test_sms_service.py tests/test_command_results.py \
 	tests/conformance/test_delivery.py tests/conformance/test_drafts.py tests/conformance/test_lists.py \
 	tests/conformance/test_resilience.py
-test-pg: install
+test-pg: install test-system
 	COURIER_TEST_STORE=postgresql $(VENV)/bin/python -m pytest $(PG_TESTS) $(PYTEST_ARGS)
 
 bench: install
@@ -33,6 +33,10 @@ install: system $(VENV)/.installed
 
 system:
 	@sh scripts/install-system.sh
+
+# what only the tests need from Debian: PostgreSQL's server binaries
+test-system:
+	@sh scripts/install-system.sh --tests
 
 # Chromium + Converse.js, Profanity and Poezio (tmux), nbxmpp, Gajim (Xvfb): the third-party clients of tests/interop/
 interop-clients:

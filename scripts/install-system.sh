@@ -8,9 +8,12 @@ command -v prosody >/dev/null 2>&1 || need="$need prosody"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # Kannel (bearerbox + smsbox) for SMS fallback: its fake SMSC runs the SMS tests.
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || need="$need kannel"
-# PostgreSQL's server binaries: the tests start their own cluster (tests/pgserver.py) for
-# COURIER_TEST_STORE=postgresql and the active/standby tests; `make run` never needs it.
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+# PostgreSQL's server binaries, with --tests only: the tests start their own cluster
+# (tests/pgserver.py) for COURIER_TEST_STORE=postgresql and the active/standby tests;
+# `make run` never needs it.
+tests=""
+[ "${1:-}" = "--tests" ] && tests=1
+[ -z "$tests" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 [ -z "$need" ] && exit 0
 
 SUDO=""
@@ -32,5 +35,5 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 inst
 [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
 # The SMS tests never skip: fail here, not there, when Kannel is missing.
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || { echo "kannel did not install (bearerbox, smsbox)" >&2; exit 1; }
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql did not install (initdb)" >&2; exit 1; }
+[ -z "$tests" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql did not install (initdb)" >&2; exit 1; }
 exit 0
