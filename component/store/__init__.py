@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import sqlite3
 import time
@@ -57,6 +58,7 @@ class Store(MessageReads):
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = asyncio.Event()  # set by close(): ends a retry delay at once
         self._tx = asyncio.Lock()  # one transaction at a time on the shared connection
         self.drafts = DraftStore(conn, self._tx)  # drafts (P5): store/drafts.py
         self.lists = ListStore(conn, self._tx)  # broadcast lists (P4): store/lists.py
@@ -107,6 +109,7 @@ class Store(MessageReads):
     async def close(self) -> None:
         """Commit what is queued, then close."""
         self._closing = True
+        self._stopping.set()
         if self._routed_timer is not None:
             self._routed_timer.cancel()
             self._routed_timer = None
@@ -204,10 +207,15 @@ class Store(MessageReads):
             self._wake.clear()
             while self._routed or any(not segment.empty for segment in self._queue):
                 if not await self._commit_batch():
-                    if self._closing and time.monotonic() - (self.failing_since or 0) > self.close_patience:
+                    failing_for = time.monotonic() - (self.failing_since or 0)
+                    if self._closing and failing_for > self.close_patience:
                         self._give_up()
                         return
-                    await asyncio.sleep(self._retry_delay)
+                    if self._closing:  # one more try once the patience is spent, no longer
+                        await asyncio.sleep(min(self._retry_delay, self.close_patience - failing_for + 0.01))
+                    else:  # a close() ends the wait: a stop never waits out a retry delay
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), self._retry_delay)
                     self._retry_delay = min(self._retry_delay * 2, 2.0)
             if self._closing:
                 return
