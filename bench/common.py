@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -223,6 +224,18 @@ def exit_on_sigterm() -> None:
         raise SystemExit(143)
 
     signal.signal(signal.SIGTERM, _exit)
+
+
+def failed_run(exc: BaseException, args: Any, root: Path, during: str) -> int:
+    """A run cut short: say why and where, keep the work dir; the exit status (2: --max-seconds
+    ran out, 1: a check failed)."""
+    args.keep = True
+    if isinstance(exc, TimeoutError):
+        message = f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {during}; work dir {root}"
+        print(message, file=sys.stderr)
+        return 2
+    print(f"\nFAILED during {during}: {exc}\nLogs and store kept in {root}", file=sys.stderr)
+    return 1
 
 
 def verdict(ok: bool) -> str:

@@ -48,6 +48,7 @@ from .common import (
     body_for,
     cpu_seconds,
     exit_on_sigterm,
+    failed_run,
     fmt_spread,
     machine_line,
     own_cpu_seconds,
@@ -350,15 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"Total run time {time.monotonic() - started:.0f}s.")
         print(report(args, runs, notes), flush=True)
         return 0
-    except TimeoutError:
-        print(f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {phase[0]}; work dir {root}",
-              file=sys.stderr)  # fmt: skip
-        args.keep = True
-        return 2
-    except BenchFailure as exc:
-        print(f"\nFAILED during {phase[0]}: {exc}\nLogs and store kept in {root}", file=sys.stderr)
-        args.keep = True
-        return 1
+    except (TimeoutError, BenchFailure) as exc:
+        return failed_run(exc, args, root, phase[0])
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

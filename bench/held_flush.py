@@ -39,6 +39,7 @@ from .common import (
     body_for,
     cpu_seconds,
     exit_on_sigterm,
+    failed_run,
     free_ports,
     machine_line,
     one_at_a_time,
@@ -216,14 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"Total run time {time.monotonic() - started:.0f}s.")
         print("\n".join(lines), flush=True)
         return 1 if fb else 0
-    except TimeoutError:
-        print(f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded while {phase}; work dir {root}", file=sys.stderr)
-        args.keep = True
-        return 2
-    except BenchFailure as exc:
-        print(f"\nFAILED while {phase}: {exc}\nLogs and store kept in {root}", file=sys.stderr)
-        args.keep = True
-        return 1
+    except (TimeoutError, BenchFailure) as exc:
+        return failed_run(exc, args, root, phase)
     finally:
         stack.stop()
         if not args.keep:

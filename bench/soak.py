@@ -46,6 +46,7 @@ from .common import (
     BenchFailure,
     body_for,
     exit_on_sigterm,
+    failed_run,
     free_ports,
     machine_line,
     rss_mb,
@@ -328,15 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"Total run time {time.monotonic() - started:.0f}s.")
         print("\n".join(lines), flush=True)
         return 1 if fb else 0
-    except TimeoutError:
-        print(f"\nABORTED: --max-seconds={args.max_seconds:g} exceeded during {phase[0]}; work dir {root}",
-              file=sys.stderr)  # fmt: skip
-        args.keep = True
-        return 2
-    except BenchFailure as exc:
-        print(f"\nFAILED during {phase[0]}: {exc}\nLogs and store kept in {root}", file=sys.stderr)
-        args.keep = True
-        return 1
+    except (TimeoutError, BenchFailure) as exc:
+        return failed_run(exc, args, root, phase[0])
     finally:
         stack.stop()
         if not args.keep:

@@ -459,16 +459,20 @@ local function release_copy(hid)
 	confirm_routed(hid);
 end
 
+-- A route stanza (<ack/>, <deliver/>) counts only from Courier's own component session.
+local function from_courier(origin, stanza, what)
+	if origin.type == "component" and origin.host == courier_host then return true; end
+	module:log("warn", "Route %s from %s ignored: not from %s", what, tostring(stanza.attr.from), courier_host);
+	return false;
+end
+
 -- Acknowledgements (and releases by reference) from Courier, addressed to the host.
 -- Priority 2: before mod_privilege (0) and the <deliver/> handler (1).
 module:hook("message/host", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local ack = stanza:get_child("ack", NS);
 	if not ack then return; end
-	if origin.type ~= "component" or origin.host ~= courier_host then
-		module:log("warn", "Route ack from %s ignored: not from %s", tostring(stanza.attr.from), courier_host);
-		return true;
-	end
+	if not from_courier(origin, stanza, "ack") then return true; end
 	heard();
 	local items = ack.tags;
 	for i = 1, #items do -- in order: releases by reference keep Courier's order
@@ -598,10 +602,7 @@ module:hook("message/host", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local deliver = stanza:get_child("deliver", NS);
 	if not deliver then return; end
-	if origin.type ~= "component" or origin.host ~= courier_host then
-		module:log("warn", "Route deliver from %s ignored: not from %s", tostring(stanza.attr.from), courier_host);
-		return true;
-	end
+	if not from_courier(origin, stanza, "deliver") then return true; end
 	heard();
 	local forwarded = deliver:get_child("forwarded", NS_FORWARD);
 	local inner = forwarded and (forwarded:get_child("message", "jabber:client") or forwarded:get_child("message"));
