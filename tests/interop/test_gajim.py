@@ -7,6 +7,8 @@ xdotool types, and what Gajim shows is read (and its buttons pressed) through AT
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -41,6 +43,16 @@ def labels(shown: list[dict[str, str]]) -> list[str]:
     return [w["name"] for w in shown if w["role"] == "label"]
 
 
+async def shows_label(g: Gajim, name: str, timeout: float) -> bool:
+    """Whether a label reading exactly *name* shows within *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while name not in labels(await g.screen()):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
 async def open_chat(g: Gajim, jid: str) -> None:
     """Start Chat with a JID not in the roster: Gajim's dialog offers "Start New Chat"; Enter."""
     name = jid.split("@", 1)[0]  # what the chat's banner shows for a JID not in the roster
@@ -49,7 +61,8 @@ async def open_chat(g: Gajim, jid: str) -> None:
         await g.wait_screen("Start New Chat")
         await g.focus("Start / Join Chat")
         await g.xdotool("key", "Return")
-        if name in labels(await g.wait_screen("There is no more history")):
+        await g.wait_screen("There is no more history")
+        if await shows_label(g, name, 5.0):  # the banner may be painted after the history
             break
         # Return reached another row or window first (seen once in CI: "Note to myself" opened)
     else:
