@@ -1,6 +1,6 @@
 """The layout's rules, checked on the source (ast, no imports run): no import cycles inside
 component/; the client tool (component/cli/) and the protocol plugins (component/xep/)
-import nothing of the server side; files stay short."""
+import nothing of the server side; files (Python, and the Prosody modules' Lua) stay short."""
 
 from __future__ import annotations
 
@@ -113,3 +113,10 @@ def test_protocol_plugins_import_nothing_of_the_server() -> None:
 def test_source_files_are_short() -> None:
     long = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if len(p.read_text().splitlines()) > MAX_LINES}
     assert long <= STILL_LONG, f"over {MAX_LINES} lines: {sorted(long - STILL_LONG)}"
+
+
+def test_prosody_modules_are_short() -> None:
+    lua = list((ROOT.parent / "prosody-config").rglob("*.lua"))
+    assert lua
+    long = {str(p.relative_to(ROOT.parent)) for p in lua if len(p.read_text().splitlines()) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {sorted(long)}"

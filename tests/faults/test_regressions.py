@@ -8,7 +8,8 @@ from pathlib import Path
 from .harness import Stack
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "prosody-config" / "mod_courier_route"
-LUA = (MODULE_DIR / "mod_courier_route.lua").read_text()
+#: the module and its parts (route_*.lib.lua, loaded with module:require)
+LUA = "\n".join(path.read_text() for path in sorted(MODULE_DIR.glob("*.lua")))
 README = (Path(__file__).resolve().parents[2] / "prosody-config" / "README.md").read_text()
 
 

@@ -1,0 +1,219 @@
+-- mod_courier_route, part: what Courier answers a hand-off with (<ack/>, a
+-- release by reference, a privileged <release/>), the messages Courier
+-- composes (<originate/>, <sender-only/>), and their confirmation (<routed/>).
+-- Loaded by mod_courier_route.lua with module:require(); R is its shared table.
+
+local st = require "util.stanza";
+local jid_bare = require "util.jid".bare;
+local monotonic = require "util.time".monotonic;
+
+return function(R)
+	local NS, host, courier_host = R.NS, R.host, R.courier_host;
+	local core_post_stanza = prosody.core_post_stanza;
+	local component_session, strip_ours, resolve = R.component_session, R.strip_ours, R.resolve;
+	local fell_back, send_fallback_notice = R.fell_back, R.send_fallback_notice;
+
+	-- Released hids and originated ids, remembered for release_memory to
+	-- 2 * release_memory seconds so that a duplicate (a re-send) is dropped: two
+	-- generations, rotated.
+	local released, released_old, released_rotated = {}, {}, monotonic();
+
+	local function was_released(hid)
+		return released[hid] or released_old[hid];
+	end
+	R.was_released = was_released;
+
+	local function mark_released(hid)
+		released[hid] = true;
+	end
+	R.mark_released = mark_released;
+
+	function R.rotate_released(now)
+		if now - released_rotated > R.release_memory then
+			released, released_old, released_rotated = {}, released, now;
+		end
+	end
+
+	---------------------------------------------------------------------------
+	-- Confirmations: every release and every message Courier originates is
+	-- confirmed to Courier once routed (batched: one <routed/> per turn), so
+	-- Courier re-sends what a crash of this server lost before routing it.
+	---------------------------------------------------------------------------
+	local to_confirm = {};
+	local confirm_timer = nil;
+
+	local function send_confirmations()
+		confirm_timer = nil; -- (first: an error below must not stop later confirmations)
+		if #to_confirm == 0 then return; end
+		local ids = to_confirm;
+		to_confirm = {};
+		if not component_session() then return; end -- Courier re-sends on reconnect; duplicates are dropped
+		local notice = st.message({ from = host, to = courier_host }):tag("routed", { xmlns = NS });
+		for _, id in ipairs(ids) do
+			notice:tag("item", { id = id }):up();
+		end
+		local ok, err = pcall(module.send, module, notice);
+		if not ok then module:log("error", "Could not confirm %d routed messages to Courier: %s", #ids, err); end
+	end
+
+	local function confirm_routed(id)
+		to_confirm[#to_confirm + 1] = id;
+		if not confirm_timer then
+			confirm_timer = module:add_timer(0, R.guarded("confirm", send_confirmations, nil));
+		end
+	end
+	R.confirm_routed = confirm_routed;
+
+	-- Courier's privileged re-injection: mod_privilege posts it with a session
+	-- that has no full_jid.  A <release/> is delivered directly, without a second
+	-- pass through the sender's archive, carbons or our interception; an
+	-- <originate/> (a message Courier composed: list copy, draft, receipt) takes
+	-- the normal path.  Both are confirmed once routed; a re-send is dropped.
+	local function reinjected(event)
+		local origin, stanza = event.origin, event.stanza;
+		if origin.full_jid or origin.type ~= "c2s" then return; end
+		local release = stanza:get_child("release", NS);
+		local originate = not release and stanza:get_child("originate", NS);
+		if not (release or originate) then return; end -- an old Courier's new messages take the normal path
+		R.heard();
+		stanza:remove_children("release", NS);
+		stanza:remove_children("originate", NS);
+		local hid = (release or originate).attr.id;
+		if not hid then
+			module:log("warn", "Release without id from Courier dropped");
+			return true;
+		end
+		if originate then
+			if was_released(hid) then
+				module:log("debug", "Re-sent message %s from Courier dropped: already routed", hid);
+				confirm_routed(hid);
+				return true;
+			end
+			mark_released(hid);
+			confirm_routed(hid); -- sent next turn, after the rest of this event routed it
+			return; -- the normal path: archive, carbons, delivery
+		end
+		if fell_back[hid] then
+			module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
+			send_fallback_notice({ hid });
+			confirm_routed(hid);
+			return true;
+		end
+		if was_released(hid) then
+			module:log("debug", "Duplicate release of %s dropped", hid);
+			confirm_routed(hid);
+			return true;
+		end
+		resolve(hid);
+		mark_released(hid);
+		core_post_stanza(origin, stanza, false);
+		confirm_routed(hid);
+		return true;
+	end
+
+	module:hook("pre-message/bare", reinjected, 1000);
+	module:hook("pre-message/full", reinjected, 1000);
+
+	-- Courier's copy for the sender only (a retraction after a recall by command): the
+	-- server archives it and copies it to the sender's devices like her own outgoing
+	-- message (mod_mam at 0, mod_carbons at -0.5), then does not deliver it. Marked by
+	-- its id (Courier's UUID): mod_mam replaces event.stanza with a clone on the way.
+	local sender_only = {};
+
+	local function sender_only_marked(event)
+		local origin, stanza = event.origin, event.stanza;
+		if origin.full_jid or origin.type ~= "c2s" then return; end -- only Courier's re-injections
+		if not stanza:get_child("sender-only", NS) or not stanza.attr.id then return; end
+		stanza:remove_children("sender-only", NS);
+		sender_only[stanza.attr.id] = true;
+	end
+
+	local function sender_only_kept(event)
+		local origin, id = event.origin, event.stanza.attr.id;
+		if origin.full_jid or not id or not sender_only[id] then return; end
+		sender_only[id] = nil;
+		return true;
+	end
+
+	module:hook("pre-message/bare", sender_only_marked, 999);
+	module:hook("pre-message/full", sender_only_marked, 999);
+	module:hook("pre-message/bare", sender_only_kept, -3);
+	module:hook("pre-message/full", sender_only_kept, -3);
+
+	-- Release by reference: Courier stored the hand-off and released it unchanged, so
+	-- this server routes the original it kept (the body never comes back to it).
+	-- The same rules as a <release/>: once per HID, never after a fallback, confirmed.
+	local function release_copy(hid)
+		if fell_back[hid] then
+			module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
+			send_fallback_notice({ hid });
+			confirm_routed(hid);
+			return;
+		end
+		if was_released(hid) then
+			confirm_routed(hid);
+			return;
+		end
+		local entry = resolve(hid);
+		if not entry then
+			-- (e.g. this server restarted since): Courier re-sends the full release from its
+			-- outbox at its next connection, since it is not confirmed.
+			module:log("warn", "Release by reference of %s, which this server does not hold; awaiting the full release", hid);
+			return;
+		end
+		mark_released(hid);
+		local stanza = entry.stanza;
+		strip_ours(stanza);
+		if entry.s2s then
+			R.post_inbound(entry.origin, stanza);
+		else
+			stanza.attr.from = jid_bare(stanza.attr.from); -- as a privileged release carries it
+			core_post_stanza(entry.origin, stanza, false);
+		end
+		confirm_routed(hid);
+	end
+
+	-- A route stanza (<ack/>, <deliver/>) counts only from Courier's own component session.
+	function R.from_courier(origin, stanza, what)
+		if origin.type == "component" and origin.host == courier_host then return true; end
+		module:log("warn", "Route %s from %s ignored: not from %s", what, tostring(stanza.attr.from), courier_host);
+		return false;
+	end
+
+	-- Acknowledgements (and releases by reference) from Courier, addressed to the host.
+	-- Priority 2: before mod_privilege (0) and the <deliver/> handler (1).
+	module:hook("message/host", function(event)
+		local origin, stanza = event.origin, event.stanza;
+		local ack = stanza:get_child("ack", NS);
+		if not ack then return; end
+		if not R.from_courier(origin, stanza, "ack") then return true; end
+		R.heard();
+		local items = ack.tags;
+		for i = 1, #items do -- in order: releases by reference keep Courier's order
+			local item = items[i];
+			local attr = item.attr;
+			local hid = attr.id;
+			if hid and item.name == "item" then
+				local release = attr.release;
+				if release == "true" or release == "1" then
+					release_copy(hid);
+				elseif not resolve(hid) and fell_back[hid] then
+					-- Courier stored a message the server already delivered; tell it again.
+					send_fallback_notice({ hid });
+				end
+			end
+		end
+		return true;
+	end, 2);
+
+	-- mod_privilege advertises privileges to every session at its first presence,
+	-- as an empty <privilege/> message to ordinary users: meant for the
+	-- component, noise to users.  A c2s session with no privilege gets none.
+	-- (mod_privilege sends it from its presence/initial hook, priority 0: this runs first.)
+	module:hook("presence/initial", function(event)
+		local privileges = event.origin and event.origin.privileges;
+		if privileges and privileges[host] and next(privileges[host]) == nil then
+			privileges[host] = nil;
+		end
+	end, 10);
+end
