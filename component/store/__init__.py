@@ -31,6 +31,7 @@ from .lock import StoreLock, StoreLocked  # noqa: F401  (StoreLocked: what open(
 from .messages import _MESSAGE_COLUMNS, MessageReads, MessageRow, _row_to_message  # noqa: F401
 from .opening import connect
 from .outbox import OutboxStore
+from .peers import PeerTrackStore
 from .retention import RetentionStore
 from .sms import SmsStore
 from .stats import StatsStore
@@ -66,6 +67,7 @@ class Store(MessageReads):
         self.retention = RetentionStore(conn, self._tx)  # closed messages deleted by age: store/retention.py
         self.stats = StatsStore(conn, self._tx)  # counts for metrics and status: store/stats.py
         self.outbox = OutboxStore(conn)  # sends the server has not confirmed: store/outbox.py
+        self.peers = PeerTrackStore(conn)  # messages tracked at a peer Courier: store/peers.py
         self._ckpt_conn: aiosqlite.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
@@ -178,6 +180,11 @@ class Store(MessageReads):
         self._queue[-1].outbox.append((token, kind, sender, stanza, at))
         self._wake.set()
 
+    def queue_peer_track(self, token: str, seq: int, held_since: float | None) -> None:
+        """Message *seq* is tracked at a peer Courier as *token*; held there since *held_since*."""
+        self._queue[-1].peer_tracks.append((token, seq, held_since))
+        self._wake.set()
+
     def queue_routed(self, tokens: list[str]) -> None:
         """The server confirmed it routed these sends.  Not urgent: the deletes go with the next
         commit, or ROUTED_DELAY seconds later when none comes (one commit fewer per message at
@@ -228,14 +235,15 @@ class Store(MessageReads):
         inserts, hops, updates = segment.inserts, segment.hops, segment.updates
         absorbed, notices, callbacks, outbox = segment.absorbed, segment.notices, segment.callbacks, segment.outbox
         routed, self._routed = self._routed, []
+        extra = (outbox, routed, segment.peer_tracks)
         started = time.perf_counter()
         async with self._tx:
-            error = await self._write(inserts, hops, updates, absorbed, notices, extra=(outbox, routed))
+            error = await self._write(inserts, hops, updates, absorbed, notices, extra)
             if isinstance(error, INTEGRITY_ERRORS):
                 # A bad operation (a bug): commit the others one by one, drop only what fails.
                 error = await self._write_each(inserts, hops, updates, absorbed, notices)
                 if error is None:
-                    error = await self._write([], [], [], [], [], extra=(outbox, routed))
+                    error = await self._write([], [], [], [], [], extra)
         metrics.commit(time.perf_counter() - started, error is None)
         if error is not None:
             self._routed[:0] = routed
@@ -267,10 +275,11 @@ class Store(MessageReads):
         updates: list,
         absorbed: list,
         notices: list,
-        extra: tuple[list, list] = ([], []),
+        extra: tuple[list, list, list] = ([], [], []),
     ) -> Exception | None:
-        """One transaction; the error (rolled back) or None.  *extra*: outbox rows, routed tokens."""
-        outbox, routed = extra
+        """One transaction; the error (rolled back) or None.  *extra*: outbox rows, routed tokens,
+        peer tracks."""
+        outbox, routed, peer_tracks = extra
         steps = [(sql, rows) for sql, rows in (
             (f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", inserts),
             ("INSERT INTO hops (message_seq, label, state, at, place, note) VALUES (?, ?, ?, ?, ?, ?)", hops),
@@ -284,6 +293,8 @@ class Store(MessageReads):
              "DO UPDATE SET kind=excluded.kind, sender=excluded.sender, stanza=excluded.stanza, at=excluded.at",
              outbox),
             ("DELETE FROM outbox WHERE token=?", routed),
+            ("INSERT INTO peer_tracks (token, message_seq, held_since) VALUES (?, ?, ?) ON CONFLICT(token) "
+             "DO UPDATE SET held_since=excluded.held_since", peer_tracks),
         ) if rows]  # fmt: skip
         try:
             await self._transaction(steps)

@@ -16,9 +16,10 @@ class Segment:
     absorbed: list[tuple] = field(default_factory=list)
     notices: list[tuple] = field(default_factory=list)
     outbox: list[tuple] = field(default_factory=list)  # unconfirmed sends (store/outbox.py)
+    peer_tracks: list[tuple] = field(default_factory=list)  # messages tracked at a peer (store/peers.py)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (self.inserts or self.hops or self.updates or self.absorbed or self.notices or self.outbox
-                    or self.callbacks)  # fmt: skip
+                    or self.peer_tracks or self.callbacks)  # fmt: skip

@@ -33,6 +33,7 @@ class RetentionStore:
                 if seqs:
                     await self._conn.executemany("DELETE FROM hops WHERE message_seq=?", seqs)
                     await self._conn.executemany("DELETE FROM absorbed_handoffs WHERE message_seq=?", seqs)
+                    await self._conn.executemany("DELETE FROM peer_tracks WHERE message_seq=?", seqs)
                     await self._conn.executemany("DELETE FROM messages WHERE seq=?", seqs)
                 await self._conn.execute("COMMIT")
             except BaseException:
