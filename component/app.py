@@ -281,7 +281,7 @@ class Courier(ComponentXMPP):
         self.federation.release(hid, inner, sender_bare)
 
     def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
-        self.route.originate(inner, sender_bare, token)
+        self.federation.originate(inner, sender_bare, token)  # (toward a peer: tracked, remote.py)
 
     def notice(self, sender: str, recipient: str, policy: str) -> None:
         text = {

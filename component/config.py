@@ -148,6 +148,12 @@ OPTIONS: tuple[Option, ...] = (
         "SMS fallback of an end-to-end encrypted message (OMEMO, OpenPGP): this notice goes as SMS "
         "instead (`{sender}` is the sender's JID), and the message waits for the recipient's XMPP app.",
     ),
+    Option(
+        "federation.resend_after",
+        float,
+        15.0,
+        "Seconds after which a hop report to a peer Courier that it did not acknowledge is sent again.",
+    ),
     Option("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR (SIGHUP re-reads it)."),
     # operations: component/ops/, docs/operators.md
     Option(

@@ -75,6 +75,9 @@ class Core:
         self.resource_observers: list[Callable[[str], None]] = []
         #: ... and every hop recorded (message, hop), after its commit (chat reports).
         self.hop_observers: list[Callable[[MessageRow, Hop], None]] = []
+        #: ... and every hop as it is recorded, before its commit: what they queue is in the
+        #: same commit (federation's durable hop reports to a peer Courier).
+        self.hop_recorders: list[Callable[[MessageRow, Hop], None]] = []
         #: SMS fallback (P3, component/sms/): told of every message held for an offline recipient.
         #: A message whose submission as SMS is under way (sms_claim) is not released meanwhile,
         #: and once submitted never is: never both.  Messages to phone numbers' JIDs under
@@ -145,6 +148,8 @@ class Core:
         """Queue *hop* of *m*; report it to the sender after the commit if they asked."""
         self.store.queue_hop(m.seq, hop)
         metrics.hop(m, hop)
+        for recorder in self.hop_recorders:
+            recorder(m, hop)
         for observer in self.hop_observers:
             self.store.after_commit(lambda observer=observer: observer(m, hop))  # type: ignore[misc]
         if m.reports:

@@ -78,19 +78,25 @@ class Federation:
 
     def __init__(self, courier: Any) -> None:
         pipeline: Pipeline = courier.pipeline
-        self.inbound = Inbound(pipeline, courier)
+        self.inbound = Inbound(pipeline, courier, courier.config["federation.resend_after"])
         courier.register_plugin("courier_federation", module=xep_federation, pconfig={"service": self.inbound})
         self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
-        self.peers = Peers(courier, pipeline.domain, courier.route.release)
+        self.peers = Peers(courier, pipeline.domain, courier.route.release, courier.route.originate)
         self.remote = RemoteChanges(pipeline, self.plugin, self.peers)
         pipeline.remote = self.remote
-        pipeline.hop_observers.append(self.inbound.hop)
+        pipeline.hop_recorders.append(self.inbound.hop)  # durable reports: in the hop's commit
         courier.add_event_handler("federation_hop", self.remote.on_hop)
+        courier.add_event_handler("federation_acked", self.inbound.on_acked)
+        courier.add_event_handler("session_start", self._connected)
         courier.add_event_handler("route_bounce", self._bounce)
         self.presence = RemotePresence(courier, pipeline, self.peers)  # holds by remote presence (XEP-0356)
         courier.add_event_handler("presence_available", self.presence.on_presence)
         courier.add_event_handler("presence_unavailable", self.presence.on_presence)
         self._pipeline = pipeline
+
+    async def _connected(self, _event: object) -> None:
+        await self.remote.load()  # which messages peers hold (peer_tracks), once
+        self.inbound.start()  # hop reports not acknowledged: sent again now, then periodically
 
     async def _bounce(self, error: ET.Element) -> None:
         await bounced(self._pipeline, error)
@@ -102,6 +108,10 @@ class Federation:
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:
         """The transport's release (toward a peer with ``<tracked/>``)."""
         self.peers.release(hid, inner, sender_bare)
+
+    def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
+        """The transport's originate (toward a peer: ``<tracked/>`` kept if it speaks the protocol)."""
+        self.peers.originate(inner, sender_bare, token)
 
 
 def attach(courier: Any) -> Federation:

@@ -8,9 +8,12 @@ recipient sees the message).  Then:
 - every hop of the message here (cached, released, edited, recalled, …; not received / read,
   which reach the sender's server as the recipient's own receipts and markers) is reported to
   *by* — and nothing after ``cached`` when the recipient's receipt policy for the sender is
-  ``refuse``;
+  ``refuse``.  A report is durable: kept in the outbox (kind ``hop``) in the commit of its
+  hop, sent after it, re-sent every :attr:`Inbound.resend_after` seconds and at each connect
+  until *by* acknowledges it (``<acked/>``), for at most :data:`REPORT_TTL`;
 - *by*, and only *by*, may recall or edit the message while it is held here; the answer is
-  certain: done, or too late with the state it left in.
+  certain: done (with the hop recorded, whose report follows too: *by* de-duplicates it), or
+  too late with the state it left in.
 
 A remote sender whose server runs no Courier and who asked for reports gets courier-hops
 reports from us directly (same privacy rule).  Rules: xeps/courier-federation.xml.
@@ -18,8 +21,10 @@ reports from us directly (same privacy rule).  Rules: xeps/courier-federation.xm
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -27,6 +32,7 @@ from slixmpp.exceptions import XMPPError
 
 from ..namespaces import TRACKED_TAG
 from ..store import MessageRow
+from ..tasks import spawn, supervise
 from ..util import stamp
 from ..xep.federation import HOP_STATES, TooLateError, XEP_CourierFederation, speaks_for
 from .pipeline import Pipeline, encrypted
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: What a recipient who refuses receipts still lets the sender's server know.
 UNDER_REFUSE = ("cached", "held")
+#: A hop report no peer acknowledged is given up after this long (seconds): a day.
+REPORT_TTL = 86400.0
 _MARK = TRACKED_TAG.partition("}")[0][1:]  # the namespace: a cheap test before parsing
 
 
@@ -57,21 +65,20 @@ def tracked(m: MessageRow) -> tuple[str, str] | None:
 class Inbound:
     """Hop observer (reports out) and the plugin's FederationService (recall / edit in)."""
 
-    def __init__(self, pipeline: Pipeline, xmpp: Any) -> None:
+    def __init__(self, pipeline: Pipeline, xmpp: Any, resend_after: float = 15.0) -> None:
         self.pipeline = pipeline
         self.xmpp = xmpp
-        self.answered: set[tuple[int, str]] = set()  # hops the requester learns from our answer
+        self.resend_after = resend_after
+        self._resender: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def plugin(self) -> XEP_CourierFederation:
         return self.xmpp.plugin["courier_federation"]  # type: ignore[no-any-return]
 
     def hop(self, m: MessageRow, hop: Hop) -> None:
-        """Pipeline hop observer (after the commit), for messages of remote senders."""
+        """Pipeline hop recorder (before the commit), for messages of remote senders."""
         if _domain(m.sender) == self.pipeline.domain or hop.label == State.ACCEPTED.value:
-            return
-        if (m.seq, hop.label) in self.answered:
-            self.answered.discard((m.seq, hop.label))
             return
         word = hop_word(hop.label, hop.note)
         if self.pipeline.policy_of(m.recipient_bare, m.sender) == "refuse" and word not in UNDER_REFUSE:
@@ -79,9 +86,66 @@ class Inbound:
         tracking = tracked(m)
         if tracking is not None:
             if word in HOP_STATES:
-                self.plugin.send_hop(tracking[0], tracking[1], word, stamp(hop.at), hop.note)
+                self._report(tracking[0], tracking[1], word, hop)
         elif m.reports:
-            self._report_directly(m, hop, word)
+            self.pipeline.store.after_commit(lambda: self._report_directly(m, hop, word))
+
+    # -- durable reports to the tracker ---------------------------------------------
+
+    def _report(self, peer: str, token: str, word: str, hop: Hop) -> None:
+        """Keep the report in the outbox in this hop's commit; send it after the commit."""
+        report = uuid.uuid4().hex
+        element = self.plugin.hop_element(token, word, stamp(hop.at), hop.note, report)
+        xml = ET.tostring(element, encoding="unicode")
+        store = self.pipeline.store
+        store.queue_outbox(report, "hop", peer, xml, time.time())
+        store.after_commit(lambda: self.plugin.send_hop(peer, element))
+
+    def on_acked(self, acked: tuple[str, list[str]]) -> None:
+        """``<acked/>`` from a peer: those reports are done (a report id is unguessable, so only
+        the peer it went to can name it)."""
+        peer, reports = acked
+        if reports and not peer.partition("/")[0].count("@"):
+            self.pipeline.store.queue_routed(reports)
+
+    async def resend(self, before: float | None = None) -> int:
+        """Send again every report queued before *before* (default: now) and not acknowledged;
+        give up those older than :data:`REPORT_TTL`.  At each connect, and every
+        :attr:`resend_after` seconds."""
+        store = self.pipeline.store
+        now = time.time()
+        rows = await store.outbox.unacknowledged_hops(now if before is None else before)
+        expired = [row.token for row in rows if row.at < now - REPORT_TTL]
+        if expired:
+            log.warning("Gave up %d hop reports no peer acknowledged in %d s", len(expired), REPORT_TTL)
+            store.queue_routed(expired)
+        for row in rows:
+            if row.at >= now - REPORT_TTL:
+                self.plugin.send_hop(row.sender, ET.fromstring(row.stanza))
+        return len(rows) - len(expired)
+
+    def start(self) -> None:
+        """At each connect: re-send what is unacknowledged (and start the periodic re-send)."""
+        if self._resender is None:
+            self._resender = asyncio.create_task(
+                supervise("The hop report re-send", self._resend_loop, lambda: False), name="courier-hop-resend"
+            )
+        else:
+            spawn(self.resend(), self._tasks, "Hop report re-send")
+
+    async def _resend_loop(self) -> None:
+        await self.resend()
+        while True:
+            await asyncio.sleep(self.resend_after)
+            if self.xmpp.is_connected():
+                count = await self.resend(time.time() - self.resend_after)
+                if count:
+                    log.info("Re-sent %d hop reports not acknowledged by their peer", count)
+
+    def stop(self) -> None:
+        if self._resender is not None:
+            self._resender.cancel()
+            self._resender = None
 
     def _report_directly(self, m: MessageRow, hop: Hop, word: str) -> None:
         msg = self.xmpp.make_message(mto=m.sender, mfrom=self.xmpp.boundjid.bare, mtype="headline")
@@ -91,8 +155,11 @@ class Inbound:
         msg.enable("no-store")
         msg.send()
 
-    async def change(self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None) -> None:
-        """A recall (*body* None) or edit from the sender's Courier *peer* (speaks_for checked)."""
+    async def change(
+        self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None
+    ) -> tuple[str, str] | None:
+        """A recall (*body* None) or edit from the sender's Courier *peer* (speaks_for checked):
+        (state, at) of the hop recorded; None when it was recalled already."""
         p = self.pipeline
         if _domain(to) != p.domain or _domain(sender) == p.domain:
             raise XMPPError("item-not-found", "no such message tracked by you")
@@ -104,19 +171,18 @@ class Inbound:
             raise XMPPError("item-not-found", "no such message tracked by you")
         if held is None:
             if m.state is State.RECALLED and body is None:
-                return  # recalled already (by the sender's own retraction): done
+                return None  # recalled already (by the sender's own retraction): done
             raise TooLateError(hop_word(m.state.value, m.hold_reason))
         if held.seq in p.sms_inflight:
             raise TooLateError("sms")
         now = time.time()
         if body is None:
-            self.answered.add((held.seq, "recalled"))
             p._recall_held(held, f"by {peer}", now)
         else:
             if encrypted(held):
                 raise XMPPError("not-acceptable", "the message is end-to-end encrypted")
-            self.answered.add((held.seq, "edited"))
             p._edit_held(held, body, f"by {peer}", now)
         log.info("Message %d (%s -> %s) %s at the request of %s", held.seq, sender, to,
                  "recalled" if body is None else "edited", peer)  # fmt: skip
         await p.store.flush()
+        return ("recalled" if body is None else "edited"), stamp(now)

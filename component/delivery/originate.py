@@ -43,8 +43,11 @@ class Originate(Core):
         recipient_bare = stanzas.bare(recipient)
         msg_id = msg_id or uuid.uuid4().hex
         inner = stanzas.chat(sender, recipient, body, msg_id, msg_id, extra)
+        token = None
         if stanzas.domain(recipient_bare) != self.domain:
             where = "remote"
+            if self.remote is not None:  # tracked at a Courier peer like a hand-off (delivery/remote.py)
+                token = self.remote.tracking(inner)
         else:
             where = "online" if self.online(recipient_bare) else "offline"
         now = time.time()
@@ -52,6 +55,8 @@ class Originate(Core):
             None, where, now, inner, "message", f"{sender}/courier", sender, recipient,
             recipient_bare, reports or self.reports_on(sender), now, note,
         )  # fmt: skip
+        if token is not None:
+            self.store.queue_peer_track(token, self.seq, None)  # (in the message's commit)
         row = self.open.get(self.seq) or await self._committed(self.seq)
         await self.store.flush()
         return row

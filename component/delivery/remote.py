@@ -13,10 +13,12 @@ The protocol and its rules: xeps/courier-federation.xml.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -52,12 +54,21 @@ def peer_jid(domain: str) -> str:
 class Peers:
     """Remote Couriers that speak courier-federation; the release path toward them."""
 
-    def __init__(self, xmpp: Any, domain: str, send: Callable[[str, ET.Element, str], None]) -> None:
+    def __init__(
+        self,
+        xmpp: Any,
+        domain: str,
+        send: Callable[[str, ET.Element, str], None],
+        send_originated: Callable[[ET.Element, str, str | None], None] | None = None,
+    ) -> None:
         self.xmpp = xmpp
         self.domain = domain
         self.send = send  # route.release
+        self.send_originated = send_originated  # route.originate
         self.known: dict[str, tuple[bool, float]] = {}  # domain -> (speaks it, believed until)
-        self.waiting: dict[str, list[tuple[str, ET.Element, str]]] = {}
+        #: domain -> sends waiting for its discovery, in order (each told whether it speaks)
+        self.waiting: dict[str, list[Callable[[bool], None]]] = {}
+        self._answered: dict[str, asyncio.Event] = {}  # domain -> set when its discovery ends
         self._tasks: set[Any] = set()
 
     def speaks(self, domain: str) -> bool | None:
@@ -67,6 +78,29 @@ class Peers:
             return None
         return known[0]
 
+    async def discovered(self, domain: str) -> bool:
+        """Whether *domain*'s Courier speaks the protocol, asking it first when not known now."""
+        speaks = self.speaks(domain)
+        if speaks is not None:
+            return speaks
+        answered = self._answered.setdefault(domain, asyncio.Event())
+        if domain not in self.waiting:
+            self.waiting[domain] = []
+            spawn(self._discover(domain), self._tasks, "Federation discovery")
+        await answered.wait()
+        return bool(self.speaks(domain))
+
+    def _after_discovery(self, domain: str, send: Callable[[bool], None]) -> None:
+        if domain in self.waiting:
+            self.waiting[domain].append(send)
+            return
+        speaks = self.speaks(domain)
+        if speaks is None:
+            self.waiting[domain] = [send]
+            spawn(self._discover(domain), self._tasks, "Federation discovery")
+            return
+        send(speaks)
+
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:
         """The pipeline's release: toward a peer, with ``<tracked/>``."""
         for forged in inner.findall(TRACKED_TAG):
@@ -75,20 +109,38 @@ class Peers:
         if _domain(sender_bare) != self.domain or domain == self.domain:
             self.send(hid, inner, sender_bare)  # local, or a remote sender's message (<deliver/>)
             return
-        if domain in self.waiting:
-            self.waiting[domain].append((hid, inner, sender_bare))
-            return
-        speaks = self.speaks(domain)
-        if speaks is None:
-            self.waiting[domain] = [(hid, inner, sender_bare)]
-            spawn(self._discover(domain), self._tasks, "Federation discovery")
-            return
-        self._send(hid, inner, sender_bare, speaks)
 
-    def _send(self, hid: str, inner: ET.Element, sender_bare: str, tracked: bool) -> None:
-        if tracked:
-            ET.SubElement(inner, TRACKED_TAG, {"by": self.xmpp.boundjid.bare, "id": hid})
-        self.send(hid, inner, sender_bare)
+        def send(tracked: bool) -> None:
+            if tracked:
+                ET.SubElement(inner, TRACKED_TAG, {"by": self.xmpp.boundjid.bare, "id": hid})
+            self.send(hid, inner, sender_bare)
+
+        self._after_discovery(domain, send)
+
+    def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
+        """A message Courier composed: one toward a remote domain that carries our own
+        ``<tracked/>`` (RemoteChanges.tracking) waits for the peer's discovery, like a release,
+        and keeps it only if the peer speaks the protocol."""
+        assert self.send_originated is not None
+        ours = [t for t in inner.findall(TRACKED_TAG) if t.get("by") == self.xmpp.boundjid.bare]
+        for other in inner.findall(TRACKED_TAG):
+            if other not in ours:
+                inner.remove(other)
+        domain = _domain(inner.get("to", ""))
+        if not ours or domain == self.domain:
+            for element in ours:
+                inner.remove(element)
+            self.send_originated(inner, sender_bare, token)
+            return
+
+        def send(tracked: bool) -> None:
+            if not tracked:
+                for element in ours:
+                    inner.remove(element)
+            assert self.send_originated is not None
+            self.send_originated(inner, sender_bare, token)
+
+        self._after_discovery(domain, send)
 
     async def _discover(self, domain: str) -> None:
         speaks = False
@@ -102,8 +154,11 @@ class Peers:
         finally:
             self.known[domain] = (speaks, time.monotonic() + (KNOWN_TTL if speaks else UNKNOWN_TTL))
             log.info("%s %s courier-federation", peer_jid(domain), "speaks" if speaks else "does not speak")
-            for hid, inner, sender in self.waiting.pop(domain, []):
-                self._send(hid, inner, sender, speaks)
+            for send in self.waiting.pop(domain, []):
+                send(speaks)
+            answered = self._answered.pop(domain, None)
+            if answered is not None:
+                answered.set()
 
 
 class RemoteChanges:
@@ -113,60 +168,130 @@ class RemoteChanges:
         self.pipeline = pipeline
         self.plugin = plugin
         self.peers = peers
-        #: Messages the peer reported cached (and nothing later): the sender's "pending" lists them
-        #: too, so that commands can pick them.  In memory: after a restart, by id only.
+        #: Messages the peer reported cached (and nothing later), with their tokens: the sender's
+        #: "pending" lists them too, so that commands can pick them.  Kept in the store
+        #: (peer_tracks.held_since) and read back at start-up (:meth:`load`).
         self.held_there: dict[int, MessageRow] = {}
+        self.tokens: dict[int, str] = {}  # seq -> token, of the messages in held_there
+        #: (seq, label, at, place) of hops from reports recorded lately, committed or not: a
+        #: report sent again is recorded once (older ones are looked up in the store).
+        self._recent: OrderedDict[tuple[int, str, float, str], None] = OrderedDict()
+        self._loaded = False
+
+    async def load(self) -> None:
+        """Read back which messages peers hold (once, at the first connect)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for token, m in await self.pipeline.store.peers.held():
+            if m.state is State.RELEASED:
+                self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
+                self.tokens[m.seq] = token
+        if self.held_there:
+            log.info("%d messages are held at Courier peers", len(self.held_there))
 
     def pending(self, sender: str) -> list[MessageRow]:
         """*sender*'s messages held at a peer, oldest first (part of ``Pipeline.pending``)."""
         return sorted((m for m in self.held_there.values() if m.sender == sender), key=lambda m: m.seq)
 
+    def _held(self, m: MessageRow, token: str, at: float) -> None:
+        self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
+        self.tokens[m.seq] = token
+        self.pipeline.store.queue_peer_track(token, m.seq, at)
+
+    def _not_held(self, m: MessageRow) -> None:
+        self.held_there.pop(m.seq, None)
+        token = self.tokens.pop(m.seq, None)
+        if token is not None:
+            self.pipeline.store.queue_peer_track(token, m.seq, None)
+
+    def tracking(self, inner: ET.Element) -> str:
+        """Mark a message Courier composes toward a remote domain as tracked by us (our own
+        ``<tracked/>``, any other removed): its token.  Peers.originate keeps the mark only
+        toward a peer that speaks the protocol."""
+        for forged in inner.findall(TRACKED_TAG):
+            inner.remove(forged)
+        token = uuid.uuid4().hex
+        ET.SubElement(inner, TRACKED_TAG, {"by": self.plugin.xmpp.boundjid.bare, "id": token})
+        return token
+
     # -- hop reports in ------------------------------------------------------------
+
+    async def _tracked_as(self, token: str) -> MessageRow | None:
+        """The message a peer knows as *token*: a hand-off's id, or a composed message's token."""
+        store = self.pipeline.store
+        m = await store.message_by_hid(token)  # (committed before its release: no flush needed)
+        if m is None:
+            seq = await store.peers.seq_of(token)
+            m = await store.message(seq) if seq is not None else None
+        return m
+
+    async def _known(self, m: MessageRow, label: str, at: float, place: str) -> bool:
+        """Whether this hop was recorded already (a report sent again)."""
+        key = (m.seq, label, at, place)
+        if key in self._recent:
+            return True
+        self._recent[key] = None
+        while len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+        return any(h.label == label and h.at == at and h.place == place for h in await self.pipeline.store.hops(m.seq))
 
     async def on_hop(self, msg: Any) -> None:
         report = msg["fed_hop"]
-        peer, token, state = str(msg["from"]), report["id"], report["state"]
+        peer, token, state, report_id = str(msg["from"]), report["id"], report["state"], report["report"]
         if not token or state not in HOP_STATES:
             return
         p = self.pipeline
-        m = await p.store.message_by_hid(token)  # (committed before its release: no flush needed)
+        m = await self._tracked_as(token)
         if m is None or _domain(m.sender) != p.domain or not speaks_for(peer, m.recipient_bare):
             log.warning("Refused a hop report from %s for %s: not the recipient's server's Courier", peer, token)
+            if report_id:
+                self.plugin.ack(peer, report_id)  # refused for good: not to be sent again
             return
-        if state == "recalled" and m.state is State.RECALLED:
-            return  # our own recall's answer recorded it already
         try:
             at = parse_stamp(report["at"])
         except ValueError:
             at = time.time()
-        if state in ("cached", "held"):
-            self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
-        elif state != "edited":
-            self.held_there.pop(m.seq, None)  # it left the peer (released, recalled, sms, failed…)
         label, note = ("held", "recipient-offline") if state == "cached" else (state, report["body"])
-        hop = Hop(label, m.state, at, _domain(m.recipient_bare), note)
+        place = _domain(m.recipient_bare)
+        if (state == "recalled" and m.state is State.RECALLED) or await self._known(m, label, at, place):
+            if report_id:  # our own recall's answer recorded it already, or a report sent again
+                self.plugin.ack(peer, report_id)
+            return
+        if state in ("cached", "held"):
+            self._held(m, token, at)
+        elif state != "edited":
+            self._not_held(m)  # it left the peer (released, recalled, sms, failed…)
+        hop = Hop(label, m.state, at, place, note)
         # (reported in courier-hops words: "held" for an offline recipient is "cached")
         p._record(dataclasses.replace(m, hold_reason="recipient-offline") if state == "cached" else m, hop)
+        if report_id:
+            p.store.after_commit(lambda: self.plugin.ack(peer, report_id))
 
     # -- recall and edit by command (Pipeline.recall / edit, when not held here) -------
 
-    async def _released_to_peer(self, sender: str, ref: str) -> tuple[MessageRow, str]:
+    async def _released_to_peer(self, sender: str, ref: str) -> tuple[MessageRow, str, str]:
+        """*sender*'s message *ref* released toward a peer that tracks it: (message, domain, token)."""
         p = self.pipeline
         await p.store.flush()
         m = await p.store.find_sent(sender, ref)
         if m is None:
             raise NotFound(ref)
         domain = _domain(m.recipient_bare)
-        if m.state is not State.RELEASED or m.hid is None or domain == p.domain or not self.peers.speaks(domain):
+        if m.state is not State.RELEASED or domain == p.domain:
             raise TooLate(f"the message is already {m.state}")
-        return m, domain
+        token = self.tokens.get(m.seq) or m.hid or await p.store.peers.token_of(m.seq)
+        # (a peer that reported holding it tracks it; otherwise ask it whether it speaks the
+        # protocol now: after a restart nothing is known of it until then)
+        if token is None or (m.seq not in self.held_there and not await self.peers.discovered(domain)):
+            raise TooLate(f"the message is already {m.state}")
+        return m, domain, token
 
-    async def _ask(self, m: MessageRow, domain: str, body: str | None) -> str | None:
-        if body is None:
-            self.held_there.pop(m.seq, None)  # recalled or too late: it is not pending any more
+    async def _ask(self, m: MessageRow, domain: str, token: str, body: str | None) -> tuple[str | None, float]:
+        """The peer's certain answer: (None, when its hop was) done, or (the state it left in, now)."""
         try:
-            return await self.plugin.change(
-                peer_jid(domain), m.hid or "", m.sender, m.recipient_bare, m.msg_id or m.origin_id, body,
+            late, at = await self.plugin.change(
+                peer_jid(domain), token, m.sender, m.recipient_bare, m.msg_id or m.origin_id, body,
                 timeout=CHANGE_TIMEOUT,
             )  # fmt: skip
         except IqError as exc:
@@ -174,14 +299,21 @@ class RemoteChanges:
             raise TooLate(f"released to {domain}, which does not hold it ({condition})") from None
         except IqTimeout:
             raise TooLate(f"released to {domain}, which did not answer in time") from None
+        if body is None or late is not None:
+            self._not_held(m)  # recalled or too late: it is not pending any more
+        try:
+            return late, parse_stamp(at) if at else time.time()
+        except ValueError:
+            return late, time.time()
 
     async def recall(self, sender: str, ref: str, note: str) -> MessageRow:
-        m, domain = await self._released_to_peer(sender, ref)
-        late = await self._ask(m, domain, None)
+        m, domain, token = await self._released_to_peer(sender, ref)
+        late, at = await self._ask(m, domain, token, None)
         p, now = self.pipeline, time.time()
         if late is None:
             m.state, m.updated = State.RECALLED, now
-            p._record(m, Hop(Event.RECALL.value, State.RECALLED, now, domain, f"at {domain}, {note}"))
+            if not await self._known(m, Event.RECALL.value, at, domain):  # (B's report may come first)
+                p._record(m, Hop(Event.RECALL.value, State.RECALLED, at, domain, f"at {domain}, {note}"))
             p.store.queue_update(m)
             await p.store.flush()
             p.transport.originate(sender_copy.recalled(m), m.sender)  # her archive and devices
@@ -195,10 +327,10 @@ class RemoteChanges:
         raise TooLate(f"{domain} already delivered it ({late}); the standard retraction was passed on")
 
     async def edit(self, sender: str, ref: str, body: str, note: str) -> MessageRow:
-        m, domain = await self._released_to_peer(sender, ref)
+        m, domain, token = await self._released_to_peer(sender, ref)
         if encrypted(m):
             raise Encrypted()
-        late = await self._ask(m, domain, body)
+        late, at = await self._ask(m, domain, token, body)
         p, now = self.pipeline, time.time()
         if late is None:
             original = ET.fromstring(m.stanza)
@@ -208,7 +340,9 @@ class RemoteChanges:
             m.body, m.stanza, m.updated = body, ET.tostring(original, encoding="unicode"), now
             if m.seq in self.held_there:
                 self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
-            p._record(m, Hop(Event.EDIT.value, m.state, now, domain, f"at {domain}, {note}"))
+            # (B's time: its own report of this hop, before or after this answer, is recorded once)
+            if not await self._known(m, Event.EDIT.value, at, domain):
+                p._record(m, Hop(Event.EDIT.value, m.state, at, domain, f"at {domain}, {note}"))
             p.store.queue_update(m)
             await p.store.flush()
             return m
@@ -218,7 +352,6 @@ class RemoteChanges:
         )
         ET.SubElement(correction, f"{{{NS_CLIENT}}}body").text = body
         ET.SubElement(correction, f"{{{NS_CORRECT}}}replace", id=m.msg_id or m.origin_id)
-        self.held_there.pop(m.seq, None)
         p._send_after_commit(None, ET.tostring(correction, encoding="unicode"), m.sender)
         p.passed_on(m, Event.EDIT, f"passed on: too late at {domain} ({late})", now)
         await p.store.flush()

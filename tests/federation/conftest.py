@@ -20,6 +20,7 @@ from tests.conformance.xmpp import Client, CourierProcess
 PASSWORD = "pw-4-tests"
 DOMAINS = ("a.example", "b.example", "c.example")
 STOCK = "c.example"  # a stock server: no mod_courier_route, no Courier
+RESEND_AFTER = "2"  # seconds before an unacknowledged hop report is sent again (15 by default)
 _counter = itertools.count(1)
 
 
@@ -60,7 +61,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
             setup.render()
             procs.append(prosody.start(setup))
         for domain, setup in setups.items():
-            courier = CourierProcess(setup, setup.data / "courier").start() if domain != STOCK else None
+            courier = (
+                CourierProcess(setup, setup.data / "courier", COURIER_FEDERATION_RESEND_AFTER=RESEND_AFTER).start()
+                if domain != STOCK
+                else None
+            )
             servers[domain] = Server(setup, courier)
         yield servers
     finally:

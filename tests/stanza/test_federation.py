@@ -39,6 +39,26 @@ class TestFederationStanzas(SlixTest):
             "at='2026-12-02T10:00:00.412Z'>offline</hop></message>",
         )
 
+    def test_hop_with_its_report_id(self) -> None:
+        msg = Message()
+        hop = msg["fed_hop"]
+        hop["id"], hop["state"], hop["at"], hop["report"] = TOKEN, "released", "2026-12-02T10:00:00.412Z", "r-1"
+        self.check(
+            msg,
+            f"<message><hop xmlns='https://courier.chat/ns/federation/0' id='{TOKEN}' state='released' "
+            "at='2026-12-02T10:00:00.412Z' report='r-1'/></message>",
+        )
+
+    def test_acked(self) -> None:
+        msg = Message()
+        msg["fed_acked"]["ids"] = ["r-1", "r-2"]
+        self.check(
+            msg,
+            "<message><acked xmlns='https://courier.chat/ns/federation/0'><item id='r-1'/><item id='r-2'/></acked>"
+            "</message>",
+        )
+        assert msg["fed_acked"]["ids"] == ["r-1", "r-2"]
+
     def test_edit(self) -> None:
         iq = Iq()
         edit = iq["fed_edit"]

@@ -1,10 +1,12 @@
 """The courier-federation plugin: one Courier talking to another across servers.
 
 Both roles live in every Courier.  As the *recipient's* Courier it answers ``<recall/>``
-and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``)
-and sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hop`).  As the *sender's*
-Courier it asks (:meth:`XEP_CourierFederation.change`) and fires ``federation_hop`` for
-every ``<hop/>`` that arrives.  Who may ask and report is judged by the service, which
+and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``),
+sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hop`) and fires
+``federation_acked`` (peer, report ids) for every ``<acked/>``.  As the *sender's* Courier
+it asks (:meth:`XEP_CourierFederation.change`), fires ``federation_hop`` for every
+``<hop/>`` that arrives and acknowledges reports (:meth:`XEP_CourierFederation.ack`,
+batched: one ``<acked/>`` per peer and event-loop turn).  Who may ask and report is judged by the service, which
 knows the messages; this plugin only checks the shape (xeps/courier-federation.xml).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Protocol
+from xml.etree import ElementTree as ET
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError, XMPPError
@@ -37,8 +40,11 @@ class TooLateError(Exception):
 class FederationService(Protocol):
     """The recipient side's answers (component/delivery/inbound.py)."""
 
-    async def change(self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None) -> None:
-        """Recall (*body* None) or edit tracked message *token*; raise TooLateError or XMPPError."""
+    async def change(
+        self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None
+    ) -> tuple[str, str] | None:
+        """Recall (*body* None) or edit tracked message *token*: (state, at) of the hop recorded
+        (None: nothing new, e.g. recalled already); raise TooLateError or XMPPError."""
         ...
 
 
@@ -57,9 +63,11 @@ class XEP_CourierFederation(BasePlugin):
                            ("Federation edit", "iq@type=set/fed_edit")):  # fmt: skip
             self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._change))
         self.xmpp.register_handler(Callback("Federation hop", StanzaPath("message/fed_hop"), self._hop))
+        self.xmpp.register_handler(Callback("Federation acked", StanzaPath("message/fed_acked"), self._acked))
+        self._acks: dict[str, list[str]] = {}  # peer -> report ids to acknowledge this turn
 
     def plugin_end(self) -> None:
-        for name in ("Federation recall", "Federation edit", "Federation hop"):
+        for name in ("Federation recall", "Federation edit", "Federation hop", "Federation acked"):
             self.xmpp.remove_handler(name)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
 
@@ -79,47 +87,78 @@ class XEP_CourierFederation(BasePlugin):
         if not speaks_for(iq["from"], sender):
             raise XMPPError("forbidden", "only the sender's server may change its messages", etype="auth")
         try:
-            await self.service.change(str(iq["from"]), token, sender, to, ref, element["body"] if edit else None)
+            done = await self.service.change(str(iq["from"]), token, sender, to, ref, element["body"] if edit else None)
         except TooLateError as exc:
             raise XMPPError(
                 "not-allowed", f"too late: the message is already {exc.state}", etype="cancel",
                 extension="too-late", extension_ns=NS, extension_args={"state": exc.state},
             ) from None  # fmt: skip
-        iq.reply(clear=True).send()
+        reply = iq.reply(clear=True)
+        if done is not None:  # the hop as recorded here: its later report is the same one
+            reply["fed_hop"]["id"], reply["fed_hop"]["state"], reply["fed_hop"]["at"] = token, done[0], done[1]
+        reply.send()
 
-    def send_hop(self, peer: str, token: str, state: str, at: str, note: str) -> None:
-        """Report one hop of tracked message *token* to the sender's Courier *peer*."""
+    @staticmethod
+    def hop_element(token: str, state: str, at: str, note: str, report: str = "") -> ET.Element:
+        """The ``<hop/>`` of one hop of tracked message *token* (*report*: this report's id)."""
+        attrs = {"id": token, "state": state, "at": at}
+        if report:
+            attrs["report"] = report
+        element = ET.Element(f"{{{NS}}}hop", attrs)
+        element.text = note or None
+        return element
+
+    def send_hop(self, peer: str, hop: ET.Element) -> None:
+        """Send one ``<hop/>`` (:meth:`hop_element`) to the sender's Courier *peer*."""
         msg = self.xmpp.make_message(mto=peer, mfrom=self.xmpp.boundjid.bare, mtype="headline")
-        hop = msg["fed_hop"]
-        hop["id"], hop["state"], hop["at"], hop["body"] = token, state, at, note
+        msg.xml.append(hop)
         msg.enable("no-store")  # XEP-0334
         msg.send()
+
+    def _acked(self, msg: StanzaBase) -> None:
+        self.xmpp.event("federation_acked", (str(msg["from"]), msg["fed_acked"]["ids"]))
 
     # -- the sender's Courier ------------------------------------------------------
 
     def _hop(self, msg: StanzaBase) -> None:
         self.xmpp.event("federation_hop", msg)
 
+    def ack(self, peer: str, report: str) -> None:
+        """Acknowledge hop report *report* of *peer*: batched, one ``<acked/>`` per turn."""
+        if not self._acks:
+            self.xmpp.loop.call_soon(self._send_acks)
+        self._acks.setdefault(peer, []).append(report)
+
+    def _send_acks(self) -> None:
+        acks, self._acks = self._acks, {}
+        for peer, reports in acks.items():
+            msg = self.xmpp.make_message(mto=peer, mfrom=self.xmpp.boundjid.bare, mtype="headline")
+            msg["fed_acked"]["ids"] = reports
+            msg.enable("no-store")  # XEP-0334
+            msg.send()
+
     async def change(
         self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None = None, timeout: float = 10
-    ) -> str | None:
+    ) -> tuple[str | None, str]:
         """Ask *peer* (the recipient's Courier) to recall (*body* None) or edit a tracked message.
 
-        None: done.  A state (``released``, ``sms``…): too late.  Anything else raises
-        (IqError for another error, IqTimeout)."""
+        (None, at): done (*at*: the time of the peer's hop, '' when its answer has none).
+        (state, ''): too late, the state it left in (``released``, ``sms``…).  Anything else
+        raises (IqError for another error, IqTimeout)."""
         iq = self.xmpp.make_iq_set(ito=peer, ifrom=self.xmpp.boundjid.bare)
         element = iq["fed_edit"] if body is not None else iq["fed_recall"]
         element["id"], element["sender"], element["to"], element["message"] = token, sender, to, ref
         if body is not None:
             element["body"] = body
         try:
-            await iq.send(timeout=timeout)
+            result = await iq.send(timeout=timeout)
         except IqError as exc:
             late = exc.iq.xml.find(f".//{{{NS}}}too-late")
             if exc.iq["error"]["condition"] == "not-allowed" and late is not None:
-                return late.get("state") or "released"
+                return late.get("state") or "released", ""
             raise
-        return None
+        hop = result.xml.find(f"{{{NS}}}hop")
+        return None, hop.get("at", "") if hop is not None else ""
 
 
 def peer_of(user: str) -> str:

@@ -2,8 +2,9 @@
 
 - ``<tracked by id/>`` on a message the sender's Courier released toward another server:
   *by* (the sender's Courier) tracks it under the opaque *id*.
-- ``<hop id state at>note</hop>`` in a message from the recipient's Courier to *by*: one hop
-  of tracked message *id* at the recipient's server.
+- ``<hop id state at report>note</hop>`` in a message from the recipient's Courier to *by*: one
+  hop of tracked message *id* at the recipient's server; *report* names this report, which the
+  recipient's Courier re-sends until *by* answers ``<acked><item id/></acked>``.
 - ``<recall id sender to message/>`` / ``<edit …>text</edit>`` IQ set from *by* to the
   recipient's Courier: withdraw or change the message while it is held there.  An empty
   result means done; ``<not-allowed/>`` with ``<too-late state/>`` means already delivered.
@@ -48,7 +49,39 @@ class HopReport(TextBody, ElementBase):
     namespace = NS
     name = "hop"
     plugin_attrib = "fed_hop"
-    interfaces = {"id", "state", "at", "body"}
+    interfaces = {"id", "state", "at", "report", "body"}
+
+
+class AckedItem(ElementBase):
+    namespace = NS
+    name = "item"
+    plugin_attrib = "item"
+    interfaces = {"id"}
+
+
+class Acked(ElementBase):
+    """``<acked><item id/>…</acked>``: the sender's Courier stored (or refused for good) these
+    hop reports, named by their ``report``: the recipient's Courier stops re-sending them."""
+
+    namespace = NS
+    name = "acked"
+    plugin_attrib = "fed_acked"
+    interfaces = {"ids"}
+
+    def get_ids(self) -> list[str]:
+        return [item["id"] for item in self["substanzas"] if isinstance(item, AckedItem) and item["id"]]
+
+    def set_ids(self, ids: list[str]) -> None:
+        self.del_ids()
+        for report in ids:
+            item = AckedItem()
+            item["id"] = report
+            self.append(item)
+
+    def del_ids(self) -> None:
+        for item in [i for i in self.iterables if isinstance(i, AckedItem)]:
+            self.iterables.remove(item)
+            self.xml.remove(item.xml)
 
 
 class _Change(ElementBase):
@@ -83,5 +116,8 @@ class TooLate(ElementBase):
 def register() -> None:
     register_stanza_plugin(Message, Tracked)
     register_stanza_plugin(Message, HopReport)
+    register_stanza_plugin(Message, Acked)
+    register_stanza_plugin(Acked, AckedItem, iterable=True)
+    register_stanza_plugin(Iq, HopReport)  # in the result of a recall / edit: the hop recorded
     register_stanza_plugin(Iq, Recall)
     register_stanza_plugin(Iq, Edit)
