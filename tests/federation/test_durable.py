@@ -38,6 +38,12 @@ def reported(client, msg_id: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def pair(federation, users) -> tuple[str, str, CourierProcess, CourierProcess]:
+    """Fresh alice@a.example and bob@b.example, and the two Couriers."""
+    alice, bob = users("alice@a.example", "bob@b.example")
+    return alice, bob, federation["a.example"].courier, federation["b.example"].courier
+
+
 def request(client, to: str, body: str, msg_id: str) -> None:
     msg = client.make_message(mto=to, mbody=body, mtype="chat")
     msg["id"] = msg_id
@@ -45,14 +51,18 @@ def request(client, to: str, body: str, msg_id: str) -> None:
     msg.send()
 
 
+async def cached_at_b(client, to: str, body: str, msg_id: str) -> None:
+    """Send *body* to offline *to* asking for reports; return once B's ``cached`` reached the sender."""
+    request(client, to, body, msg_id)
+    await eventually(lambda: ("courier.a.example", "cached", "b.example") in reported(client, msg_id), 15, "cached")
+
+
 async def test_a_report_made_while_courier_a_is_away_reaches_it_once_when_it_is_back(
     federation, users, connect
 ) -> None:
-    alice, bob = users("alice@a.example", "bob@b.example")
-    courier_a, courier_b = federation["a.example"].courier, federation["b.example"].courier
+    alice, bob, courier_a, courier_b = pair(federation, users)
     a = await connect(alice)
-    request(a, bob, "Are you there?", "t1")
-    await eventually(lambda: ("courier.a.example", "cached", "b.example") in reported(a, "t1"), 15, "cached")
+    await cached_at_b(a, bob, "Are you there?", "t1")
     courier_a.stop()
     try:
         b = await connect(bob)
@@ -76,11 +86,9 @@ async def test_a_report_made_while_courier_a_is_away_reaches_it_once_when_it_is_
 async def test_a_report_sent_again_after_its_acknowledgement_was_lost_is_recorded_once(
     federation, users, connect
 ) -> None:
-    alice, bob = users("alice@a.example", "bob@b.example")
-    courier_b = federation["b.example"].courier
+    alice, bob, _courier_a, courier_b = pair(federation, users)
     a = await connect(alice)
-    request(a, bob, "Once only", "o1")
-    await eventually(lambda: ("courier.a.example", "cached", "b.example") in reported(a, "o1"), 15, "cached")
+    await cached_at_b(a, bob, "Once only", "o1")
     await eventually(lambda: unacknowledged(courier_b) == 0, 15, "acknowledged")
     # What a lost <acked/> leaves at B: the report still in its outbox.  Courier B is stopped,
     # the report put back as B stored it, and B started: it sends the report again at connect.
@@ -108,8 +116,7 @@ async def test_a_report_sent_again_after_its_acknowledgement_was_lost_is_recorde
     finally:
         await courier_b.start_async()
     await eventually(lambda: unacknowledged(courier_b) == 0, 15, "the report sent again and acknowledged")
-    request(a, bob, "Marker", "o2")  # a later positive marker
-    await eventually(lambda: ("courier.a.example", "cached", "b.example") in reported(a, "o2"), 15, "o2 cached")
+    await cached_at_b(a, bob, "Marker", "o2")  # a later positive marker
     assert await trace(a, "o1") == [("sent", "a.example"), ("released", "b.example"), ("cached", "b.example")]
     assert [s for _f, s, _p in reported(a, "o1")] == ["sent", "released", "cached"]
 
@@ -117,8 +124,7 @@ async def test_a_report_sent_again_after_its_acknowledgement_was_lost_is_recorde
 async def test_after_a_restart_of_courier_a_a_message_held_at_b_is_pending_and_recalled(
     federation, users, connect
 ) -> None:
-    alice, bob = users("alice@a.example", "bob@b.example")
-    courier_a, courier_b = federation["a.example"].courier, federation["b.example"].courier
+    alice, bob, courier_a, courier_b = pair(federation, users)
     a = await connect(alice)
     a.register_plugin("xep_0004")
     a.register_plugin("xep_0050")
@@ -141,8 +147,7 @@ async def test_after_a_restart_of_courier_a_a_message_held_at_b_is_pending_and_r
 async def test_a_list_copy_to_a_remote_member_is_held_at_b_reported_and_recalled_there(
     federation, users, connect
 ) -> None:
-    alice, bob = users("alice@a.example", "bob@b.example")
-    courier_a, courier_b = federation["a.example"].courier, federation["b.example"].courier
+    alice, bob, courier_a, courier_b = pair(federation, users)
     a = await owner(connect, alice)
     lists = a.plugin["courier_lists"]
     await lists.create("courier.a.example", "Far", [bob])
