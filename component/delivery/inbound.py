@@ -95,11 +95,10 @@ class Inbound:
     def _report(self, peer: str, token: str, word: str, hop: Hop) -> None:
         """Keep the report in the outbox in this hop's commit; send it after the commit."""
         report = uuid.uuid4().hex
-        element = self.plugin.hop_element(token, word, stamp(hop.at), hop.note, report)
-        xml = ET.tostring(element, encoding="unicode")
+        xml = self.plugin.hop_xml(token, word, stamp(hop.at), hop.note, report)
         store = self.pipeline.store
         store.queue_outbox(report, "hop", peer, xml, time.time())
-        store.after_commit(lambda: self.plugin.send_hop(peer, element))
+        store.after_commit(lambda: self.plugin.send_hops(peer, [xml]))
 
     def on_acked(self, acked: tuple[str, list[str]]) -> None:
         """``<acked/>`` from a peer: those reports are done (a report id is unguessable, so only
@@ -121,7 +120,7 @@ class Inbound:
             store.queue_routed(expired)
         for row in rows:
             if row.at >= now - REPORT_TTL:
-                self.plugin.send_hop(row.sender, ET.fromstring(row.stanza))
+                self.plugin.send_hops(row.sender, [row.stanza])
         return len(rows) - len(expired)
 
     def start(self) -> None:

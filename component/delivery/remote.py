@@ -217,47 +217,61 @@ class RemoteChanges:
 
     # -- hop reports in ------------------------------------------------------------
 
-    async def _tracked_as(self, token: str) -> MessageRow | None:
-        """The message a peer knows as *token*: a hand-off's id, or a composed message's token."""
-        store = self.pipeline.store
-        m = await store.message_by_hid(token)  # (committed before its release: no flush needed)
-        if m is None:
-            seq = await store.peers.seq_of(token)
-            m = await store.message(seq) if seq is not None else None
-        return m
-
     async def _known(self, m: MessageRow, label: str, at: float, place: str) -> bool:
-        """Whether this hop was recorded already (a report sent again)."""
-        key = (m.seq, label, at, place)
-        if key in self._recent:
+        """Whether this hop was recorded already (a report sent again, or our own answer's)."""
+        if (m.seq, label, at, place) in self._recent:
+            return True
+        recorded = await self.pipeline.store.peers.recorded([m.seq])
+        return self._remember((m.seq, label, at, place), recorded)
+
+    def _remember(self, key: tuple[int, str, float, str], recorded: set[tuple[int, str, float, str]]) -> bool:
+        """Whether *key* is known (recent, or *recorded* in the store); it is remembered now."""
+        if key in self._recent or key in recorded:
             return True
         self._recent[key] = None
         while len(self._recent) > 10_000:
             self._recent.popitem(last=False)
-        return any(h.label == label and h.at == at and h.place == place for h in await self.pipeline.store.hops(m.seq))
+        return False
 
     async def on_hop(self, msg: Any) -> None:
-        report = msg["fed_hop"]
-        peer, token, state, report_id = str(msg["from"]), report["id"], report["state"], report["report"]
-        if not token or state not in HOP_STATES:
-            return
+        """A message of ``<hop/>`` reports from a peer (one or more: the peer batches them)."""
+        peer = str(msg["from"])
+        reports = [
+            (h.get("id", ""), h.get("state", ""), h.get("at", ""), h.text or "", h.get("report", ""))
+            for h in msg.xml.findall(f"{{{NS}}}hop")
+        ]
+        store = self.pipeline.store
+        rows = await store.peers.by_tokens(list({t for t, state, *_ in reports if t and state in HOP_STATES}))
+        recorded = await store.peers.recorded(list({m.seq for m in rows.values()}))
+        acks: list[str] = []
+        for token, state, at, note, report_id in reports:
+            if token and state in HOP_STATES:
+                self._on_hop(peer, rows.get(token), token, state, at, note, report_id, recorded, acks)
+        if acks:  # once their hops are stored (refused or known ones too: with the same commit)
+            store.after_commit(lambda: self._ack(peer, acks))
+
+    def _ack(self, peer: str, reports: list[str]) -> None:
+        for report in reports:
+            self.plugin.ack(peer, report)
+
+    def _on_hop(
+        self, peer: str, m: MessageRow | None, token: str, state: str, stamp_: str, note: str, report_id: str,
+        recorded: set[tuple[int, str, float, str]], acks: list[str],
+    ) -> None:  # fmt: skip
         p = self.pipeline
-        m = await self._tracked_as(token)
+        if report_id:
+            acks.append(report_id)
         if m is None or _domain(m.sender) != p.domain or not speaks_for(peer, m.recipient_bare):
             log.warning("Refused a hop report from %s for %s: not the recipient's server's Courier", peer, token)
-            if report_id:
-                self.plugin.ack(peer, report_id)  # refused for good: not to be sent again
-            return
+            return  # (acknowledged: refused for good, not to be sent again)
         try:
-            at = parse_stamp(report["at"])
+            at = parse_stamp(stamp_)
         except ValueError:
             at = time.time()
-        label, note = ("held", "recipient-offline") if state == "cached" else (state, report["body"])
+        label, note = ("held", "recipient-offline") if state == "cached" else (state, note)
         place = _domain(m.recipient_bare)
-        if (state == "recalled" and m.state is State.RECALLED) or await self._known(m, label, at, place):
-            if report_id:  # our own recall's answer recorded it already, or a report sent again
-                self.plugin.ack(peer, report_id)
-            return
+        if (state == "recalled" and m.state is State.RECALLED) or self._remember((m.seq, label, at, place), recorded):
+            return  # our own recall's answer recorded it already, or a report sent again
         if state in ("cached", "held"):
             self._held(m, token, at)
         elif state != "edited":
@@ -265,8 +279,6 @@ class RemoteChanges:
         hop = Hop(label, m.state, at, place, note)
         # (reported in courier-hops words: "held" for an offline recipient is "cached")
         p._record(dataclasses.replace(m, hold_reason="recipient-offline") if state == "cached" else m, hop)
-        if report_id:
-            p.store.after_commit(lambda: self.plugin.ack(peer, report_id))
 
     # -- recall and edit by command (Pipeline.recall / edit, when not held here) -------
 

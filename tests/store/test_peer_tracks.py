@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from component.delivery.states import State
+from component.delivery.states import Hop, State
 from component.store import Store
 from tests.store.test_store import T0, db, flush, row, store  # noqa: F401  (fixtures)
 
@@ -30,8 +30,18 @@ async def test_a_peer_track_and_its_hold_survive_a_reopen(db: Path) -> None:  # 
         assert await s.peers.seq_of("nothing") is None
         held = await s.peers.held()
         assert [(token, m.seq, m.state) for token, m in held] == [("token-1", 1, State.RELEASED)]
+        found = await s.peers.by_tokens(["token-1", "hid-0002", "nothing"])  # a composed one, a hand-off
+        assert {token: m.seq for token, m in found.items()} == {"token-1": 1, "hid-0002": 2}
     finally:
         await s.close()
+
+
+async def test_recorded_hops_of_several_messages(store: Store) -> None:  # noqa: F811
+    store.queue_message(row(1, state=State.RELEASED))
+    store.queue_hop(1, Hop("held", State.RELEASED, T0 + 0.25, "b.example", "recipient-offline"))
+    store.queue_message(row(2, state=State.RELEASED))
+    await flush(store)
+    assert await store.peers.recorded([1, 2, 3]) == {(1, "held", T0 + 0.25, "b.example")}
 
 
 async def test_hop_reports_are_not_releases(store: Store) -> None:  # noqa: F811

@@ -2,7 +2,8 @@
 
 Both roles live in every Courier.  As the *recipient's* Courier it answers ``<recall/>``
 and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``),
-sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hop`) and fires
+sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hops`, batched: one message per
+peer and event-loop turn) and fires
 ``federation_acked`` (peer, report ids) for every ``<acked/>``.  As the *sender's* Courier
 it asks (:meth:`XEP_CourierFederation.change`), fires ``federation_hop`` for every
 ``<hop/>`` that arrives and acknowledges reports (:meth:`XEP_CourierFederation.ack`,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Protocol
-from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape, quoteattr
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError, XMPPError
@@ -27,6 +28,9 @@ from . import stanza
 from .stanza import NS, speaks_for
 
 log = logging.getLogger(__name__)
+
+#: At most this many ``<hop/>`` reports in one message (a burst's reports go in few stanzas).
+HOPS_PER_MESSAGE = 100
 
 
 class TooLateError(Exception):
@@ -65,6 +69,7 @@ class XEP_CourierFederation(BasePlugin):
         self.xmpp.register_handler(Callback("Federation hop", StanzaPath("message/fed_hop"), self._hop))
         self.xmpp.register_handler(Callback("Federation acked", StanzaPath("message/fed_acked"), self._acked))
         self._acks: dict[str, list[str]] = {}  # peer -> report ids to acknowledge this turn
+        self._hops: dict[str, list[str]] = {}  # peer -> <hop/> reports to send this turn
 
     def plugin_end(self) -> None:
         for name in ("Federation recall", "Federation edit", "Federation hop", "Federation acked"):
@@ -99,21 +104,31 @@ class XEP_CourierFederation(BasePlugin):
         reply.send()
 
     @staticmethod
-    def hop_element(token: str, state: str, at: str, note: str, report: str = "") -> ET.Element:
-        """The ``<hop/>`` of one hop of tracked message *token* (*report*: this report's id)."""
-        attrs = {"id": token, "state": state, "at": at}
+    def hop_xml(token: str, state: str, at: str, note: str, report: str = "") -> str:
+        """The ``<hop/>`` of one hop of tracked message *token* (*report*: this report's id), as
+        XML text: what the outbox keeps and :meth:`send_hops` sends."""
+        attrs = f"id={quoteattr(token)} state={quoteattr(state)} at={quoteattr(at)}"
         if report:
-            attrs["report"] = report
-        element = ET.Element(f"{{{NS}}}hop", attrs)
-        element.text = note or None
-        return element
+            attrs += f" report={quoteattr(report)}"
+        return f"<hop xmlns='{NS}' {attrs}>{escape(note)}</hop>" if note else f"<hop xmlns='{NS}' {attrs}/>"
 
-    def send_hop(self, peer: str, hop: ET.Element) -> None:
-        """Send one ``<hop/>`` (:meth:`hop_element`) to the sender's Courier *peer*."""
-        msg = self.xmpp.make_message(mto=peer, mfrom=self.xmpp.boundjid.bare, mtype="headline")
-        msg.xml.append(hop)
-        msg.enable("no-store")  # XEP-0334
-        msg.send()
+    def send_hops(self, peer: str, hops: list[str]) -> None:
+        """Queue ``<hop/>`` reports (:meth:`hop_xml`) to the sender's Courier *peer*: sent in
+        the next event-loop turn, up to :data:`HOPS_PER_MESSAGE` in one headline."""
+        if not self._hops:
+            self.xmpp.loop.call_soon(self._send_hops)
+        self._hops.setdefault(peer, []).extend(hops)
+
+    def _send_hops(self) -> None:
+        batches, self._hops = self._hops, {}
+        sender = quoteattr(self.xmpp.boundjid.bare)
+        for peer, hops in batches.items():
+            for start in range(0, len(hops), HOPS_PER_MESSAGE):
+                self.xmpp.send_raw(
+                    f"<message from={sender} to={quoteattr(peer)} type='headline'>"
+                    + "".join(hops[start : start + HOPS_PER_MESSAGE])
+                    + "<no-store xmlns='urn:xmpp:hints'/></message>"  # XEP-0334
+                )
 
     def _acked(self, msg: StanzaBase) -> None:
         self.xmpp.event("federation_acked", (str(msg["from"]), msg["fed_acked"]["ids"]))

@@ -2,9 +2,10 @@
 
 - ``<tracked by id/>`` on a message the sender's Courier released toward another server:
   *by* (the sender's Courier) tracks it under the opaque *id*.
-- ``<hop id state at report>note</hop>`` in a message from the recipient's Courier to *by*: one
-  hop of tracked message *id* at the recipient's server; *report* names this report, which the
-  recipient's Courier re-sends until *by* answers ``<acked><item id/></acked>``.
+- ``<hop id state at report>note</hop>`` in a message from the recipient's Courier to *by* (one
+  or more in a message): one hop of tracked message *id* at the recipient's server; *report*
+  names this report, which the recipient's Courier re-sends until *by* answers
+  ``<acked><item id/></acked>``.
 - ``<recall id sender to message/>`` / ``<edit …>text</edit>`` IQ set from *by* to the
   recipient's Courier: withdraw or change the message while it is held there.  An empty
   result means done; ``<not-allowed/>`` with ``<too-late state/>`` means already delivered.
