@@ -55,6 +55,34 @@ return function(R)
 		end
 	end
 
+	-- A message Courier composes toward a peer (a list copy, a draft: <originate/>) carries
+	-- its <tracked/> on the normal path, through the sender's archive (mod_mam at 0) and
+	-- carbons (-0.5): it leaves before them and is put back after them, for the peer only,
+	-- on the stanza that is routed (mod_mam hands the later handlers a clone in event.stanza).
+	local tracked_out = {}; -- message id -> { the routed stanza, its <tracked/> }
+
+	local function tracked_set_aside(event)
+		local origin, stanza = event.origin, event.stanza;
+		if origin.full_jid or origin.type ~= "c2s" or not stanza.attr.id then return; end -- Courier's only
+		local tracked = stanza:get_child("tracked", NS_FEDERATION);
+		if not tracked then return; end
+		stanza:remove_children("tracked", NS_FEDERATION);
+		tracked_out[stanza.attr.id] = { stanza, tracked };
+	end
+
+	local function tracked_put_back(event)
+		local origin, id = event.origin, event.stanza.attr.id;
+		local kept = not origin.full_jid and id and tracked_out[id];
+		if not kept then return; end
+		tracked_out[id] = nil;
+		keep_tracked(kept[1], kept[2]);
+	end
+
+	module:hook("pre-message/bare", tracked_set_aside, 998);
+	module:hook("pre-message/full", tracked_set_aside, 998);
+	module:hook("pre-message/bare", tracked_put_back, -3);
+	module:hook("pre-message/full", tracked_put_back, -3);
+
 	local function intercept_s2s(event)
 		local origin, stanza = event.origin, event.stanza;
 		if origin.type ~= "s2sin" or passing[stanza] then return; end

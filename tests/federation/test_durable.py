@@ -19,7 +19,7 @@ from tests.conformance.test_commands import execute
 from tests.conformance.test_delivery import eventually, states
 from tests.conformance.test_lists import owner
 from tests.conformance.xmpp import CourierProcess
-from tests.federation.test_courier_pair import _labels, trace
+from tests.federation.test_courier_pair import _labels, ours, trace
 from tests.storeview import connect as open_store
 
 
@@ -149,6 +149,8 @@ async def test_a_list_copy_to_a_remote_member_is_held_at_b_reported_and_recalled
 ) -> None:
     alice, bob, courier_a, courier_b = pair(federation, users)
     a = await owner(connect, alice)
+    laptop = await connect(alice, "laptop")  # her other device: a carbon of the copy
+    await laptop.plugin["xep_0280"].enable()
     lists = a.plugin["courier_lists"]
     await lists.create("courier.a.example", "Far", [bob])
     sent = await lists.send("courier.a.example", "far", "Across the river")
@@ -158,6 +160,11 @@ async def test_a_list_copy_to_a_remote_member_is_held_at_b_reported_and_recalled
     assert list(states(courier_b, alice)) == [copy_id]  # the very copy A composed
     await eventually(lambda: ("held", "b.example") in _labels(federation, alice, copy_id), 15, "B reported it")
     assert [label for label, _p in _labels(federation, alice, copy_id)] == ["accepted", "released", "held"]
+    # Alice's own archive and devices have the copy, without the tracking element (for B only)
+    carbon = await eventually(lambda: [c for c in laptop.carbons if c["id"] == copy_id], 15, "the carbon")
+    assert carbon[0]["body"] == "Across the river" and ours(carbon[0]) == []
+    archived = [m for m in await a.archive(bob) if m["id"] == copy_id]
+    assert [m["body"] for m in archived] == ["Across the river"] and ours(archived[0]) == []
     recalled = await lists.recall("courier.a.example", fanout_id)
     assert {k: v for k, v in recalled["lists_fanout"].counts().items() if v} == {"recalled": 1}
     assert states(courier_b, alice) == {copy_id: "recalled"}
