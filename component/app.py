@@ -33,6 +33,7 @@ from .namespaces import NS_ADDRESS, OUR_TAG_PREFIX
 from .ops import service
 from .ops.http import MetricsServer
 from .ratelimit import RequestLimiter
+from .scheduler import Scheduler
 from .sms.xmpp import SmsXmpp
 from .store import Store
 from .store.errors import StoreUnavailable
@@ -131,7 +132,10 @@ class Courier(ComponentXMPP):
         super().__init__(config.jid, config["xmpp.secret"], config["xmpp.host"], config["xmpp.port"])
         self.config = config
         self.store = store
-        self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"])
+        #: The one scheduler: ends of undo-send windows, the drafts' and the SMS outbox's
+        #: timers, the retention purge (component/scheduler.py).
+        self.scheduler = Scheduler()
+        self.pipeline = Pipeline(store, self, config.domain, config["delivery.undo_window"], self.scheduler)
         self.chat_reports = chat_reports.attach(self)  # "reports chat": a chat line when delivered or read
         self._connected = asyncio.Event()
         self.register_plugin("xep_0030")
@@ -150,12 +154,13 @@ class Courier(ComponentXMPP):
             module=receipts,
             pconfig={"service": ReceiptsAdapter(self.pipeline), "domain": config.domain},
         )
-        # drafts (P5): the service and its one timer, the courier-drafts IQs, Courier's reminders
+        # drafts (P5): the service and its timer, the courier-drafts IQs, Courier's reminders
         self.drafts = DraftService(
             store,
             self.pipeline,
             DraftMessages(self),
             Limits(config["drafts.max_pending"], config["drafts.max_length"], config["drafts.max_days_ahead"]),
+            self.scheduler,
         )
         self.register_plugin(
             "courier_drafts",
@@ -329,7 +334,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     await courier.lists.start()
     if courier.sms is not None:
         await courier.sms.start()
-    retention = Retention(store, config["store.retention_days"])
+    retention = Retention(store, config["store.retention_days"], courier.scheduler)
     retention.start()
     disconnected = asyncio.Event()
     courier.add_event_handler("disconnected", lambda _e: disconnected.set())
@@ -361,7 +366,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
         # give up quickly, and close() drops what could not be stored (never acknowledged, so
         # Prosody delivers or re-sends those messages itself).
         store.flush_patience, store.close_patience = 0.5, 1.0
-        courier.pipeline.stop()
+        courier.scheduler.stop()  # no timer rings any more (a drafts round under way ends itself)
         courier.drafts.stop()
         if courier.is_connected():
             courier.disconnect()
@@ -377,6 +382,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
         except StoreUnavailable as exc:
             log.error("Stopping with work not stored: %s", exc)
         await retention.stop()
+        await courier.scheduler.close()
         if http is not None:
             await http.stop()
         await store.close()

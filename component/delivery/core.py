@@ -15,7 +15,6 @@ on it (originate, SMS claims) and the hand-off reader."""
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from .. import metrics
+from ..scheduler import Scheduler
 from ..store import MessageRow, Store, StoreUnavailable
 from ..tasks import spawn
 from . import stanzas
@@ -45,8 +45,18 @@ FLUSH_CHUNK = 20
 class Core:
     """Tracked messages: their state, and how one is tracked, recorded, held and released."""
 
-    def __init__(self, store: Store, transport: Transport, domain: str, default_undo_window: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        domain: str,
+        default_undo_window: float = 0.0,
+        scheduler: Scheduler | None = None,
+    ) -> None:
         self.store = store
+        #: The one scheduler (component/scheduler.py), the app's: ends of undo-send windows here,
+        #: and the drafts', SMS and retention timers of the services built on this pipeline.
+        self.scheduler = scheduler or Scheduler()
         self.transport = transport
         self.domain = domain
         self.seq = 0
@@ -89,8 +99,6 @@ class Core:
         #: (sender, remote recipient) -> hold it like a local one (its presence is visible, XEP-0356).
         self.remote: Any = None
         self.remote_held: Callable[[str, str], bool] = lambda _sender, _recipient: False
-        self._due: list[tuple[float, int]] = []
-        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Awaited between chunks of a flush: returns once the server routed what was sent
         #: (the route plugin's settle); None: the next chunk follows the commit at once.
@@ -112,7 +120,7 @@ class Core:
         self.queues[m.recipient_bare].append(m.seq)
         self._index_ref(m)
         if m.release_at is not None:
-            heapq.heappush(self._due, (m.release_at, m.seq))
+            self._release_timer(m)
 
     def _index_ref(self, m: MessageRow) -> None:
         for ref in (m.msg_id, m.origin_id):
@@ -130,6 +138,7 @@ class Core:
         """Take *m* off the open set and its recipient's queue (its refs stay, for late edits,
         until :meth:`_forget_closed_refs` or :meth:`_unindex_ref`)."""
         self.open.pop(m.seq, None)
+        self.scheduler.cancel(("release", m.seq))
         keys = [(m.sender, m.recipient_bare, ref) for ref in (m.msg_id, m.origin_id) if ref]
         if keys:
             self.closed_refs[m.seq] = (time.time(), keys)
@@ -242,9 +251,7 @@ class Core:
                 self._after_commit(lambda: self.transport.ack(hid))
             if reason == "recipient-offline":
                 self._offer_sms(row)
-            if release_at is not None:
-                self._schedule()
-            elif reason == "queued" and (remote or self.online(recipient_bare)):
+            if reason == "queued" and (remote or self.online(recipient_bare)):
                 self.flush(recipient_bare)  # older messages were waiting for a recipient who is here now
 
     def _offer_sms(self, m: MessageRow) -> None:
@@ -328,30 +335,12 @@ class Core:
 
     # -- time ------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
-        """One timer, for the earliest release time."""
-        while self._due and self._due[0][1] not in self.open:
-            heapq.heappop(self._due)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._due:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, self._due[0][0] - time.time())
-            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        now = time.time()
-        recipients = []
-        while self._due and self._due[0][0] <= now:
-            _, seq = heapq.heappop(self._due)
-            m = self.open.get(seq)
-            if m is not None:
-                recipients.append(m.recipient_bare)
-        for r in dict.fromkeys(recipients):
-            self.flush(r)
-        self._schedule()
+    def _release_timer(self, m: MessageRow) -> None:
+        """At the end of *m*'s undo-send window its recipient's queue is flushed (the scheduler's
+        timer ``("release", seq)``, dropped when *m* closes earlier)."""
+        assert m.release_at is not None
+        recipient = m.recipient_bare
+        self.scheduler.at(m.release_at, ("release", m.seq), lambda: self.flush(recipient))
 
     # -- background work ------------------------------------------------------------
 
@@ -365,6 +354,5 @@ class Core:
         await self.store.flush()
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """No more releases by time (the scheduler's ``release`` timers go)."""
+        self.scheduler.cancel_group("release")

@@ -18,8 +18,6 @@ from ..when import TIME_SYNTAX, DraftInvalid, DraftLimit, DraftNotFound, format_
 LATE_AFTER = 2.0
 #: A time a little in the past (a slow client, a clock a little off) fires at once; older ones are refused.
 PAST_GRACE = 60.0
-#: The timer never sleeps longer than this: then it asks the store again (clock changes, safety).
-MAX_SLEEP = 60.0
 #: Due drafts claimed per store round trip.
 CLAIM_BATCH = 100
 #: The notice to a new device names at most this many drafts.

@@ -5,9 +5,10 @@
   in the store (one SQL statement that checks the draft is still pending and its
   trigger still holds), so an edit or a deletion racing a trigger makes the draft
   fire exactly once or not at all.
-- **one timer**: the scheduler keeps no per-draft state in memory.  It asks the
-  store when the next time trigger is due (an index lookup) and sets one timer
-  for it (at most :data:`MAX_SLEEP` ahead, then it asks again).  Triggers live in
+- **one timer**: the drafts keep no per-draft timer in memory.  They ask the
+  store when the next time trigger is due (an index lookup) and set one timer,
+  ``("drafts",)``, on the app's scheduler (component/scheduler.py) for it; when it
+  rings, what is due is claimed and the store is asked again.  Triggers live in
   the store, so they survive restarts; a time trigger that passed while Courier
   was down fires at start-up, marked late.  The presence and message triggers
   are looked up in two in-memory sets (targets, (author, contact) pairs), loaded
@@ -29,30 +30,38 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from ..scheduler import Scheduler
 from ..store import MessageRow, Store
 from ..store.drafts import FIRING, SENT, DraftRow
 from ..tasks import spawn
 from ..when import format_time
-from .draft_rules import CLAIM_BATCH, MAX_SLEEP, Limits, Notifier, describe_late
+from .draft_rules import CLAIM_BATCH, Limits, Notifier, describe_late
 from .pipeline import Pipeline
 
 log = logging.getLogger("component.delivery.drafts")
+
+#: The drafts' one timer on the scheduler.
+TIMER = ("drafts",)
 
 
 class DraftTriggers:
     """The state of every draft's trigger, the timer, and firing."""
 
-    def __init__(self, store: Store, pipeline: Pipeline, notifier: Notifier, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        notifier: Notifier,
+        limits: Limits | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> None:
         self.store = store
+        self.scheduler = scheduler or pipeline.scheduler
         self.db = store.drafts
         self.pipeline = pipeline
         self.domain = pipeline.domain
         self.notifier = notifier
         self.limits = limits or Limits()
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed_for: float | None = None
-        self._running = False
-        self._again = False
         self._online_targets: set[str] = set()
         self._from_pairs: set[tuple[str, str]] = set()  # (author, contact)
         self._indexed = False  # until the sets are loaded, every event asks the store
@@ -72,16 +81,17 @@ class DraftTriggers:
         for row in await self.db.firing():
             await self._recover(row)
         await self._arm()
-        if self._armed_for is not None:
-            log.info("drafts: next time trigger due %s", format_time(self._armed_for))
+        if self.timer_due is not None:
+            log.info("drafts: next time trigger due %s", format_time(self.timer_due))
         self._spawn(self._load_indexes())
 
     def stop(self) -> None:
         self._stopped = True
-        self._cancel_timer()
+        self.scheduler.cancel(TIMER)
 
     async def drain(self) -> None:
         """Wait for firings under way (tests, shutdown)."""
+        await self.scheduler.wait(TIMER)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -189,47 +199,30 @@ class DraftTriggers:
 
     # -- the one timer -----------------------------------------------------------------------
 
+    @property
+    def timer_due(self) -> float | None:
+        """When the drafts' timer rings (the earliest time trigger; None: no timer)."""
+        return self.scheduler.due(TIMER)
+
     async def _arm(self) -> None:
         if not self._stopped:
             self._set_timer(await self.db.next_due())
 
     def _set_timer(self, due: float | None) -> None:
         """Make the timer ring by *due* (an earlier timer stays)."""
-        if due is None or self._stopped:
-            return
-        if self._timer is not None and self._armed_for is not None and self._armed_for <= due:
-            return
-        self._cancel_timer()
-        loop = asyncio.get_running_loop()
-        delay = min(max(0.0, due - time.time()), MAX_SLEEP)
-        self._armed_for = due
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._armed_for = None, None
-
-    def _on_timer(self) -> None:
-        self._timer, self._armed_for = None, None
-        self._spawn(self._run_due())
+        if due is not None and not self._stopped:
+            self.scheduler.at(due, TIMER, self._run_due, earliest=True, retry=1.0)
 
     async def _run_due(self) -> None:
-        if self._running:
-            self._again = True
-            return
-        self._running = True
-        try:
-            while not self._stopped:
-                self._again = False
-                rows = await self.db.claim_due(time.time(), CLAIM_BATCH)
-                if rows:
-                    await self._fire_all(rows, "its time came")
-                if len(rows) < CLAIM_BATCH and not self._again:
-                    break
-            await self._arm()
-        finally:
-            self._running = False
+        """The timer rang: claim and fire what is due, then set the timer for the next one (the
+        scheduler runs this one at a time; rung again meanwhile, it runs once more after)."""
+        while not self._stopped:
+            rows = await self.db.claim_due(time.time(), CLAIM_BATCH)
+            if rows:
+                await self._fire_all(rows, "its time came")
+            if len(rows) < CLAIM_BATCH:
+                break
+        await self._arm()
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -53,18 +53,19 @@ class Pipeline(Originate, SmsClaims):
     async def start(self) -> None:
         """Load what survived a restart: held messages, recent hand-off ids, settings."""
         self.seq = await self.store.max_seq()
-        for m in await self.store.open_messages():
-            if self.sms_domain is not None and stanzas.domain(m.recipient_bare) == self.sms_domain:
-                continue  # a message to a phone number waiting for its SMS: the SMS side's
-            self._index_open(m)
         now = time.time()
         for hid, seq in (await self.store.recent_handoffs(now - HID_MEMORY)).items():
             self.known_hids[hid] = (now, seq)
         await self.settings.load()
         await self.receipts.load()
+        # Last: a held message whose undo-send window ended meanwhile is released by its
+        # timer (the scheduler's) once the settings and policies above are loaded.
+        for m in await self.store.open_messages():
+            if self.sms_domain is not None and stanzas.domain(m.recipient_bare) == self.sms_domain:
+                continue  # a message to a phone number waiting for its SMS: the SMS side's
+            self._index_open(m)
         if self.open:
             log.info("%d held messages waiting for their recipients", len(self.open))
-        self._schedule()
 
     def _forget_old_hids(self, now: float) -> None:
         while self.known_hids:

@@ -10,7 +10,10 @@
   entry with attempts and an outcome.  A gateway that did not take an SMS is retried with
   exponential back-off, and the SMS fails after ``max_attempts``; an attempt whose
   outcome is unknown (Courier stopped, or the gateway did not answer) is never resent, so
-  nothing is sent twice.
+  nothing is sent twice.  The outbox has one timer on the app's scheduler
+  (component/scheduler.py), :data:`TIMER`: it rings when the earliest entry is due (its
+  ``next_at`` in the store, so the outbox resumes after a restart) and whenever an entry is
+  queued or an attempt ends; each ring starts the due attempts and sets it again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from ..delivery.pipeline import Pipeline, encrypted
 from ..delivery.states import Event
 from ..namespaces import NS_SMS
+from ..scheduler import Scheduler
 from ..store import MessageRow, Store
 from ..store.sms import CANCELLED, FAILED, QUEUED, SENDING, SUBMITTED, NumberRow, OutboxRow
 from ..tasks import spawn
@@ -34,6 +38,11 @@ from .model import HOUR, SmsDelivery, SmsSettings
 from .numbers import display
 
 log = logging.getLogger("component.sms.service")
+
+#: The outbox's one timer on the scheduler.
+TIMER = ("sms", "outbox")
+#: After a failure of the outbox's round (the store, say), the first back-off (doubling).
+RETRY = 0.5
 
 
 class SmsOutbox:
@@ -48,8 +57,10 @@ class SmsOutbox:
         *,
         component: str,
         delivery: SmsDelivery,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.store = store
+        self.scheduler = scheduler or pipeline.scheduler
         self.pipeline = pipeline
         self.transport = transport
         self.settings = settings
@@ -61,9 +72,7 @@ class SmsOutbox:
         self._busy: set[int] = set()  # outbox ids with an attempt under way
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
         self._quota = asyncio.Lock()  # a limit check and the entry it admits, one at a time
-        self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -142,23 +151,25 @@ class SmsOutbox:
             ref=uuid.uuid4().hex, purpose=purpose, message_seq=seq, owner=owner, sender=sender,
             recipient=recipient, text=text, encoding=m.encoding, parts=m.parts, next_at=at, now=time.time(),
         )  # fmt: skip
-        self._wake.set()
+        self._wake()
         return row
 
+    def _wake(self) -> None:
+        """Look at the outbox now (an entry was queued, an attempt ended)."""
+        if not self._stopping:
+            self.scheduler.soon(TIMER, self._run, retry=RETRY)
+
     async def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            now = time.time()
-            for row in await self.store.sms.due(now):
-                if row.id not in self._busy:
-                    self._busy.add(row.id)
-                    self._spawn(self._attempt(row))
-            next_at = await self.store.sms.next_due(exclude=self._busy)
-            timeout = None if next_at is None else max(0.0, next_at - time.time())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+        """The outbox's timer rang: start the due attempts, set it for the next entry due (a
+        failure here is logged and the timer rings again after a back-off: the scheduler's)."""
+        now = time.time()
+        for row in await self.store.sms.due(now):
+            if row.id not in self._busy:
+                self._busy.add(row.id)
+                self._spawn(self._attempt(row))
+        next_at = await self.store.sms.next_due(exclude=self._busy)
+        if next_at is not None and not self._stopping:
+            self.scheduler.at(next_at, TIMER, self._run, earliest=True, retry=RETRY)
 
     async def _attempt(self, row: OutboxRow) -> None:
         try:
@@ -211,7 +222,7 @@ class SmsOutbox:
                 assert row.message_seq is not None
                 self.pipeline.sms_unclaim(row.message_seq)  # not submitted after all (or an error)
             self._busy.discard(row.id)
-            self._wake.set()
+            self._wake()
 
     async def _submitted(self, row: OutboxRow, ids: list[str], note: str = "") -> None:
         now = time.time()

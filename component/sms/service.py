@@ -47,12 +47,11 @@ from xml.etree import ElementTree as ET
 from ..delivery.states import Event
 from ..namespaces import NS_RECEIPTS, NS_SMS
 from ..store.sms import DELIVERED, FAILED, QUEUED, SENDING, SUBMITTED, NumberRow, NumberTaken
-from ..tasks import supervise
 from . import transport as tp
 from .encoding import fit, measure
 from .model import HOUR, NumberStatus, SmsDelivery, SmsError, SmsSettings, code_hash
 from .numbers import BadNumber, display, normalize, number_jid, number_of
-from .outbox import SmsOutbox
+from .outbox import TIMER, SmsOutbox
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +75,12 @@ class SmsService(SmsOutbox):
             if m.hold_reason == "recipient-offline" and m.kind == "message":
                 self.held_offline(m)  # held while Courier was down, or offered and not yet queued
         await self.transport.start(self.on_inbound, self.on_report)
-        self._worker = asyncio.create_task(
-            supervise("The SMS outbox", self._run, lambda: self._stopping), name="courier-sms-outbox"
-        )
+        self._wake()  # the outbox's timer: what is due now, then the next entry's next_at
         log.info("SMS fallback on (%s); %d verified numbers", self.transport.name, len(self.owners))
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        await self.scheduler.end(TIMER)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.transport.stop()

@@ -31,6 +31,7 @@ from component.delivery.drafts import (
     take_time,
 )
 from component.delivery.states import State
+from component.scheduler import Scheduler
 from component.store import MessageRow, Store
 from component.store.drafts import DraftRow
 from tests import pgserver
@@ -164,6 +165,7 @@ class FakePipeline:
         self.sent: list[tuple[str, str, str, str]] = []
         self.seq = 0
         self.online_users: set[str] = set()
+        self.scheduler = Scheduler()
 
     def online(self, bare: str) -> bool:
         return bare in self.online_users
@@ -228,12 +230,11 @@ async def test_one_timer_for_many_drafts(store: Store) -> None:
     for i in range(200):
         await service.create(JULIET, ROMEO, f"later {i}", Trigger("at", now + 3600 + i))
     soon = await service.create(JULIET, ROMEO, "soon", Trigger("at", now + 0.3))
-    assert service._armed_for == soon.due_at  # one timer, for the earliest draft
-    assert service._timer is not None
+    assert service.timer_due == soon.due_at  # one timer, for the earliest draft
     await until(lambda: pipeline.sent)  # the timer rang (after 0.3 s)
     await service.drain()
     assert [s[2] for s in pipeline.sent] == ["soon"]
-    assert service._armed_for == now + 3600  # re-armed for the next one
+    assert service.timer_due == now + 3600  # re-armed for the next one
     service.stop()
 
 
@@ -257,7 +258,7 @@ async def test_overdue_at_start_up_fires_once_and_late(store: Store) -> None:
     service.stop()
     again, pipeline2, _ = service_for(store)  # a second start fires nothing more
     await again.start()
-    assert again._armed_for is None  # nothing is due any more: no timer to wait for
+    assert again.timer_due is None  # nothing is due any more: no timer to wait for
     await again.drain()
     assert pipeline2.sent == []
     again.stop()
