@@ -24,10 +24,11 @@ from .commands.bot import Bot
 from .config import Config
 from .delivery import chat_reports, federation
 from .delivery.drafts import DraftService, Limits
-from .delivery.pipeline import Encrypted, Handoff, NotFound, Pipeline, Report, TooLate, encrypted
+from .delivery.pipeline import Handoff, NotFound, Pipeline, Report, encrypted
 from .delivery.retention import Retention
 from .delivery.states import State, hop_word
 from .drafts import DraftMessages, DraftsAdapter
+from .errors import as_xmpp_errors
 from .lists import xmpp as lists_xmpp
 from .namespaces import NS_ADDRESS, OUR_TAG_PREFIX
 from .ops import service
@@ -89,18 +90,8 @@ class HopsAdapter:
 
     @staticmethod
     async def _change(operation: Awaitable[object]) -> None:
-        try:
+        with as_xmpp_errors():
             await operation
-        except NotFound:
-            raise XMPPError("item-not-found", "no message of yours has that id") from None
-        except TooLate as exc:
-            raise XMPPError("not-allowed", f"{exc}: it can no longer be changed") from None
-        except Encrypted as exc:
-            raise XMPPError("not-acceptable", str(exc)) from None
-        except ValueError as exc:
-            raise XMPPError("bad-request", str(exc)) from None
-        except StoreUnavailable as exc:
-            raise XMPPError("internal-server-error", str(exc), etype="wait") from None
 
 
 class ReceiptsAdapter:
@@ -119,10 +110,8 @@ class ReceiptsAdapter:
         await self.pipeline.set_policy(user, contact, policy)
 
     async def confirm(self, user: str, msg_id: str, sender: str | None) -> None:
-        try:
+        with as_xmpp_errors(not_found="you received no message with that id"):
             await self.pipeline.confirm(user, msg_id, sender)
-        except NotFound:
-            raise XMPPError("item-not-found", "you received no message with that id") from None
 
 
 class Courier(ComponentXMPP):
@@ -250,11 +239,7 @@ class Courier(ComponentXMPP):
         except XMPPError:
             msg.reply(f"Courier serves the users of {self.config.domain} only.").send()
             return
-        try:
-            answer = await self.bot.answer(ctx, msg["body"])
-        except Exception:
-            log.exception("bot command %r from %s failed", msg["body"][:80], msg["from"])
-            answer = "Sorry, that failed on the server; it has been logged."
+        answer = await self.bot.answer(ctx, msg["body"])
         reply = self.make_message(mto=msg["from"], mfrom=msg["to"].bare, mbody=answer, mtype="chat")
         reply.send()
 

@@ -13,22 +13,17 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from slixmpp.exceptions import XMPPError
-
 from .delivery.drafts import (
     NOTICE_ITEMS,
-    DraftError,
     DraftInvalid,
-    DraftLimit,
-    DraftNotFound,
     DraftService,
-    DraftTooLate,
     Trigger,
     describe_late,
     describe_trigger,
     format_time,
     parse_instant,
 )
+from .errors import as_xmpp_errors
 from .store.drafts import DraftRow
 from .util import stamp
 from .when import local_time
@@ -90,19 +85,6 @@ def _zone_of(text: str) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def xmpp_error(exc: DraftError) -> XMPPError:
-    """A draft failure as the IQ error courier-drafts specifies."""
-    if isinstance(exc, DraftNotFound):
-        return XMPPError("item-not-found", "no draft of yours has that id")
-    if isinstance(exc, DraftTooLate):
-        return XMPPError("not-allowed", str(exc))
-    if isinstance(exc, DraftLimit):
-        if exc.kind == "pending":
-            return XMPPError("resource-constraint", str(exc), etype="wait")
-        return XMPPError("not-acceptable", str(exc), etype="modify")
-    return XMPPError("bad-request", str(exc), etype="modify")
-
-
 class DraftsAdapter:
     """courier-drafts requests answered from the service (the plugin's DraftsService)."""
 
@@ -111,10 +93,8 @@ class DraftsAdapter:
 
     @staticmethod
     async def _call(operation: Awaitable[T]) -> T:
-        try:
+        with as_xmpp_errors():
             return await operation
-        except DraftError as exc:
-            raise xmpp_error(exc) from None
 
     async def store(self, requester: str, draft: DraftInfo) -> DraftInfo:
         async def run() -> DraftRow:
@@ -209,4 +189,4 @@ class DraftMessages:
         msg.send()
 
 
-__all__ = ["DraftMessages", "DraftsAdapter", "draft_info", "trigger_of", "xmpp_error"]
+__all__ = ["DraftMessages", "DraftsAdapter", "draft_info", "trigger_of"]

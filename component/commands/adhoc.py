@@ -17,8 +17,8 @@ from slixmpp import JID
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0004 import Form
 
+from ..errors import sentence
 from ..namespaces import NS_COMMANDS
-from ..store.errors import StoreUnavailable
 from . import Command, CommandError, Context, Field, Result, shape
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,13 @@ class AdhocCommands:
             if missing:
                 raise CommandError("Please fill in: " + ", ".join(missing))
             result = await command.run(ctx, values)
-        except (CommandError, StoreUnavailable) as exc:
+        except Exception as exc:
+            reason = sentence(exc)  # the one error boundary (component/errors.py)
+            if reason is None:
+                raise  # a bug: slixmpp logs it and answers internal-server-error
             # Same form again, with what was submitted, and the reason in a note.
             session["payload"] = self._form(command, await command.form(ctx), values)
-            session["notes"] = [("error", shape(str(exc)))]
+            session["notes"] = [("error", shape(reason))]
             session["next"] = self._submitter(command)
             session["has_next"] = False
             return session

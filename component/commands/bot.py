@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
-from ..store.errors import StoreUnavailable
-from . import Command, CommandError, Context, Result, shape
+import logging
+
+from ..errors import SORRY, sentence
+from . import Command, Context, Result, shape
+
+log = logging.getLogger(__name__)
 
 
 class Bot:
@@ -35,8 +39,12 @@ class Bot:
         try:
             values = command.parse(word, args.strip())
             return render(await command.run(ctx, values))
-        except (CommandError, StoreUnavailable) as exc:
-            return shape(str(exc))
+        except Exception as exc:
+            reason = sentence(exc)  # the one error boundary (component/errors.py)
+            if reason is None:
+                log.exception("bot command %r from %s failed", text[:80], ctx.requester)
+                return SORRY
+            return shape(reason)
 
 
 def render(result: Result) -> str:

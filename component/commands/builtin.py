@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..delivery.pipeline import Encrypted, NotFound, TooLate, encrypted
+from ..delivery.pipeline import NotFound, TooLate, encrypted
 from ..delivery.states import State, hop_word
 from . import Command, CommandError, Context, Field, Result, bool_value, pick, text_value
 
@@ -46,10 +46,6 @@ async def _change(ctx: Context, action: str, ref: str, text: str = "") -> Result
     except TooLate as exc:
         verb = "a retraction" if action == "recall" else "a correction"
         raise CommandError(f"Too late: {exc}.\nYour client can still send {verb}, which is passed on.") from None
-    except Encrypted as exc:
-        raise CommandError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _nothing_pending(action: str) -> Result:

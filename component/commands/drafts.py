@@ -137,33 +137,30 @@ class NewDraft(Command):
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
         service = _service(ctx)
         text = text_value(values, "text")
-        try:
-            edit = text_value(values, "edit")
-            if edit:
-                row = await service.update(ctx.requester, edit, body=text)
-                return Result(f"Draft {row.number} for {row.target} now reads “{_snippet(row.body)}”; {_plan(row)}.")
-            kind = text_value(values, "trigger") or "manual"
-            when, contact = text_value(values, "when"), text_value(values, "from")
-            if kind == "manual" and when:
-                kind = "at"  # a time was given: that is the occasion
-            elif kind == "manual" and contact:
-                kind = "message-from"
-            if kind == "at":
-                if not when:
-                    raise CommandError("At what time? " + TIME_SYNTAX)
-                instant, zone = parse_when(when, time.time())
-                trigger = Trigger("at", instant, zone)
-            elif kind == "message-from":
-                if not contact:
-                    raise CommandError("Whose message should send it? Fill in the contact.")
-                trigger = Trigger("message-from", jid=contact)
-            else:
-                trigger = Trigger(kind)
-            row = await service.create(
-                ctx.requester, text_value(values, "to"), text, trigger, text_value(values, "action") or "send"
-            )
-        except DraftError as exc:
-            raise CommandError(str(exc)) from None
+        edit = text_value(values, "edit")
+        if edit:
+            row = await service.update(ctx.requester, edit, body=text)
+            return Result(f"Draft {row.number} for {row.target} now reads “{_snippet(row.body)}”; {_plan(row)}.")
+        kind = text_value(values, "trigger") or "manual"
+        when, contact = text_value(values, "when"), text_value(values, "from")
+        if kind == "manual" and when:
+            kind = "at"  # a time was given: that is the occasion
+        elif kind == "manual" and contact:
+            kind = "message-from"
+        if kind == "at":
+            if not when:
+                raise CommandError("At what time? " + TIME_SYNTAX)
+            instant, zone = parse_when(when, time.time())
+            trigger = Trigger("at", instant, zone)
+        elif kind == "message-from":
+            if not contact:
+                raise CommandError("Whose message should send it? Fill in the contact.")
+            trigger = Trigger("message-from", jid=contact)
+        else:
+            trigger = Trigger(kind)
+        row = await service.create(
+            ctx.requester, text_value(values, "to"), text, trigger, text_value(values, "action") or "send"
+        )
         n = row.number
         if row.trigger == "target-online" and service.pipeline.online(row.target):
             plan = f"{row.target} is online: " + ("you are reminded now" if row.action == "remind" else "sent now")
@@ -230,30 +227,27 @@ class MyDrafts(Command):
         service = _service(ctx)
         action = text_value(values, "action") or "show"
         number = text_value(values, "draft")
-        try:
-            if action != "show" and not number:
-                raise CommandError("Which draft? Give its number (see “drafts”).")
-            if action == "send":
-                row, message = await service.fire(ctx.requester, number)
-                return Result(f"Draft {row.number} sent to {row.target}.", details=f"Message id {message.msg_id}.")
-            if action == "delete":
-                row = await service.delete(ctx.requester, number)
-                return Result(f"Draft {row.number} for {row.target} deleted: it will never be sent.")
-            if action == "edit":
-                text = text_value(values, "text")
-                if not text:
-                    raise CommandError("The new text is empty.")
-                row = await service.update(ctx.requester, number, body=text)
-                return Result(f"Draft {row.number} for {row.target} now reads “{_snippet(row.body)}”; {_plan(row)}.")
-            if action == "postpone":
-                when = text_value(values, "when")
-                if not when:
-                    raise CommandError("Until when? " + TIME_SYNTAX)
-                row = await service.postpone(ctx.requester, number, when)
-                return Result(f"Draft {row.number} for {row.target} postponed: {_plan(row)}.")
-            drafts = await service.drafts(ctx.requester)
-        except DraftError as exc:
-            raise CommandError(str(exc)) from None
+        if action != "show" and not number:
+            raise CommandError("Which draft? Give its number (see “drafts”).")
+        if action == "send":
+            row, message = await service.fire(ctx.requester, number)
+            return Result(f"Draft {row.number} sent to {row.target}.", details=f"Message id {message.msg_id}.")
+        if action == "delete":
+            row = await service.delete(ctx.requester, number)
+            return Result(f"Draft {row.number} for {row.target} deleted: it will never be sent.")
+        if action == "edit":
+            text = text_value(values, "text")
+            if not text:
+                raise CommandError("The new text is empty.")
+            row = await service.update(ctx.requester, number, body=text)
+            return Result(f"Draft {row.number} for {row.target} now reads “{_snippet(row.body)}”; {_plan(row)}.")
+        if action == "postpone":
+            when = text_value(values, "when")
+            if not when:
+                raise CommandError("Until when? " + TIME_SYNTAX)
+            row = await service.postpone(ctx.requester, number, when)
+            return Result(f"Draft {row.number} for {row.target} postponed: {_plan(row)}.")
+        drafts = await service.drafts(ctx.requester)
         if not drafts:
             return Result("You have no pending drafts.")
         rows = [

@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from ..lists import ListError, ListService, copy_state
+from ..lists import ListService, copy_state
 from ..lists.names import end_of_day
 from ..store.lists import FanoutRow, ListRow
 from . import Command, CommandError, Context, Field, Result, text_value
@@ -75,10 +75,7 @@ def _fanout_label(f: FanoutRow) -> str:
 
 
 async def _run(operation: Any) -> Any:
-    try:
-        return await operation
-    except ListError as exc:
-        raise CommandError(exc.text) from None
+    return await operation  # a ListError is answered by the error boundary (component/errors.py)
 
 
 # -- the operations, shared by the bot's “list …” and the ad-hoc commands -----------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..sms.numbers import display
-from ..sms.service import NumberStatus, SmsError, SmsService
+from ..sms.service import NumberStatus, SmsService
 from . import Command, CommandError, Context, Field, Result, bool_value, text_value
 
 
@@ -65,20 +65,17 @@ class Phone(Command):
         number = text_value(values, "number")
         fallback = bool_value(values, "fallback")
         notes = []
-        try:
-            if number:
-                before = service.status(user).pending
-                status = await service.register(user, number)
-                if status.pending and status.pending != before:
-                    notes.append(f"A code is on its way to {display(status.pending)}: send “verify CODE”.")
-            current = service.status(user)
-            if fallback is not None and current.number and fallback != current.fallback:
-                await service.set_fallback(user, fallback)
-                notes.append(f"SMS fallback {'on' if fallback else 'off'}.")
-            elif fallback is not None and not current.number and text_value(values, "strict"):
-                raise CommandError("Register and verify a phone number first.")
-        except SmsError as exc:
-            raise CommandError(exc.text) from None
+        if number:
+            before = service.status(user).pending
+            status = await service.register(user, number)
+            if status.pending and status.pending != before:
+                notes.append(f"A code is on its way to {display(status.pending)}: send “verify CODE”.")
+        current = service.status(user)
+        if fallback is not None and current.number and fallback != current.fallback:
+            await service.set_fallback(user, fallback)
+            notes.append(f"SMS fallback {'on' if fallback else 'off'}.")
+        elif fallback is not None and not current.number and text_value(values, "strict"):
+            raise CommandError("Register and verify a phone number first.")
         return _answer(service.status(user), " ".join(notes))
 
 
@@ -99,10 +96,7 @@ class Verify(Command):
 
     async def run(self, ctx: Context, values: dict[str, Any]) -> Result:
         service = _service(ctx)
-        try:
-            status = await service.verify(ctx.requester, text_value(values, "code"))
-        except SmsError as exc:
-            raise CommandError(exc.text) from None
+        status = await service.verify(ctx.requester, text_value(values, "code"))
         return _answer(status, "Verified.")
 
 

@@ -22,7 +22,7 @@ from ..store import MessageRow
 from ..xep import e2ee
 from . import sender_copy, stanzas
 from .originate import Originate
-from .ports import Encrypted, Handoff, NotFound, Report, SmsFallback, TooLate, Transport, send_stored
+from .ports import Encrypted, Handoff, Invalid, NotFound, Report, SmsFallback, TooLate, Transport, send_stored
 from .receipts import POLICIES
 from .sms_claims import SmsClaims
 from .stanzas import bare, encrypted, strip_ours
@@ -333,7 +333,7 @@ class Pipeline(Originate, SmsClaims):
     async def edit(self, sender: str, ref: str, body: str, note: str = "by command") -> MessageRow:
         """Replace the text of a held message of *sender*; durable when this returns."""
         if not body.strip():
-            raise ValueError("the new text is empty")
+            raise Invalid("the new text is empty")
         m = self._held_by(sender, ref)
         if m is None and self.remote is not None:
             return await self.remote.edit(sender, ref, body, note)  # type: ignore[no-any-return]

@@ -21,6 +21,10 @@ class TooLate(Exception):
     """The message has left the server (or was recalled): it can no longer be changed."""
 
 
+class Invalid(ValueError):
+    """A malformed request (an empty new text, an unknown receipt policy); the message says why."""
+
+
 class Encrypted(ValueError):
     """The message is end-to-end encrypted: only the sender's client can change its text."""
 

@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from ..namespaces import NS_MARKERS, NS_RECEIPTS
 from ..store import Store
-from .ports import Transport
+from .ports import Invalid, Transport
 from .stanzas import domain
 from .states import Event
 
@@ -45,7 +45,7 @@ class ReceiptPolicy:
 
     async def set_policy(self, user: str, contact: str, policy: str | None) -> None:
         if policy is not None and policy not in POLICIES:
-            raise ValueError("a receipt policy is auto, manual or refuse")
+            raise Invalid("a receipt policy is auto, manual or refuse")
         await self.store.set_receipt_policy(user, contact, policy)
         if policy is None:
             self.policies.pop((user, contact), None)

@@ -3,7 +3,7 @@ and the protocol-only courier-lists plugin (:mod:`component.xep.lists`).
 
 - :class:`ListsAdapter` is the plugin's service: lists and fan-outs in the protocol's
   terms (:class:`~component.xep.lists.ListInfo`, :class:`~component.xep.lists.FanoutInfo`),
-  :class:`~.model.ListError` as the XMPP error it names;
+  :class:`~.model.ListError` as the XMPP error it names (:mod:`component.errors`);
 - :class:`ListsXmpp` routes the messages for lists (:class:`ForLists`): a chat message a
   user sends to one of their list JIDs (``<name>+<owner>@courier…``) or to Courier's JID
   with XEP-0033 ``<addresses/>`` is fanned out; a XEP-0424 retraction or XEP-0308
@@ -18,8 +18,6 @@ and the protocol-only courier-lists plugin (:mod:`component.xep.lists`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
 
@@ -30,6 +28,7 @@ from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
 from ..delivery import stanzas
+from ..errors import as_xmpp_errors, xmpp_error
 from ..namespaces import NS_ADDRESS, NS_RECEIPTS
 from ..xep import e2ee
 from ..xep import lists as xep_lists
@@ -55,15 +54,6 @@ ENCRYPTED_REFUSED = (
     "this message is end-to-end encrypted: a broadcast list sends a copy of its text to every member, "
     "and Courier cannot encrypt it for each of them; send it to each member from your client"
 )
-
-
-@contextmanager
-def as_xmpp_errors() -> Iterator[None]:
-    """A :class:`ListError` leaves as the XMPP error it names."""
-    try:
-        yield
-    except ListError as exc:
-        raise XMPPError(exc.condition, exc.text, etype=exc.etype) from None
 
 
 class ForLists(MatcherBase):
@@ -243,7 +233,7 @@ class ListsXmpp:
                 done = "Sent"
         except ListError as exc:
             log.info("Refused a message from %s to %s: %s", msg["from"], msg["to"], exc.text)
-            raise XMPPError(exc.condition, exc.text, etype=exc.etype) from None
+            raise xmpp_error(exc) from None
         self._acknowledge(msg, status, done)
 
     @staticmethod

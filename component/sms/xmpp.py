@@ -27,6 +27,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
+from ..errors import as_xmpp_errors, xmpp_error
 from ..namespaces import NS_HOPS, NS_RECEIPTS, NS_RECEIPTS_POLICY, NS_SID
 from ..xep import e2ee
 from ..xep import sms as xep_sms
@@ -47,21 +48,6 @@ log = logging.getLogger(__name__)
 NS_HOPS_REQUEST = f"{{{NS_HOPS}}}request"
 NS_NO_REQUEST = f"{{{NS_RECEIPTS_POLICY}}}no-request"
 #: The XMPP error type that goes with each condition the service raises.
-ERROR_TYPES = {
-    "bad-request": "modify",
-    "not-acceptable": "modify",
-    "resource-constraint": "wait",
-    "conflict": "cancel",
-    "not-allowed": "cancel",
-    "item-not-found": "cancel",
-}
-
-
-def xmpp_error(exc: SmsError) -> XMPPError:
-    etype = ERROR_TYPES.get(exc.condition, "cancel")
-    return XMPPError(exc.condition, exc.text, etype=etype)  # type: ignore[arg-type]
-
-
 class ToNumbers(MatcherBase):
     """Messages to a phone number's JID under Courier's JID (a string test, cheap on every stanza)."""
 
@@ -87,34 +73,26 @@ class IqAdapter:
         return PhoneInfo(s.number, s.fallback, s.pending, s.expires)
 
     async def register(self, user: str, number: str) -> PhoneInfo:
-        try:
+        with as_xmpp_errors():
             await self.service.register(user, number)
-        except SmsError as exc:
-            raise xmpp_error(exc) from None
         return self.phone(user)
 
     async def verify(self, user: str, code: str) -> PhoneInfo:
-        try:
+        with as_xmpp_errors():
             await self.service.verify(user, code)
-        except SmsError as exc:
-            raise xmpp_error(exc) from None
         return self.phone(user)
 
     async def set_fallback(self, user: str, on: bool) -> PhoneInfo:
-        try:
+        with as_xmpp_errors():
             await self.service.set_fallback(user, on)
-        except SmsError as exc:
-            raise xmpp_error(exc) from None
         return self.phone(user)
 
     async def remove(self, user: str) -> None:
         await self.service.remove(user)
 
     def jid_for(self, number: str) -> str:
-        try:
+        with as_xmpp_errors():
             return self.service.jid_for(number)
-        except SmsError as exc:
-            raise xmpp_error(exc) from None
 
 
 class SmsXmpp:
