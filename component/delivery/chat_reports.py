@@ -15,17 +15,16 @@ a crash between the two loses the line, never the message (at most once).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..tasks import spawn
 from .preview import preview
 from .states import Hop
 
 if TYPE_CHECKING:
     from ..store import MessageRow, Store
 
-log = logging.getLogger(__name__)
 
 DELIVERED = ("released", "received")
 READ = ("read",)
@@ -54,10 +53,7 @@ class ChatReports:
         """Pipeline hop observer (after the commit): maybe tell the sender, in the background."""
         if m.sender not in self.users or m.kind != "message" or hop.label not in DELIVERED + READ:
             return
-        task = asyncio.ensure_future(self._tell(m, hop))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        spawn(self._tell(m, hop), self._tasks, "A chat report")
 
     async def _tell(self, m: MessageRow, hop: Hop) -> None:
         hops = await self.store.hops(m.seq)
@@ -73,11 +69,6 @@ class ChatReports:
             self.say(m.sender, f"Delivered to {m.recipient_bare}: “{preview(m)}”.")
         else:
             self.say(m.sender, f"{m.recipient_bare} read “{preview(m)}”.")
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("chat report failed", exc_info=task.exception())
 
 
 def attach(courier: Any) -> ChatReports:
