@@ -120,3 +120,23 @@ def test_prosody_modules_are_short() -> None:
     assert lua
     long = {str(p.relative_to(ROOT.parent)) for p in lua if len(p.read_text().splitlines()) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines: {sorted(long)}"
+
+
+#: Where the event loop's timers may be set: the one scheduler, and the store's group commit
+#: (its own batching of routed confirmations, below any feature).
+TIMERS_ALLOWED = {"component.scheduler", "component.store"}
+
+
+def test_every_timer_is_the_schedulers() -> None:
+    """Hold windows, drafts, SMS retries and retention run on component/scheduler.py: no feature
+    sets a loop timer or keeps a heap of due times of its own (issue 11)."""
+    own = []
+    for name, path in modules().items():
+        if name in TIMERS_ALLOWED or name.startswith("component.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("call_at", "call_later"):
+                own.append(f"{name}:{node.lineno} {node.attr}")
+            if isinstance(node, ast.Import | ast.ImportFrom) and "heapq" in ast.unparse(node):
+                own.append(f"{name}:{node.lineno} heapq")
+    assert own == []
