@@ -39,6 +39,7 @@ from pathlib import Path
 from bench.common import PASSWORD, BenchClient, BenchFailure, one_at_a_time, percentile
 from component import prosody
 from component.delivery.drafts import DraftService, Limits
+from component.scheduler import Scheduler
 from component.store import Store
 from tests.conformance.xmpp import REPO, CourierProcess
 
@@ -91,6 +92,7 @@ class NullPipeline:
         self.available_observers: list[object] = []
         self.resource_observers: list[object] = []
         self.message_observers: list[object] = []
+        self.scheduler = Scheduler()
 
     def online(self, bare: str) -> bool:
         return False
