@@ -177,12 +177,11 @@ class Scheduler:
         if self._handle is not None:
             self._handle.cancel()
         self._handle, self._armed = None, None
-        heap = self._heap
-        while heap and self._stale(heap[0]):
-            heapq.heappop(heap)
-        if not heap or self._stopped:
+        while self._heap and self._stale(self._heap[0]):
+            heapq.heappop(self._heap)
+        if not self._heap or self._stopped:
             return
-        when = heap[0][0]
+        when = self._heap[0][0]
         loop = asyncio.get_running_loop()
         delay = min(max(0.0, when - self._clock()), MAX_WAIT)
         self._armed = when
@@ -195,9 +194,8 @@ class Scheduler:
     def _ring(self) -> None:
         self._handle, self._armed = None, None
         now = self._clock()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            item = heapq.heappop(heap)
+        while self._heap and self._heap[0][0] <= now:  # (a job may set timers: self._heap each time)
+            item = heapq.heappop(self._heap)
             if self._stale(item):
                 continue
             key = item[2]
@@ -224,8 +222,11 @@ class Scheduler:
             del self._running[key]
         cancelled = key in self._cancelled
         self._cancelled.discard(key)
-        if not task.cancelled() and task.exception() is not None and not cancelled:
-            self._failed(key, entry, task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and cancelled:
+            log.error("%s failed", describe(key), exc_info=exc)  # cancelled meanwhile: not retried
+        elif exc is not None:
+            self._failed(key, entry, exc)
         again = self._again.pop(key, None)
         if again is not None and not self._stopped:
             self._run(key, again)

@@ -6,6 +6,7 @@ are hard to provoke there: re-sent hand-offs, fallback notices, ordering.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from xml.etree import ElementTree as ET
 
@@ -148,6 +149,39 @@ async def test_held_messages_survive_a_restart(tmp_path) -> None:
     await second.drain()
     assert recorder.acks == ["h1"]
     assert recorder.releases == [("h1", JULIET, "kept")]
+    second.stop()
+    await store.close()
+
+
+async def test_the_undo_window_ends_on_time_after_a_restart(tmp_path) -> None:
+    """A message in its undo-send window when Courier stops: its end comes back from the store
+    and the scheduler releases it then, not before (the recipient is online throughout)."""
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
+    before = Recorder()
+    first = Pipeline(store, before, "shakespeare.lit")
+    await first.start()
+    await first.set_undo_window(JULIET, 1.5)
+    stamp = time.time()
+    first.presence(f"{ROMEO}/orchard", True)
+    first.handoff(Handoff("h1", "online", message("m1", "take it back?"), stamp))
+    await first.drain()
+    assert before.releases == [] and before.acks == ["h1"]  # held for the window
+    (held,) = first.open.values()
+    assert held.release_at == stamp + 1.5
+    first.stop()
+    await store.close()
+
+    store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
+    recorder = Recorder()
+    second = Pipeline(store, recorder, "shakespeare.lit")
+    second.presence(f"{ROMEO}/orchard", True)
+    await second.start()
+    assert second.scheduler.due(("release", held.seq)) == stamp + 1.5  # the timer, from the store
+    released = asyncio.Event()
+    second.hop_observers.append(lambda m, hop: released.set() if hop.label == "released" else None)
+    await asyncio.wait_for(released.wait(), 10)
+    assert time.time() >= stamp + 1.5
+    assert recorder.releases == [("h1", JULIET, "take it back?")]
     second.stop()
     await store.close()
 
