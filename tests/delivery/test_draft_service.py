@@ -264,6 +264,28 @@ async def test_overdue_at_start_up_fires_once_and_late(store: Store) -> None:
     again.stop()
 
 
+async def test_a_failing_round_of_the_timer_is_retried(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The store failing once when the drafts' timer rings: logged, and the draft still goes
+    after the scheduler's back-off (it used to wait for the next draft to be stored)."""
+    service, pipeline, _ = service_for(store)
+    real_claim, failures = store.drafts.claim_due, []
+
+    async def claim_once_broken(now: float, limit: int = 100) -> list[DraftRow]:
+        if not failures:
+            failures.append(now)
+            raise OSError("disk I/O error")
+        return await real_claim(now, limit)
+
+    store.drafts.claim_due = claim_once_broken  # type: ignore[method-assign]
+    await service.start()
+    await service.create(JULIET, ROMEO, "despite it all", Trigger("at", time.time() + 0.05))
+    await until(lambda: pipeline.sent)
+    await service.drain()
+    assert failures and [s[2] for s in pipeline.sent] == ["despite it all"]
+    assert "drafts failed; trying again in 1.0 s" in caplog.text
+    service.stop()
+
+
 async def test_a_send_interrupted_by_a_crash_is_finished_exactly_once(store: Store) -> None:
     service, pipeline, _ = service_for(store)
     a = await service.create(JULIET, ROMEO, "was stored", Trigger())
