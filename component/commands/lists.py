@@ -74,10 +74,6 @@ def _fanout_label(f: FanoutRow) -> str:
     return f"{f.id}: {target}, {when(f.created)}: {body}"
 
 
-async def _run(operation: Any) -> Any:
-    return await operation  # a ListError is answered by the error boundary (component/errors.py)
-
-
 # -- the operations, shared by the bot's “list …” and the ad-hoc commands -----------------
 
 
@@ -85,8 +81,8 @@ async def send(ctx: Context, name: str, text: str, only: str = "") -> Result:
     svc = _service(ctx)
     if not name:
         raise CommandError("Which list? Give its name (see “lists”).")
-    row = await _run(svc.get(ctx.requester, name))
-    status = await _run(svc.send_to_list(row, text, only=only))
+    row = await svc.get(ctx.requester, name)
+    status = await svc.send_to_list(row, text, only=only)
     fid = status.fanout.id
     return Result(
         f"Sent to “{row.name}”: {status.summary()}. Fan-out {fid} (“list status {fid}”, “list recall {fid}”)."
@@ -101,11 +97,11 @@ async def status(ctx: Context, fanout_id: str) -> Result:
             return Result("You have not sent anything to a list yet.")
         rows = []
         for f in recent:
-            s = await _run(svc.status(ctx.requester, f.id))
+            s = await svc.status(ctx.requester, f.id)
             rows.append({"id": f.id, "to": f.list_name or "(addresses)", "at": when(f.created), "status": s.summary()})
         columns = [("id", "Fan-out"), ("to", "List"), ("at", "Sent"), ("status", "Status")]
         return Result(f"Your {len(rows)} most recent fan-out(s).", columns, rows)
-    s = await _run(svc.status(ctx.requester, fanout_id))
+    s = await svc.status(ctx.requester, fanout_id)
     target = f"“{s.fanout.list_name}”" if s.fanout.list_name else "addresses"
     rows = [{"to": c.member, "state": copy_state(c), "id": c.msg_id} for c in s.copies]
     recalled = " Recalled." if s.fanout.recalled else ""
@@ -120,7 +116,7 @@ async def recall(ctx: Context, fanout_id: str) -> Result:
     svc = _service(ctx)
     if not fanout_id:
         raise CommandError("Which fan-out? Give its id (see “list status”).")
-    s = await _run(svc.recall(ctx.requester, fanout_id))
+    s = await svc.recall(ctx.requester, fanout_id)
     counts = s.counts
     return Result(
         f"Recalled fan-out {s.fanout.id}: {counts['recalled']} held cop(ies) will never be delivered, "
@@ -201,7 +197,7 @@ class ManageLists(Command):
             return await recall(ctx, text_value(values, "id"))
         if action == "show":
             if name:
-                row = await _run(svc.get(me, name))
+                row = await svc.get(me, name)
                 return Result(
                     f"“{row.name}” ({svc.jid_of(row)}, {_until(row)}): {len(row.members)} member(s).",
                     [("jid", "Member")],
@@ -219,7 +215,7 @@ class ManageLists(Command):
             raise CommandError("Which list? Give its name.")
         if action == "create":
             temporary, expires = _expires(text_value(values, "lifetime") or "permanent", time.time())
-            row = await _run(svc.create(me, name, members, expires=expires, temporary=temporary))
+            row = await svc.create(me, name, members, expires=expires, temporary=temporary)
             how = f"send “list send {row.name} TEXT” here" if " " not in row.name else "use “Send to a list”"
             return Result(
                 f"Created “{row.name}” with {len(row.members)} member(s), {_until(row)}. Its address is "
@@ -229,21 +225,21 @@ class ManageLists(Command):
             if not members:
                 raise CommandError("Which members? Give one address or more.")
             change = svc.add if action == "add" else svc.remove
-            row, changed = await _run(change(me, name, members))
+            row, changed = await change(me, name, members)
             verb = "Added" if action == "add" else "Removed"
             return Result(f"{verb} {len(changed)} member(s); “{row.name}” has {len(row.members)} member(s).")
         if action == "rename":
             new_name = text_value(values, "new_name")
             if not new_name:
                 raise CommandError("The new name is empty.")
-            row = await _run(svc.rename(me, name, new_name))
+            row = await svc.rename(me, name, new_name)
             return Result(f"Renamed to “{row.name}”; its address is now {svc.jid_of(row)}.")
         if action == "lifetime":
             temporary, expires = _expires(text_value(values, "lifetime") or "permanent", time.time())
-            row = await _run(svc.set_lifetime(me, name, expires if temporary else None))
+            row = await svc.set_lifetime(me, name, expires if temporary else None)
             return Result(f"“{row.name}” is now {_until(row)}.")
         if action == "delete":
-            await _run(svc.delete(me, name))
+            await svc.delete(me, name)
             return Result(f"Deleted “{name}”. Its fan-outs keep their status and can still be recalled.")
         raise CommandError(f"Unknown action “{action}”.")
 
