@@ -32,7 +32,7 @@ from slixmpp.exceptions import XMPPError
 
 from ..namespaces import TRACKED_TAG
 from ..store import MessageRow
-from ..tasks import spawn, supervise
+from ..tasks import spawn
 from ..util import stamp
 from ..xep.federation import HOP_STATES, TooLateError, XEP_CourierFederation, speaks_for
 from .pipeline import Pipeline, encrypted
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 UNDER_REFUSE = ("cached", "held")
 #: A hop report no peer acknowledged is given up after this long (seconds): a day.
 REPORT_TTL = 86400.0
+#: The periodic re-send of unacknowledged hop reports, on the scheduler.
+TIMER = ("federation", "hop-resend")
 _MARK = TRACKED_TAG.partition("}")[0][1:]  # the namespace: a cheap test before parsing
 
 
@@ -69,7 +71,7 @@ class Inbound:
         self.pipeline = pipeline
         self.xmpp = xmpp
         self.resend_after = resend_after
-        self._resender: asyncio.Task[None] | None = None
+        self._periodic = False  # the periodic re-send is on the scheduler
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -124,27 +126,26 @@ class Inbound:
         return len(rows) - len(expired)
 
     def start(self) -> None:
-        """At each connect: re-send what is unacknowledged (and start the periodic re-send)."""
-        if self._resender is None:
-            self._resender = asyncio.create_task(
-                supervise("The hop report re-send", self._resend_loop, lambda: False), name="courier-hop-resend"
+        """At each connect: re-send what is unacknowledged now; the first time, also start the
+        periodic re-send (the scheduler's job :data:`TIMER`, every :attr:`resend_after` s)."""
+        if not self._periodic:
+            self._periodic = True
+            self.pipeline.scheduler.every(
+                self.resend_after, TIMER, self._resend_round, first=time.time() + self.resend_after
             )
-        else:
-            spawn(self.resend(), self._tasks, "Hop report re-send")
+        spawn(self.resend(), self._tasks, "Hop report re-send")
 
-    async def _resend_loop(self) -> None:
-        await self.resend()
-        while True:
-            await asyncio.sleep(self.resend_after)
-            if self.xmpp.is_connected():
-                count = await self.resend(time.time() - self.resend_after)
-                if count:
-                    log.info("Re-sent %d hop reports not acknowledged by their peer", count)
+    async def _resend_round(self) -> None:
+        """One periodic round: what a peer has not acknowledged after :attr:`resend_after` s
+        (a failure is logged, "federation hop-resend failed", and tried again with back-off)."""
+        if self.xmpp.is_connected():
+            count = await self.resend(time.time() - self.resend_after)
+            if count:
+                log.info("Re-sent %d hop reports not acknowledged by their peer", count)
 
     def stop(self) -> None:
-        if self._resender is not None:
-            self._resender.cancel()
-            self._resender = None
+        self.pipeline.scheduler.cancel(TIMER)
+        self._periodic = False
 
     def _report_directly(self, m: MessageRow, hop: Hop, word: str) -> None:
         msg = self.xmpp.make_message(mto=m.sender, mfrom=self.xmpp.boundjid.bare, mtype="headline")
