@@ -1,6 +1,7 @@
 """The one scheduler: every timer of Courier runs here — the release of messages whose
 undo-send window ends (the pipeline's holds), the drafts' time triggers, the SMS outbox
-(due entries, retries with back-off) and the retention purge.
+(due entries, retries with back-off), the retention purge and federation's re-send of
+unacknowledged hop reports.
 
 - **keyed timers**: :meth:`Scheduler.at` sets (or moves) the one timer of a key,
   :meth:`~Scheduler.cancel` drops it, :meth:`~Scheduler.every` runs a job periodically.  A
