@@ -51,6 +51,8 @@ class ProsodySetup:
     ack_timeout: float = 5.0
     log_level: str = "info"
     route: bool = True  # False: plain Prosody, no hand-off to Courier (benchmarks' baseline)
+    #: courier_sender_limit (back-pressure: hand-offs pending per sender); None: the module's default
+    sender_limit: int | None = None
     #: s2s (federation) on 127.0.0.1:s2s_port with dialback; None: an island (no s2s at all)
     s2s_port: int | None = None
     #: fixed s2s addresses {domain: "HOST:PORT"} (mod_courier_peers), for networks without DNS
@@ -85,6 +87,7 @@ class ProsodySetup:
             ack_timeout=self.ack_timeout,
             log_level=self.log_level,
             host_modules='"courier_route"' if self.route else "",
+            sender_limit="" if self.sender_limit is None else f"courier_sender_limit = {self.sender_limit}",
             **self._s2s_options(),
         )
         self.config_file.write_text(text)

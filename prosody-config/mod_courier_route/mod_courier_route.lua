@@ -7,6 +7,7 @@
 -- This file holds the options, the shared state and the helpers every part
 -- uses; the parts are libraries beside it, one concern each, loaded with
 -- module:require() (route_<part>.lib.lua, run in this module's environment):
+--   route_pressure back-pressure: a sender with too many hand-offs pending is not read
 --   route_handoff  hand-offs out, fallback (normal delivery) and its persistence
 --   route_release  releases, acks, Courier's own messages, confirmations
 --   route_s2s      messages arriving over s2s, bounces, <deliver/>
@@ -39,6 +40,8 @@ local R = {
 	release_memory = module:get_option_number("courier_release_memory", 900);
 	fallback_ttl = module:get_option_number("courier_fallback_ttl", 30 * 86400);
 	sweep_interval = module:get_option_number("courier_sweep_interval", 0.5);
+	sender_limit = module:get_option_number("courier_sender_limit", 500);
+	stopping = false; -- unloading: a sender woken now is delivered normally
 };
 
 local hosts = prosody.hosts;
@@ -52,6 +55,7 @@ R.pending_count = 0;
 function R.add_pending(hid, entry)
 	pending[hid] = entry;
 	R.pending_count = R.pending_count + 1;
+	R.sender_added(entry.origin);
 end
 
 function R.resolve(hid)
@@ -59,6 +63,7 @@ function R.resolve(hid)
 	if entry then
 		pending[hid] = nil;
 		R.pending_count = R.pending_count - 1;
+		R.sender_answered(entry.origin);
 	end
 	return entry;
 end
@@ -148,14 +153,17 @@ function R.stamp(t)
 end
 
 -- Every timer callback is guarded: an error is logged and the timer goes on.
+-- It repeats every *interval* seconds; without one, when *fn* returns a delay.
 function R.guarded(name, fn, interval)
 	return function()
-		local ok, err = pcall(fn);
-		if not ok then module:log("error", "%s failed (a repeating timer runs again): %s", name, err); end
-		return interval;
+		local ok, ret = pcall(fn);
+		if not ok then module:log("error", "%s failed (a repeating timer runs again): %s", name, ret); end
+		if interval ~= nil or not ok then return interval; end
+		return ret;
 	end
 end
 
+module:require("route_pressure")(R);
 module:require("route_handoff")(R);
 module:require("route_release")(R);
 module:require("route_s2s")(R);
@@ -167,11 +175,14 @@ function module.load()
 end
 
 function module.unload()
-	-- Nothing may be lost: whatever is still pending is delivered now.
+	-- Nothing may be lost: whatever is still pending is delivered now, and so is
+	-- what a sender waits to hand off.
+	R.stopping = true;
 	local hids = {};
 	for hid in pairs(pending) do hids[#hids + 1] = hid; end
 	if #hids > 0 then R.fall_back(hids, "Unloading"); end
 	R.save_fallbacks();
+	R.resume_senders("unloading");
 end
 
 module:hook_global("server-stopping", function()

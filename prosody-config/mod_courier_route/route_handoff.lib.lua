@@ -120,6 +120,9 @@ return function(R)
 		local _, to_host = jid_split(stanza.attr.to);
 		if to_host == courier_host then return; end -- what is addressed to Courier, Courier judges
 		local kind = R.wanted(stanza) and recipient_kind(stanza, origin);
+		if kind and kind ~= "unknown" and R.await_room(origin) then
+			kind = not R.stopping and recipient_kind(stanza, origin); -- (it waited: the recipient may have changed)
+		end
 		if not kind then
 			strip_ours(stanza);
 			return;

@@ -95,6 +95,9 @@ return function(R)
 			return;
 		end
 		local kind = R.wanted(stanza) and s2s_recipient_kind(stanza);
+		if kind and R.await_room(origin) then
+			kind = not R.stopping and s2s_recipient_kind(stanza); -- (it waited: the recipient may have changed)
+		end
 		if not kind then return; end
 		local session = component_session();
 		if not session then

@@ -64,6 +64,7 @@ return function(R)
 			else
 				module:log("warn", "Courier disconnected: %d hand-offs pending; new messages are delivered normally until it is back",
 					R.pending_count);
+				R.resume_senders("Courier disconnected");
 			end
 		end
 		if R.pending_count > 0 and session then

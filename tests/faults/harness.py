@@ -25,10 +25,10 @@ from ..conformance.xmpp import Client, CourierProcess
 class Stack:
     """One Prosody (killable, restartable on the same data) and one Courier, for one test."""
 
-    def __init__(self, tmp: Path, ack_timeout: float = 3.0) -> None:
+    def __init__(self, tmp: Path, ack_timeout: float = 3.0, sender_limit: int | None = None) -> None:
         self.setup = prosody.ProsodySetup(
             data=tmp / "prosody", c2s_port=prosody.free_port(), component_port=prosody.free_port(),
-            ack_timeout=ack_timeout, log_level="info",
+            ack_timeout=ack_timeout, log_level="info", sender_limit=sender_limit,
         )  # fmt: skip
         self.setup.render()
         self.proc: subprocess.Popen[bytes] | None = prosody.start(self.setup)
