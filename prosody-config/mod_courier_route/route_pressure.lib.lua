@@ -82,7 +82,7 @@ return function(R)
 			counts[origin] = nil;
 			if not waiting[origin] then peaks[origin] = nil; end
 		end
-		if n <= resume_at then wake_soon(origin, "Courier answered"); end
+		if n <= resume_at then wake_soon(origin, "fewer pending"); end
 	end
 
 	-- Called before a message of *origin* is handed off: returns once it may be,

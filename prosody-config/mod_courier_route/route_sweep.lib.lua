@@ -64,8 +64,10 @@ return function(R)
 			else
 				module:log("warn", "Courier disconnected: %d hand-offs pending; new messages are delivered normally until it is back",
 					R.pending_count);
-				R.resume_senders("Courier disconnected");
 			end
+		end
+		if not session then
+			R.resume_senders("Courier disconnected"); -- (also one whose short connection this sweep never saw)
 		end
 		if R.pending_count > 0 and session then
 			ping_courier(now);

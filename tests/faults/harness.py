@@ -155,3 +155,14 @@ async def settle(
             break
     sender.chat(to, "end", f"{tag}-end2")
     await collect_until(client, f"{tag}-end2", seen, 60)
+
+
+async def deliver_all(
+    name: str, client: Client, sender: Client, to: str, sent: list[str], tag: str
+) -> tuple[int, int, int]:
+    """An end marker from *sender*, read up to it and :func:`settle`; then :func:`account` for *sent*."""
+    sender.chat(to, "end", f"{tag}-end")
+    seen: Counter[str] = Counter()
+    await collect_until(client, f"{tag}-end", seen, 60)
+    await settle(client, sender, to, sent, seen, tag)
+    return account(name, sent, seen)
