@@ -14,6 +14,9 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 tests=""
 [ "${1:-}" = "--tests" ] && tests=1
 [ -z "$tests" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+# strace, with --tests only: the fault suite injects store faults into a running Courier
+# (a read-only store, a slow fsync) without touching its code (tests/faults/test_store_faults.py).
+[ -z "$tests" ] || command -v strace >/dev/null 2>&1 || need="$need strace"
 [ -z "$need" ] && exit 0
 
 SUDO=""
@@ -36,4 +39,5 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 inst
 # The SMS tests never skip: fail here, not there, when Kannel is missing.
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/sbin/smsbox ] || { echo "kannel did not install (bearerbox, smsbox)" >&2; exit 1; }
 [ -z "$tests" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql did not install (initdb)" >&2; exit 1; }
+[ -z "$tests" ] || command -v strace >/dev/null 2>&1 || { echo "strace did not install" >&2; exit 1; }
 exit 0

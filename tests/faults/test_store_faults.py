@@ -12,6 +12,8 @@ import pytest
 from tests.conformance.test_delivery import eventually, states
 from tests.conformance.xmpp import CourierProcess
 
+from .harness import fallbacks
+
 HELD, BIG = 100, 40
 pytestmark = pytest.mark.sqlite_only  # faults of SQLite's own disk
 
@@ -116,5 +118,164 @@ async def test_sigterm_stops_courier_within_5_s_while_the_store_cannot_commit(
         ids = await receive(b, BIG, stack.ack_timeout + 15)
         lost, duplicated = tally("SIGTERM with a full store", [f"stuck-{i}" for i in range(BIG)], ids)
         assert (lost, duplicated) == (0, 0)
+    finally:
+        courier.stop()
+
+
+# -- faults of the store's system calls (strace attached to the running Courier) ------------------
+
+#: what SQLite writes a database and its WAL with; on a read-only filesystem each fails with EROFS
+WRITES = "pwrite64,pwritev,pwritev2,write,writev,ftruncate,fallocate,fsync,fdatasync"
+
+
+def read_only(courier: CourierProcess) -> list[str]:
+    """strace arguments: every write to the store's files fails as on a read-only filesystem.
+
+    Why not ``mount -o remount,ro``: the kernel refuses it while a file on it is open for
+    writing (EBUSY: Courier keeps its database and WAL open), and ext4's own remount-ro after
+    an error (``errors=remount-ro``) cannot be undone without an unmount.  What Courier sees
+    of a read-only store is the same: EROFS from every write, until it is writable again."""
+    paths = [a for f in (str(courier.db), f"{courier.db}-wal") for a in ("-P", f)]
+    return ["-qq", "-e", f"trace={WRITES}", *paths, "-e", f"inject={WRITES}:error=EROFS"]
+
+
+async def test_store_read_only_then_writable_delivers_every_held_message_once_without_a_restart(
+    courier, stack, users, connect, strace
+) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    held = [f"ro-held-{i}" for i in range(HELD)]
+    for i, msg_id in enumerate(held):
+        a.chat(bob, f"kept for Bob {i}", msg_id)
+    await eventually(lambda: sum(s == "held" for s in states(courier, alice).values()) == HELD,
+                     timeout=20, what="every message held and stored")  # fmt: skip
+
+    fault = strace(courier.proc.pid, read_only(courier))
+    new = [f"ro-new-{i}" for i in range(BIG)]
+    for i, msg_id in enumerate(new):
+        a.chat(bob, f"while the store is read-only {i}", msg_id)
+    await courier.wait_log_async("Store cannot commit", 20)
+    assert not any(i.startswith("ro-new-") for i in states(courier, alice)), "stored while read-only?"
+
+    b = await connect(bob)  # Bob comes online: his held messages cannot be released yet
+    early = await receive(b, BIG, stack.ack_timeout + 10)  # what Prosody delivered itself
+    assert sorted(early) == sorted(new), "while the store is read-only only Prosody's fallbacks arrive"
+
+    injected = fault.injected()
+    fault.detach()  # writable again
+    await courier.wait_log_async("Store commits again", 20)
+    late = await receive(b, HELD, 30)
+    a.chat(bob, "marker after the recovery", "marker")  # a later message: nothing else is on its way
+    late += await receive(b, 1, 10)
+    assert late[-1] == "marker"
+    print(f"store read-only: {injected} writes failed with EROFS; {len(early)} of {BIG} new messages "
+          "delivered by Prosody itself")  # fmt: skip
+    lost, duplicated = tally("FAULT store read-only, then writable", held + new + ["marker"], early + late)
+    assert (lost, duplicated) == (0, 0)
+    assert held == late[:-1], "the held messages, in order"
+    assert courier.proc is not None and courier.proc.poll() is None, "Courier kept running"
+
+
+async def test_sigterm_stops_courier_within_5_s_while_the_store_is_read_only(
+    courier, stack, users, connect, strace
+) -> None:
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    strace(courier.proc.pid, read_only(courier))
+    sent = [f"ro-stuck-{i}" for i in range(BIG)]
+    for msg_id in sent:
+        a.chat(bob, "never stored", msg_id)
+    await courier.wait_log_async("Store cannot commit", 20)
+    assert courier.proc is not None
+    started = time.monotonic()
+    courier.proc.terminate()
+    await asyncio.to_thread(courier.proc.wait, 10)
+    took = time.monotonic() - started
+    print(f"SIGTERM with a read-only store: stopped in {took:.2f} s")
+    assert took < 5, f"took {took:.1f} s"
+    assert "operations were not stored" in courier.log_text()
+    courier.proc = None
+    await courier.start_async()  # the store is writable again (strace ended with its tracee)
+    b = await connect(bob)
+    ids = await receive(b, BIG, stack.ack_timeout + 15)
+    lost, duplicated = tally("FAULT SIGTERM with a read-only store", sent, ids)
+    assert (lost, duplicated) == (0, 0)
+
+
+SLOW_MS, BURST = 200, 500
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def timed_burst(a, b, to: str, prefix: str, size: int = BURST) -> tuple[list[str], list[str], list[float]]:
+    """*size* messages as fast as the client sends; what arrived, and each one's latency (ms)."""
+    sent_at: dict[str, float] = {}
+    for i in range(size):
+        msg_id = f"{prefix}-{i}"
+        sent_at[msg_id] = time.monotonic()
+        a.chat(to, f"{prefix} {i}", msg_id)
+    ids, latencies = [], []
+    deadline = time.monotonic() + 60
+    while len(ids) < size and time.monotonic() < deadline:
+        try:
+            msg_id = (await b.next_message(max(0.1, deadline - time.monotonic())))["id"]
+        except TimeoutError:
+            break
+        ids.append(msg_id)
+        if msg_id in sent_at:
+            latencies.append((time.monotonic() - sent_at[msg_id]) * 1000)
+    return list(sent_at), ids, latencies
+
+
+def figures(latencies: list[float]) -> str:
+    if not latencies:
+        return "none arrived"
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(latencies):.0f} ms"
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+async def test_slow_store_fsync_delayed_loses_nothing_and_falls_back_never(
+    stack, users, connect, strace, tmp_path, synchronous
+) -> None:
+    """Every fsync/fdatasync of the running Courier takes SLOW_MS longer (strace).  SQLite in WAL
+    mode syncs at a commit only with ``synchronous = full``; with the default ``normal`` only the
+    checkpoint (Courier's second connection, off the commit path) does."""
+    courier = CourierProcess(stack, tmp_path / "courier")
+    config = courier.config.read_text()
+    courier.config.write_text(config.replace("[store]\n", f'[store]\nsynchronous = "{synchronous}"\n'))
+    courier.start()
+    try:
+        alice, bob = users("alice", "bob")
+        a, b = await connect(alice), await connect(bob)
+        before = fallbacks(stack.log_file.read_text(errors="replace"))
+        _, base_ids, base = await timed_burst(a, b, bob, "fast")
+        # strace stops Courier at every system call (ptrace): its cost alone, then with the fault
+        tracing = strace(courier.proc.pid, ["-qq", "-e", "trace=fsync,fdatasync"])
+        _, traced_ids, traced = await timed_burst(a, b, bob, "traced")
+        tracing.detach()
+        fault = strace(courier.proc.pid, ["-qq", "-e", "trace=fsync,fdatasync",
+                                          "-e", f"inject=fsync,fdatasync:delay_exit={SLOW_MS * 1000}"])  # fmt: skip
+        sent, ids, slow = await timed_burst(a, b, bob, "slow")
+        alone: list[float] = []  # one message at a time: each waits for its own commit
+        for i in range(5):
+            one, got, latency = await timed_burst(a, b, bob, f"alone{i}", size=1)
+            sent, ids, alone = sent + one, ids + got, alone + latency
+        a.chat(bob, "marker", "marker")  # a later message: nothing else is on its way
+        ids += await receive(b, 1, 30)
+        delayed = fault.injected()
+        fault.detach()
+        assert (len(base_ids), len(traced_ids)) == (BURST, BURST)
+        n = fallbacks(stack.log_file.read_text(errors="replace")) - before
+        print(f"slow store (fsync +{SLOW_MS} ms, synchronous={synchronous}): {delayed} syncs delayed; "
+              f"{BURST}-message burst latency: untraced {figures(base)}; traced {figures(traced)}; "
+              f"traced and slow {figures(slow)}; one at a time, traced and slow {figures(alone)}; "
+              f"fallbacks {n}")  # fmt: skip
+        lost, duplicated = tally(f"FAULT slow store (synchronous={synchronous})", [*sent, "marker"], ids)
+        assert (lost, duplicated, n) == (0, 0, 0)
+        assert delayed > 0, "no fsync was delayed: the fault was not there"
     finally:
         courier.stop()
