@@ -36,9 +36,10 @@ class Stack:
         self.courier: CourierProcess | None = None
         self.clients: list[Client] = []
 
-    def start_courier(self, component_port: int | None = None) -> CourierProcess:
+    def start_courier(self, component_port: int | None = None, **env: str) -> CourierProcess:
+        """Start this test's Courier (*env*: ``COURIER_*`` options)."""
         setup = self.setup if component_port is None else dataclasses.replace(self.setup, component_port=component_port)
-        self.courier = CourierProcess(setup, self.tmp / "courier").start()
+        self.courier = CourierProcess(setup, self.tmp / "courier", **env).start()
         return self.courier
 
     def adduser(self, *names: str) -> list[str]:
