@@ -273,6 +273,9 @@ class Courier(ComponentXMPP):
     def originate(self, inner: Element, sender_bare: str, token: str | None = None) -> None:
         self.federation.originate(inner, sender_bare, token)  # (toward a peer: tracked, remote.py)
 
+    def send_own(self, message: Element, token: str) -> None:
+        self.route.send_own(message, token)
+
     def notice(self, sender: str, recipient: str, policy: str) -> None:
         text = {
             "refuse": f"{recipient} does not send receipts or read markers: do not wait for them.",

@@ -156,7 +156,9 @@ class DraftMessages:
         item = Draft()
         item.from_info(draft_info(draft))
         reminder.append(item)
-        msg.send()
+        # Through the outbox, as every message Courier originates: sent again after a reconnect
+        # until the server confirms it routed it, so that a reminder lost in transit still arrives.
+        self.xmpp.pipeline.originate_own(msg.xml)
 
     def fired(self, draft: DraftRow, how: str) -> None:
         late = describe_late(draft)

@@ -177,12 +177,15 @@ class Core:
     def _after_commit(self, effect: Callable[[], None]) -> None:
         self.store.after_commit(effect)
 
-    def _send_after_commit(self, hid: str | None, stanza: str, sender: str, by_reference: bool = False) -> None:
+    def _send_after_commit(
+        self, hid: str | None, stanza: str, sender: str, by_reference: bool = False, kind: str = ""
+    ) -> None:
         """Release hand-off *hid* (None: originate a message) once committed; kept in the
         outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile,
-        in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged)."""
+        in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged).
+        *kind*: ``own`` for a message from Courier's own JID (:meth:`Originate.originate_own`)."""
         token = hid or uuid.uuid4().hex
-        kind = "release" if hid else "originate"
+        kind = kind or ("release" if hid else "originate")
         self.store.queue_outbox(token, kind, sender, stanza, time.time())
         if by_reference and hid is not None:
             self._after_commit(lambda: self.transport.release_copy(hid))

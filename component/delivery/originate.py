@@ -61,6 +61,13 @@ class Originate(Core):
         await self.store.flush()
         return row
 
+    def originate_own(self, message: ET.Element) -> None:
+        """Send *message*, composed on the component's stream from Courier's own JID (a draft's
+        reminder), the way every message Courier originates goes: kept in the outbox with the
+        next commit, sent once committed, re-sent after a reconnect until the server confirms
+        it routed it.  Durable after the next commit."""
+        self._send_after_commit(None, ET.tostring(message, encoding="unicode"), message.get("from", ""), kind="own")
+
     async def _committed(self, seq: int) -> MessageRow:
         await self.store.flush()
         row = await self.store.message(seq)

@@ -72,6 +72,11 @@ class Transport(Protocol):
         *token* identifies it in the server's confirmation."""
         ...
 
+    def send_own(self, message: ET.Element, token: str) -> None:
+        """Send a message from Courier's own JID (*message* as composed on the component's
+        stream); *token* identifies it in the server's confirmation."""
+        ...
+
     def notice(self, sender: str, recipient: str, policy: str) -> None:
         """Tell *sender* that *recipient* applies receipt *policy* to its messages."""
         ...
@@ -89,8 +94,11 @@ class Handoff:
 
 
 def send_stored(transport: Transport, kind: str, token: str, stanza: str, sender: str) -> None:
-    """Send one outbox entry (a release, or an originated message) through *transport*."""
+    """Send one outbox entry (a release, an originated message, one from Courier's own JID)
+    through *transport*."""
     if kind == "release":
         transport.release(token, ET.fromstring(stanza), sender)
+    elif kind == "own":
+        transport.send_own(ET.fromstring(stanza), token)
     else:
         transport.originate(ET.fromstring(stanza), sender, token)

@@ -26,6 +26,11 @@ class Recorder:
         self.releases: list[tuple[str, str, str | None]] = []
         self.originated: list[tuple[str, str, str | None]] = []
         self.reports: list[object] = []
+        self.own: list[tuple[str, str]] = []  # (token, body) of messages from Courier's own JID
+
+    def send_own(self, message: ET.Element, token: str) -> None:
+        body = message.find("{jabber:component:accept}body")
+        self.own.append((token, body.text if body is not None and body.text else ""))
 
     def report(self, report: object) -> None:
         self.reports.append(report)
@@ -345,3 +350,25 @@ async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeli
     assert released_at_pace == [chunk, 2 * chunk + 1]
     assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(total)]  # in order, once each
     assert pipeline.recorder.releases[chunk][0] == "live"  # between the first chunk and the second
+
+
+async def test_a_message_from_courier_itself_is_kept_until_the_server_routed_it(pipeline) -> None:
+    """A draft's reminder (from Courier's own JID) goes through the outbox like every message
+    Courier originates: sent once committed, sent again at a reconnect until confirmed."""
+    ns = "jabber:component:accept"
+    reminder = ET.Element(f"{{{ns}}}message", {"from": "courier.shakespeare.lit", "to": JULIET, "type": "chat"})
+    ET.SubElement(reminder, f"{{{ns}}}body").text = "Reminder: draft 1"
+    pipeline.originate_own(reminder)
+    assert pipeline.recorder.own == []  # nothing before the commit
+    await pipeline.drain()
+    ((token, body),) = pipeline.recorder.own
+    assert body == "Reminder: draft 1"
+    (row,) = await pipeline.store.outbox.unconfirmed()
+    assert (row.token, row.kind, row.sender) == (token, "own", "courier.shakespeare.lit")
+    await pipeline.resend_unconfirmed()  # a reconnect before the server confirmed it: the same token again
+    assert pipeline.recorder.own == [(token, body), (token, body)]
+    pipeline.store.queue_routed([token])  # deleted with the next commit, or ROUTED_DELAY later
+    deadline = time.monotonic() + 5
+    while await pipeline.store.outbox.unconfirmed() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert await pipeline.store.outbox.unconfirmed() == []

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from xml.etree.ElementTree import Element, SubElement
 
-from slixmpp import Iq
+from slixmpp import Iq, Message
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins import BasePlugin
 from slixmpp.plugins.xep_0199.stanza import Ping
@@ -108,6 +108,16 @@ class XEP_CourierRoute(BasePlugin):
     def _forged(self, msg: StanzaBase) -> None:
         # Acks only flow from Courier to the server; one arriving here is forged.
         raise XMPPError("forbidden", "route acknowledgements are not accepted here", etype="auth")
+
+    def send_own(self, message: Element, token: str) -> None:
+        """Send *message* (composed on this stream, from this component's own JID) marked with
+        ``<originate id=token/>``: the server strips the element, routes the message as usual
+        and confirms *token* with ``<routed/>``; a re-send it already routed is dropped."""
+        self.flush_answers()
+        for old in message.findall(f"{{{NS}}}originate"):
+            message.remove(old)
+        SubElement(message, f"{{{NS}}}originate", id=token)
+        Message(self.xmpp, message).send()
 
     def ack(self, hid: str) -> None:
         """Tell the server hand-off *hid* is stored: batched, one ``<ack/>`` per event-loop turn."""
