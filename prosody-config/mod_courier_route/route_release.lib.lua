@@ -1,6 +1,7 @@
 -- mod_courier_route, part: what Courier answers a hand-off with (<ack/>, a
 -- release by reference, a privileged <release/>), the messages Courier
--- composes (<originate/>, <sender-only/>), and their confirmation (<routed/>).
+-- composes (<originate/>, <sender-only/>; from its own JID: a draft's reminder), and
+-- their confirmation (<routed/>).
 -- Loaded by mod_courier_route.lua with module:require(); R is its shared table.
 
 local st = require "util.stanza";
@@ -113,6 +114,32 @@ return function(R)
 
 	module:hook("pre-message/bare", reinjected, 1000);
 	module:hook("pre-message/full", reinjected, 1000);
+
+	-- A message Courier sends from its own JID (a reminder of a draft) carrying
+	-- <originate/>: not privileged, it comes on the component's stream.  The element
+	-- is stripped, the message routed as usual (online resources, or offline
+	-- storage) and confirmed like every originated message; a re-send already
+	-- routed is dropped (and confirmed again).
+	local function own_message(event)
+		local origin, stanza = event.origin, event.stanza;
+		if origin.type ~= "component" or origin.host ~= courier_host then return; end
+		local originate = stanza:get_child("originate", NS);
+		if not originate then return; end
+		R.heard();
+		stanza:remove_children("originate", NS);
+		local id = originate.attr.id;
+		if not id then return; end -- routed as usual, nothing to confirm
+		if was_released(id) then
+			module:log("debug", "Re-sent message %s from Courier dropped: already routed", id);
+			confirm_routed(id);
+			return true;
+		end
+		mark_released(id);
+		confirm_routed(id); -- sent next turn, after the rest of this event routed it
+	end
+
+	module:hook("message/bare", own_message, 1000);
+	module:hook("message/full", own_message, 1000);
 
 	-- Courier's copy for the sender only (a retraction after a recall by command): the
 	-- server archives it and copies it to the sender's devices like her own outgoing

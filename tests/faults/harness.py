@@ -81,6 +81,53 @@ class Stack:
             prosody.stop(self.proc)
 
 
+class Proxy:
+    """A loopback TCP proxy between Courier and Prosody's component port: ``cut()`` drops the link.
+    While ``swallow`` is set, what Courier sends is kept in ``swallowed`` instead of reaching
+    Prosody (lost in transit, as in a link that dies before the bytes get through)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = prosody.free_port()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.swallow = False
+        self.swallowed = bytearray()
+
+    async def start(self) -> Proxy:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upward: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if upward and self.swallow:
+                        self.swallowed += data
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -12,9 +12,7 @@ import os
 import signal
 from collections import Counter
 
-from component import prosody
-
-from .harness import Stack, account, burst, collect_until, fallbacks, settle, stored_ids, wait_for
+from .harness import Proxy, Stack, account, burst, collect_until, fallbacks, settle, stored_ids, wait_for
 
 
 async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignore[no-untyped-def]
@@ -72,46 +70,6 @@ async def test_courier_sigkill_mid_burst_online_and_offline_recipients(fault_sta
     for name, sent, seen in (("online", to_bob, seen_b), ("offline", to_carol, seen_c)):
         _, duplicated, lost = account(f"courier SIGKILL mid-burst ({name})", sent, seen)
         assert (duplicated, lost) == (0, 0)
-
-
-class Proxy:
-    """A loopback TCP proxy between Courier and Prosody's component port: ``cut()`` drops the link."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = prosody.free_port()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> Proxy:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        return self
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for w in self.writers:
-            w.transport.abort()
-        self.writers.clear()
-
-    def close(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 async def test_component_connection_dropped_mid_burst(fault_stack: Stack) -> None:

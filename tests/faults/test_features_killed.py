@@ -11,13 +11,15 @@ import re
 import time
 from collections import Counter
 
+from slixmpp import Message
+
 from component.xep import drafts as xep_drafts
 from component.xep import lists as xep_lists
 from component.xep.drafts import DraftInfo, TriggerInfo
 from tests import storeview
 
 from ..conformance.xmpp import Client
-from .harness import Stack, wait_for
+from .harness import Proxy, Stack, wait_for
 
 MEMBERS, ONLINE, FANOUTS = 50, 10, 8
 DRAFTS = 200
@@ -127,3 +129,48 @@ async def test_courier_sigkill_while_drafts_fire(fault_stack: Stack) -> None:
     with storeview.connect(courier.db, read_only=True) as db:
         states = Counter(r[0] for r in db.execute("SELECT state FROM drafts WHERE author=?", (alice,)))
     assert states == {"sent": DRAFTS}
+
+
+async def test_a_reminder_lost_in_transit_arrives_after_the_reconnect(fault_stack: Stack) -> None:
+    """Issue 12 (5): a draft's reminder that Courier committed and sent, lost with the component
+    connection before Prosody read it, arrives once Courier has reconnected, once."""
+    s = fault_stack
+    proxy = await Proxy(s.setup.component_port).start()
+    try:
+        courier = await asyncio.to_thread(s.start_courier, proxy.port)  # (the proxy runs on this loop)
+        alice, bob, eve = s.adduser("alice", "bob", "eve")
+        a, e = await s.connect(alice), await s.connect(eve)
+        a.register_plugin("courier_drafts", module=xep_drafts)
+        trigger = TriggerInfo("message-from", jid=eve)
+        draft = DraftInfo(to=bob, body="Ask Bob about the ball", action="remind", trigger=trigger)
+        await a.plugin["courier_drafts"].store(s.setup.component, draft)
+        proxy.swallow = True  # from now on nothing Courier sends reaches Prosody
+        e.chat(alice, "Eve writes: the reminder fires", "eve-1")
+        await wait_for(lambda: b"Reminder: draft 1" in proxy.swallowed, 20, "the reminder sent into the dead link")
+        proxy.swallow = False
+        proxy.cut()
+        await wait_for(lambda: courier.log_text().count("connected to") >= 2, 30, "Courier reconnected")
+
+        def reminders() -> list[Message]:
+            return [m for m in a.all_received if m.xml.find(f"{{{xep_drafts.NS}}}reminder") is not None]
+
+        await wait_for(lambda: bool(reminders()), 20, "the reminder, sent again")
+        seen = len(a.all_received)
+        a.chat(s.setup.component, "drafts", origin_id=False)  # Courier's later answer: nothing else on its way
+
+        def answered() -> bool:
+            return any(m["from"].bare == s.setup.component and m not in reminders() for m in a.all_received[seen:])
+
+        await wait_for(answered, 20, "the bot's answer")
+        (reminder,) = reminders()
+        assert "Ask Bob about the ball" in reminder["body"]
+        assert reminder["from"].bare == s.setup.component
+        assert not [c for c in reminder.xml if c.tag.startswith("{https://courier.chat/ns/route/")]
+
+        def unconfirmed() -> int:  # Prosody confirmed it (<routed/>): not sent again at later reconnects
+            with storeview.connect(courier.db, read_only=True) as db:
+                return int(db.execute("SELECT COUNT(*) FROM outbox WHERE kind='own'").fetchone()[0])
+
+        await wait_for(lambda: unconfirmed() == 0, 10, "Prosody's confirmation of the reminder")
+    finally:
+        proxy.close()
