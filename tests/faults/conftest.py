@@ -47,7 +47,11 @@ class SmallDisk:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     try:
-        disk = SmallDisk(tmp_path / "disk", "8m")
+        # 32 MB: once freed, the disk must hold what Courier kept queued while it was full
+        # (the 40 messages of 60 kB Prosody delivered itself are recorded with their text, ~5 MB)
+        # twice, in the WAL and then in the database the checkpoint copies them into: on 8 MB
+        # that refilled the disk and the store stayed full until a restart (once in a loaded run).
+        disk = SmallDisk(tmp_path / "disk", "32m")
     except (subprocess.CalledProcessError, FileNotFoundError, PermissionError) as exc:
         pytest.skip(f"cannot mount a tmpfs here ({exc}): the disk-full fault needs one")
     yield disk
