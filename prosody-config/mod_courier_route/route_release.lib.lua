@@ -65,6 +65,20 @@ return function(R)
 	end
 	R.confirm_routed = confirm_routed;
 
+	-- A message Courier originated (privileged, or from its own JID): true for a re-send
+	-- already routed (to be dropped, confirmed again); otherwise it is remembered and its
+	-- confirmation queued (sent next turn, after the rest of this event routed it).
+	local function routed_before(id)
+		if was_released(id) then
+			module:log("debug", "Re-sent message %s from Courier dropped: already routed", id);
+			confirm_routed(id);
+			return true;
+		end
+		mark_released(id);
+		confirm_routed(id);
+		return false;
+	end
+
 	-- Courier's privileged re-injection: mod_privilege posts it with a session
 	-- that has no full_jid.  A <release/> is delivered directly, without a second
 	-- pass through the sender's archive, carbons or our interception; an
@@ -85,13 +99,7 @@ return function(R)
 			return true;
 		end
 		if originate then
-			if was_released(hid) then
-				module:log("debug", "Re-sent message %s from Courier dropped: already routed", hid);
-				confirm_routed(hid);
-				return true;
-			end
-			mark_released(hid);
-			confirm_routed(hid); -- sent next turn, after the rest of this event routed it
+			if routed_before(hid) then return true; end
 			return; -- the normal path: archive, carbons, delivery
 		end
 		if fell_back[hid] then
@@ -129,13 +137,7 @@ return function(R)
 		stanza:remove_children("originate", NS);
 		local id = originate.attr.id;
 		if not id then return; end -- routed as usual, nothing to confirm
-		if was_released(id) then
-			module:log("debug", "Re-sent message %s from Courier dropped: already routed", id);
-			confirm_routed(id);
-			return true;
-		end
-		mark_released(id);
-		confirm_routed(id); -- sent next turn, after the rest of this event routed it
+		if routed_before(id) then return true; end
 	end
 
 	module:hook("message/bare", own_message, 1000);

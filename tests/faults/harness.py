@@ -158,6 +158,22 @@ async def collect_until(client: Client, marker_id: str, seen: Counter[str], time
         seen[msg["id"]] += 1
 
 
+async def read_while(
+    client: Client, seen: Counter[str], more: Callable[[], bool], timeout: float, key: str = "id"
+) -> None:
+    """Count *client*'s messages in *seen* by *key* (``id`` or ``body``) while *more*() says
+    something is still missing, for at most *timeout* seconds (what is missing then is lost)."""
+    deadline = time.monotonic() + timeout
+    while more():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            seen[(await client.next_message(left))[key]] += 1
+        except TimeoutError:
+            break
+
+
 def account(name: str, sent: list[str], seen: Counter[str], stored: set[str] | None = None) -> tuple[int, int, int]:
     """Print and return (delivered, duplicated, lost) for *sent* ids.
 
@@ -192,15 +208,7 @@ async def settle(
     """After the first end marker: re-sent releases may still overtake it, so read until every
     *expected* id arrived (or *timeout*: the rest count as lost), then send a second marker and
     read up to it, so that a late duplicate is counted too."""
-    deadline = time.monotonic() + timeout
-    while not all(seen[i] for i in expected):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            seen[(await client.next_message(left))["id"]] += 1
-        except TimeoutError:
-            break
+    await read_while(client, seen, lambda: not all(seen[i] for i in expected), timeout)
     sender.chat(to, "end", f"{tag}-end2")
     await collect_until(client, f"{tag}-end2", seen, 60)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import Counter
 
 from slixmpp import Message
@@ -19,7 +18,7 @@ from component.xep.drafts import DraftInfo, TriggerInfo
 from tests import storeview
 
 from ..conformance.xmpp import Client
-from .harness import Proxy, Stack, wait_for
+from .harness import Proxy, Stack, read_while, wait_for
 
 MEMBERS, ONLINE, FANOUTS = 50, 10, 8
 DRAFTS = 200
@@ -28,15 +27,7 @@ DRAFTS = 200
 async def read_bodies(client: Client, marker: str, seen: Counter[str], expected: set[str], timeout: float) -> None:
     """Count *client*'s messages by body until the body *marker* arrived and every *expected*
     body was seen (re-sends may overtake the marker), or *timeout*: what is missing is lost."""
-    deadline = time.monotonic() + timeout
-    while marker not in seen or not expected <= set(seen):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            seen[(await client.next_message(left))["body"]] += 1
-        except TimeoutError:
-            break
+    await read_while(client, seen, lambda: marker not in seen or not expected <= set(seen), timeout, key="body")
 
 
 def resent(log: str) -> int:

@@ -26,6 +26,16 @@ def courier_on(disk, stack, tmp_path) -> CourierProcess:
     return c.start()
 
 
+async def hold(courier: CourierProcess, a, alice: str, bob: str, prefix: str) -> list[str]:
+    """HELD messages from Alice to Bob, who is offline: held by Courier and stored."""
+    held = [f"{prefix}-{i}" for i in range(HELD)]
+    for i, msg_id in enumerate(held):
+        a.chat(bob, f"kept for Bob {i}", msg_id)
+    await eventually(lambda: sum(s == "held" for s in states(courier, alice).values()) == HELD,
+                     timeout=20, what="every message held and stored")  # fmt: skip
+    return held
+
+
 async def receive(client, total: int, timeout: float) -> list[str]:
     ids: list[str] = []
     deadline = time.monotonic() + timeout
@@ -35,6 +45,19 @@ async def receive(client, total: int, timeout: float) -> list[str]:
         except TimeoutError:
             break
     return ids
+
+
+async def stopped_within_5_s(courier: CourierProcess, what: str) -> None:
+    """SIGTERM while the store cannot commit: Courier stops within 5 s, saying what it did not store."""
+    assert courier.proc is not None
+    started = time.monotonic()
+    courier.proc.terminate()
+    await asyncio.to_thread(courier.proc.wait, 10)
+    took = time.monotonic() - started
+    print(f"{what}: stopped in {took:.2f} s")
+    assert took < 5, f"took {took:.1f} s"
+    assert "operations were not stored" in courier.log_text()
+    courier.proc = None
 
 
 def tally(what: str, sent: list[str], ids: list[str]) -> tuple[int, int]:
@@ -52,11 +75,7 @@ async def test_disk_full_then_freed_delivers_every_held_message_once_without_a_r
     try:
         alice, bob = users("alice", "bob")
         a = await connect(alice)
-        held = [f"held-{i}" for i in range(HELD)]
-        for i, msg_id in enumerate(held):
-            a.chat(bob, f"kept for Bob {i}", msg_id)
-        await eventually(lambda: sum(s == "held" for s in states(courier, alice).values()) == HELD,
-                         timeout=20, what="every message held and stored")  # fmt: skip
+        held = await hold(courier, a, alice, bob, "held")
 
         small_disk.fill()
         # Large messages need new space in the store: commits now fail for certain. Courier keeps
@@ -100,15 +119,7 @@ async def test_sigterm_stops_courier_within_5_s_while_the_store_cannot_commit(
         for i in range(BIG):
             a.chat(bob, "y" * 60_000, f"stuck-{i}")
         await asyncio.to_thread(courier.wait_log, "Store cannot commit", 20)
-        assert courier.proc is not None
-        started = time.monotonic()
-        courier.proc.terminate()
-        await asyncio.to_thread(courier.proc.wait, 10)
-        took = time.monotonic() - started
-        print(f"SIGTERM with a full store: stopped in {took:.2f} s")
-        assert took < 5, f"took {took:.1f} s"
-        assert "operations were not stored" in courier.log_text()
-        courier.proc = None
+        await stopped_within_5_s(courier, "SIGTERM with a full store")
         # Nothing lost: what Courier never acknowledged, Prosody delivers itself; what it
         # stored before the disk was full (a message or two may still fit) it holds for Bob,
         # and delivers once it runs again.
@@ -144,11 +155,7 @@ async def test_store_read_only_then_writable_delivers_every_held_message_once_wi
 ) -> None:
     alice, bob = users("alice", "bob")
     a = await connect(alice)
-    held = [f"ro-held-{i}" for i in range(HELD)]
-    for i, msg_id in enumerate(held):
-        a.chat(bob, f"kept for Bob {i}", msg_id)
-    await eventually(lambda: sum(s == "held" for s in states(courier, alice).values()) == HELD,
-                     timeout=20, what="every message held and stored")  # fmt: skip
+    held = await hold(courier, a, alice, bob, "ro-held")
 
     fault = strace(courier.proc.pid, read_only(courier))
     new = [f"ro-new-{i}" for i in range(BIG)]
@@ -186,15 +193,7 @@ async def test_sigterm_stops_courier_within_5_s_while_the_store_is_read_only(
     for msg_id in sent:
         a.chat(bob, "never stored", msg_id)
     await courier.wait_log_async("Store cannot commit", 20)
-    assert courier.proc is not None
-    started = time.monotonic()
-    courier.proc.terminate()
-    await asyncio.to_thread(courier.proc.wait, 10)
-    took = time.monotonic() - started
-    print(f"SIGTERM with a read-only store: stopped in {took:.2f} s")
-    assert took < 5, f"took {took:.1f} s"
-    assert "operations were not stored" in courier.log_text()
-    courier.proc = None
+    await stopped_within_5_s(courier, "SIGTERM with a read-only store")
     await courier.start_async()  # the store is writable again (strace ended with its tracee)
     b = await connect(bob)
     ids = await receive(b, BIG, stack.ack_timeout + 15)
