@@ -1,5 +1,7 @@
-"""The outbox (migration 0009): releases and originated messages not yet confirmed by the server,
-and hop reports to a peer Courier not yet acknowledged by it (kind ``hop``, courier-federation).
+"""The outbox (migration 0009): releases and originated messages not yet confirmed by the server
+(among them, kind ``own``, messages from Courier's own JID such as a draft's reminder, kept as
+composed on the component's stream), and hop reports to a peer Courier not yet acknowledged
+by it (kind ``hop``, courier-federation).
 
 Rows are queued with the commit that decides the send (:meth:`Store.queue_outbox`)
 and deleted when the server's ``<routed/>`` (or the peer's ``<acked/>``) arrives
@@ -18,7 +20,7 @@ class OutboxRow:
     """One send the server has not confirmed yet."""
 
     token: str
-    kind: str  # release | originate | hop
+    kind: str  # release | originate | own | hop
     sender: str
     stanza: str
     at: float
