@@ -244,13 +244,13 @@ class Courier(ComponentXMPP):
         reply.send()
 
     def _on_handoff(self, msg: Message) -> None:
-        h = msg["route_handoff"]
-        inner = h.get_inner()
-        if inner is None:  # the plugin checked already
+        read = route.read_handoff(msg.xml)  # (the XML itself: slixmpp's interfaces cost more)
+        if read is None or read[1] is None:  # the plugin checked already
             return
+        h, inner = read
         metrics.handoff()
-        hid, recipient, copy_kept = h["id"], h["recipient"] or "offline", h["copy"] == "kept"
-        self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(h["stamp"]), copy_kept))
+        hid, recipient, copy_kept = h.get("id", ""), h.get("recipient") or "offline", h.get("copy") == "kept"
+        self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(route.handoff_stamp(h)), copy_kept))
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]

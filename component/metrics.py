@@ -112,9 +112,15 @@ def connected(up: bool) -> None:
         CONNECTS.inc()
 
 
+_HOPS_BY_LABEL: dict[str, Any] = {}  # HOPS.labels(label), looked up once per label (per hop, it showed)
+
+
 def hop(m: MessageRow, h: Hop) -> None:
     """A hop of *m* was recorded: count it, and time releases from acceptance."""
-    HOPS.labels(h.label).inc()
+    counter = _HOPS_BY_LABEL.get(h.label)
+    if counter is None:
+        counter = _HOPS_BY_LABEL[h.label] = HOPS.labels(h.label)
+    counter.inc()
     if h.label == "released":
         RELEASES.inc()
         RELEASE_LATENCY.observe(max(0.0, h.at - m.created))

@@ -3,11 +3,13 @@
 from slixmpp.plugins.base import register_plugin
 
 from .route import XEP_CourierRoute
-from .stanza import NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Originate, Release, Routed
+from .stanza import (
+    NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Originate, Release, Routed, handoff_stamp, read_handoff,
+)  # fmt: skip
 
 register_plugin(XEP_CourierRoute)
 
 __all__ = [
     "NS", "Ack", "AckItem", "Bounce", "Fallback", "FallbackItem", "Handoff", "Originate", "Release", "Routed",
-    "XEP_CourierRoute",
+    "XEP_CourierRoute", "handoff_stamp", "read_handoff",
 ]  # fmt: skip
