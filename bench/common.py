@@ -48,7 +48,12 @@ class Deadline(Exception):
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of *pid* (all its threads) from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
+    return cpu_seconds_of(f"/proc/{pid}/stat")
+
+
+def cpu_seconds_of(stat: str) -> float:
+    """utime + stime from a proc(5) stat file: a process's, or one thread's (/proc/<pid>/task/<tid>/stat)."""
+    with open(stat) as f:
         data = f.read()
     fields = data[data.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)

@@ -48,6 +48,7 @@ from .common import (
     BenchFailure,
     body_for,
     cpu_seconds,
+    cpu_seconds_of,
     exit_on_sigterm,
     failed_run,
     fmt_spread,
@@ -186,6 +187,7 @@ class Run:
     courier_cpu: float
     own_cpu: float
     first_release: float  # seconds from the first write to the first release
+    loop_cpu: float  # of courier_cpu, its main thread's (the event loop; the rest is aiosqlite's threads)
 
     @property
     def rate(self) -> float:
@@ -194,6 +196,11 @@ class Run:
     @property
     def cpu_per_msg(self) -> float:
         return self.courier_cpu / self.n
+
+
+def loop_cpu_seconds(pid: int) -> float:
+    """The CPU seconds of *pid*'s main thread (Courier's event loop) alone."""
+    return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
 
 
 def check_exactly_once(server: FakeServer, first: int, n: int, pairs: int, what: str) -> None:
@@ -223,7 +230,7 @@ async def feed(server: FakeServer, pid: int, first: int, n: int, args: argparse.
     chunks = [b"".join(data[i : i + args.chunk]) for i in range(0, n, args.chunk)]
     server.acks.clear()
     server.releases.clear()
-    cpu0, own0 = cpu_seconds(pid), own_cpu_seconds()
+    cpu0, own0, loop0 = cpu_seconds(pid), own_cpu_seconds(), loop_cpu_seconds(pid)
     t0 = time.perf_counter()
     for i, chunk in enumerate(chunks):
         # --window: at most that many hand-offs written and not yet released (0: no limit)
@@ -239,7 +246,7 @@ async def feed(server: FakeServer, pid: int, first: int, n: int, args: argparse.
     await server.wait(n, args.stall, what)
     t_last = server.releases[n - 1][0]
     run = Run(n, t_last - t0, t_written - t0, cpu_seconds(pid) - cpu0, own_cpu_seconds() - own0,
-              server.releases[0][0] - t0)  # fmt: skip
+              server.releases[0][0] - t0, loop_cpu_seconds(pid) - loop0)  # fmt: skip
     check_exactly_once(server, first, n, args.pairs, what)
     return run
 
@@ -317,6 +324,8 @@ def report(args: argparse.Namespace, runs: list[Run], notes: list[str]) -> str:
         f"{'msg per CPU-second of Courier':34}{fmt_spread(ceiling, '.0f'):<30}{f'>= {TARGET_RATE}':<16}"
         f"{verdict(statistics.median(ceiling) >= TARGET_RATE)}",
         f"{'Courier CPU per message (us)':34}{fmt_spread([r.cpu_per_msg * 1e6 for r in runs], '.0f')}",
+        f"{'  of which the event loop (us)':34}{fmt_spread([r.loop_cpu / r.n * 1e6 for r in runs], '.0f'):<30}"
+        "(the rest: aiosqlite's threads, SQLite)",
         f"{'wall rate (msg/s)':34}{fmt_spread([r.rate for r in runs], '.0f'):<30}"
         f"(the machine is shared: judged on CPU)",
         f"{'Courier share of one core (%)':34}{fmt_spread([r.courier_cpu / r.seconds * 100 for r in runs], '.0f')}",
