@@ -74,7 +74,8 @@ def handoff(seq: int, pairs: int, stamp: str) -> bytes:
     hid, k, mid = f"bh{seq}", seq % pairs, f"a-{seq}"
     return (
         f"<message from='{DOMAIN}' to='{COMPONENT}' id='{hid}'><handoff xmlns='{NS_ROUTE}' id='{hid}' "
-        f"recipient='online' copy='kept'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>"
+        f"recipient='online' copy='kept'><forwarded xmlns='urn:xmpp:forward:0'>"
+        f"<delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>"
         f"<message xmlns='jabber:client' from='s{k}@{DOMAIN}/bench' to='r{k}@{DOMAIN}' type='chat' id='{mid}'>"
         f"<body>{body_for('alone', seq)}</body><origin-id xmlns='urn:xmpp:sid:0' id='{mid}'/></message>"
         f"</forwarded></handoff></message>"

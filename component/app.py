@@ -245,9 +245,9 @@ class Courier(ComponentXMPP):
 
     def _on_handoff(self, msg: Message) -> None:
         read = route.read_handoff(msg.xml)  # (the XML itself: slixmpp's interfaces cost more)
-        if read is None or read[1] is None:  # the plugin checked already
+        h, inner = read if read is not None else (None, None)
+        if h is None or inner is None:  # the plugin checked already
             return
-        h, inner = read
         metrics.handoff()
         hid, recipient, copy_kept = h.get("id", ""), h.get("recipient") or "offline", h.get("copy") == "kept"
         self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(route.handoff_stamp(h)), copy_kept))

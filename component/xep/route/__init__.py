@@ -4,8 +4,19 @@ from slixmpp.plugins.base import register_plugin
 
 from .route import XEP_CourierRoute
 from .stanza import (
-    NS, Ack, AckItem, Bounce, Fallback, FallbackItem, Handoff, Originate, Release, Routed, handoff_stamp, read_handoff,
-)  # fmt: skip
+    NS,
+    Ack,
+    AckItem,
+    Bounce,
+    Fallback,
+    FallbackItem,
+    Handoff,
+    Originate,
+    Release,
+    Routed,
+    handoff_stamp,
+    read_handoff,
+)
 
 register_plugin(XEP_CourierRoute)
 
