@@ -2,6 +2,7 @@
 
 ```
 .venv/bin/python -m bench.store_engines [--messages N] [--latency-samples M] [--baseline CHECKOUT]
+                                        [--latency-gap MS]
 ```
 
 What the message path asks of the store, without XMPP around it: per message one row
@@ -32,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def measure(target: str, messages: int, samples: int) -> dict[str, float]:
+async def measure(target: str, messages: int, samples: int, gap: float = 0.0) -> dict[str, float]:
     from component.delivery.states import Hop, State
     from component.store import MessageRow, Store
 
@@ -70,6 +71,8 @@ async def measure(target: str, messages: int, samples: int) -> dict[str, float]:
             store.queue_hop(seq, Hop("accepted", State.ACCEPTED, time.time(), "example.org"))
             await store.flush()
             latencies.append((time.perf_counter() - t0) * 1000)
+            if gap:  # --latency-gap: the loop idle between messages, as with one-at-a-time chat
+                await asyncio.sleep(gap / 1000)
         latencies.sort()
         return {
             "msgs_per_s": throughput,
@@ -81,13 +84,15 @@ async def measure(target: str, messages: int, samples: int) -> dict[str, float]:
         await store.close()
 
 
-def run_one(target: str, messages: int, samples: int, pythonpath: str | None = None) -> dict[str, float]:
+def run_one(
+    target: str, messages: int, samples: int, pythonpath: str | None = None, gap: float = 0.0
+) -> dict[str, float]:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--one", target, "--messages", str(messages),
-         "--latency-samples", str(samples)],
+         "--latency-samples", str(samples), "--latency-gap", str(gap)],
         env=env, check=True, capture_output=True, text=True, cwd=pythonpath or REPO,
     ).stdout  # fmt: skip
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -97,6 +102,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--latency-samples", type=int, default=300)
+    ap.add_argument("--latency-gap", type=float, default=0.0,
+                    help="milliseconds of pause after each one-at-a-time commit (default 0: back to back)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", help="another checkout whose SQLite store to measure too (e.g. /work/main)")
     ap.add_argument("--no-postgresql", action="store_true")
@@ -105,7 +112,7 @@ def main() -> int:
     if args.one:
         import component
 
-        result = asyncio.run(measure(args.one, args.messages, args.latency_samples))
+        result = asyncio.run(measure(args.one, args.messages, args.latency_samples, args.latency_gap))
         print(json.dumps({**result, "code": str(Path(component.__file__).parent.parent)}))
         return 0
     sys.path.insert(0, str(REPO))
@@ -122,7 +129,8 @@ def main() -> int:
                 if server is not None:
                     runs.append(("PostgreSQL (fsync on)", server.create_database(), None))
                 for name, target, path in runs if r % 2 == 0 else runs[::-1]:  # ABBA: no order effect
-                    results.setdefault(name, []).append(run_one(target, args.messages, args.latency_samples, path))
+                    result = run_one(target, args.messages, args.latency_samples, path, args.latency_gap)
+                    results.setdefault(name, []).append(result)
     finally:
         if server is not None:
             server.stop()
