@@ -244,8 +244,7 @@ class Courier(ComponentXMPP):
         reply.send()
 
     def _on_handoff(self, msg: Message) -> None:
-        read = route.read_handoff(msg.xml)  # (the XML itself: slixmpp's interfaces cost more)
-        h, inner = read if read is not None else (None, None)
+        h, inner = route.read_handoff(msg.xml)  # (the XML itself: slixmpp's interfaces cost more)
         if h is None or inner is None:  # the plugin checked already
             return
         metrics.handoff()

@@ -389,4 +389,3 @@ class Store(MessageReads):
                     f"The server cannot store anything right now ({self.failure}); what you asked is kept "
                     "and applied once storage works again."
                 )
-

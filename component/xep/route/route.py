@@ -104,8 +104,7 @@ class XEP_CourierRoute(BasePlugin):
         if not self._from_server(msg):
             log.warning("Refused a hand-off from %s: only %s may hand off messages", msg["from"], self.server)
             raise XMPPError("forbidden", f"only {self.server} may hand off messages", etype="auth")
-        read = stanza.read_handoff(msg.xml)
-        handoff, inner = read if read is not None else (None, None)
+        handoff, inner = stanza.read_handoff(msg.xml)
         if handoff is None or not handoff.get("id") or inner is None or not inner.get("from") or not inner.get("to"):
             raise XMPPError("bad-request", "a hand-off needs an id and a forwarded jabber:client message")
         self.xmpp.event("route_handoff", msg)

@@ -56,14 +56,12 @@ class Handoff(ElementBase):
                 forwarded.remove(delay)
 
 
-def read_handoff(message: Element) -> tuple[Element, Element | None] | None:
+def read_handoff(message: Element) -> tuple[Element | None, Element | None]:
     """The ``<handoff/>`` of a received message and its forwarded ``jabber:client`` message
-    (None if none), read from the XML itself: the per-message path, where slixmpp's stanza
-    interfaces (``msg["route_handoff"]["id"]``) cost more than the reading."""
+    (each None if absent), read from the XML itself: the per-message path, where slixmpp's
+    stanza interfaces (``msg["route_handoff"]["id"]``) cost more than the reading."""
     handoff = message.find(_HANDOFF)
-    if handoff is None:
-        return None
-    return handoff, handoff.find(_INNER)
+    return handoff, handoff.find(_INNER) if handoff is not None else None
 
 
 def handoff_stamp(handoff: Element) -> str:
