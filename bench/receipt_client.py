@@ -45,6 +45,7 @@ class ReceiptClient(BenchClient):
         self.answer = False  # the recipient: answer every benchmark message with a receipt
         self.receipts: list[tuple[float, str]] = []  # (perf_counter, acknowledged id)
         self.hop_reports: list[tuple[float, str, str]] = []  # (perf_counter, id, state)
+        self.report_messages = 0  # the messages that carried them
         self.receipt_target = 0
         self.receipts_reached = asyncio.Event()
 
@@ -57,9 +58,11 @@ class ReceiptClient(BenchClient):
                 if len(self.receipts) >= self.receipt_target:
                     self.receipts_reached.set()
                 return None
-            report = xml.find(REPORT)
-            if report is not None:
-                self.hop_reports.append((time.perf_counter(), report.get("id", ""), report.get("state", "")))
+            reports = xml.findall(REPORT)  # one or more (courier-hops 0.3: a commit's hops together)
+            if reports:
+                now = time.perf_counter()
+                self.hop_reports.extend((now, r.get("id", ""), r.get("state", "")) for r in reports)
+                self.report_messages += 1
                 return None
         before = len(self.arrivals)
         result = super()._bench_filter(stanza)
@@ -81,6 +84,7 @@ class ReceiptClient(BenchClient):
         self.arrivals.clear()
         self.receipts.clear()
         self.hop_reports.clear()
+        self.report_messages = 0
 
 
 async def wait_count(count: Callable[[], int], target: int, stall: float, what: str) -> None:

@@ -75,6 +75,7 @@ class Burst:
     write_seconds: float
     cpu: dict[str, float]  # process -> CPU seconds until everything (receipts and reports) arrived
     idle_cpu: float
+    report_messages: int = 0  # the messages that carried the hop reports (several per message since hops 0.3)
 
     @property
     def rate(self) -> float:
@@ -164,7 +165,7 @@ async def measure_burst(
         verify([r for _, r in sender.receipts], ids, f"{variant} burst {rep} receipts")
         check_reports(sender, ids, variant == "Courier", f"{variant} burst {rep}")
         stack.check_alive()
-        return Burst(n, t_last - t0, reports_after, t_written - t0, cpu, idle_cpu)
+        return Burst(n, t_last - t0, reports_after, t_written - t0, cpu, idle_cpu, sender.report_messages)
     finally:
         await sender.stop()
         await recipient.stop()
@@ -248,7 +249,11 @@ def report(
         extra = ""
         if v == "Courier":
             after = statistics.median(b.reports_after or 0.0 for b in bursts[v]) * 1000
-            extra = f"; last hop report {after:.1f} ms after the last receipt (median)"
+            carriers = statistics.median(b.report_messages for b in bursts[v])
+            extra = (
+                f"; last hop report {after:.1f} ms after the last receipt (median); "
+                f"{len(REPORT_STATES) * args.messages} hop reports in {carriers:.0f} messages (median)"
+            )
         w(
             f"  {v:20} "
             + "  ".join(f"{b.rate:7.0f}" for b in bursts[v])

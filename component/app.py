@@ -138,6 +138,7 @@ class Courier(ComponentXMPP):
             module=hops,
             pconfig={"service": HopsAdapter(self.pipeline, self.make_iq), "domain": config.domain},
         )
+        self.hops: hops.XEP_CourierHops = self.plugin["courier_hops"]  # type: ignore[typeddict-item]
         self.register_plugin(
             "courier_receipts",
             module=receipts,
@@ -289,12 +290,7 @@ class Courier(ComponentXMPP):
     def report(self, report: Report) -> None:
         if report.sender.rpartition("@")[2] != self.config.domain:
             return  # a remote sender: its server's Courier, or it directly (delivery/inbound.py)
-        msg = self.make_message(mto=report.sender, mfrom=self.boundjid.bare, mtype="headline")
-        r = msg["hops_report"]
-        r["id"], r["origin_id"], r["to"] = report.msg_id, report.origin_id, report.recipient
-        r["state"], r["at"], r["place"], r["note"] = report.state, stamp(report.at), report.place, report.note
-        msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
-        msg.send()
+        self.hops.queue_report(report.sender, report.fields())  # with this commit's others
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:

@@ -36,6 +36,7 @@ from ..tasks import spawn
 from ..util import stamp
 from ..xep.federation import HOP_STATES, TooLateError, XEP_CourierFederation, speaks_for
 from .pipeline import Pipeline, encrypted
+from .ports import Report
 from .states import Hop, State, hop_word
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,8 @@ class Inbound:
         self._periodic = False
 
     def _report_directly(self, m: MessageRow, hop: Hop, word: str) -> None:
-        msg = self.xmpp.make_message(mto=m.sender, mfrom=self.xmpp.boundjid.bare, mtype="headline")
-        r = msg["hops_report"]
-        r["id"], r["origin_id"], r["to"] = m.msg_id, m.origin_id, m.recipient_bare
-        r["state"], r["at"], r["place"], r["note"] = word, stamp(hop.at), hop.place, hop.note
-        msg.enable("no-store")
-        msg.send()
+        report = Report(m.sender, m.msg_id, m.origin_id, m.recipient_bare, word, hop.at, hop.place, hop.note)
+        self.xmpp.hops.queue_report(m.sender, report.fields())
 
     async def change(
         self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None

@@ -10,6 +10,7 @@ from typing import Protocol
 from xml.etree import ElementTree as ET
 
 from ..store import MessageRow
+from ..util import stamp
 from ..xep import e2ee
 
 
@@ -44,6 +45,13 @@ class Report:
     at: float
     place: str
     note: str
+
+    def fields(self) -> dict[str, str]:
+        """The courier-hops ``<report/>``'s fields (the hops plugin's ``queue_report``)."""
+        return {
+            "id": self.msg_id, "origin_id": self.origin_id, "to": self.recipient, "state": self.state,
+            "at": stamp(self.at), "place": self.place, "note": self.note,
+        }  # fmt: skip
 
 
 class SmsFallback(Protocol):

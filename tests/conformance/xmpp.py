@@ -62,7 +62,7 @@ class Client(ClientXMPP):
             self.privilege_notices.append(msg)  # mod_privilege's advertisement: meant for components only
             return
         if msg.xml.find(f"{{{hops.NS}}}report") is not None:
-            self.reports.append(msg)
+            self.reports.extend(hops.split_reports(msg))  # one entry per hop: several may share a message
             return
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
             return  # archive results are read through archive()

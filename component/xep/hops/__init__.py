@@ -2,7 +2,7 @@
 
 from slixmpp.plugins.base import register_plugin
 
-from .hops import HopsService, XEP_CourierHops
+from .hops import HopsService, XEP_CourierHops, split_reports
 from .stanza import NS, REPORT_STATES, Edit, Hop, Pending, PendingMessage, Recall, Report, Request, Trace
 
 register_plugin(XEP_CourierHops)
@@ -20,4 +20,5 @@ __all__ = [
     "Request",
     "Trace",
     "XEP_CourierHops",
+    "split_reports",
 ]

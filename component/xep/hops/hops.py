@@ -1,15 +1,21 @@
 """The courier-hops plugin, for both sides.
 
 Component side (``pconfig={"service": HopsService}``): answers ``<trace/>``,
-``<pending/>``, ``<recall/>`` and ``<edit/>`` for the requesting user only.
+``<pending/>``, ``<recall/>`` and ``<edit/>`` for the requesting user only, and
+sends reports (:meth:`XEP_CourierHops.queue_report`): the reports queued in one
+turn of the event loop (the effects of one store commit) go to each sender in one
+message carrying several ``<report/>`` elements (courier-hops 0.3).
 Client side: :meth:`XEP_CourierHops.get_trace` and friends, and the
-``hops_report`` event for every ``<report/>`` that arrives.
+``hops_report`` event for every ``<report/>`` that arrives, one event each
+(:func:`split_reports`), so that a handler reads ``msg["hops_report"]`` as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Protocol
+from copy import deepcopy
+from typing import Any, Protocol, TypeVar
 
 from slixmpp import JID, Iq, Message
 from slixmpp.exceptions import XMPPError
@@ -22,6 +28,26 @@ from . import stanza
 from .stanza import NS
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=StanzaBase)
+
+#: At most this many ``<report/>`` elements in one message (about 250 bytes each).
+REPORTS_PER_MESSAGE = 50
+
+
+def split_reports(msg: S) -> list[S]:
+    """*msg* once per ``<report/>`` it carries: copies with only that one (*msg* itself if one)."""
+    elements = msg.xml.findall(f"{{{NS}}}report")
+    if len(elements) < 2:
+        return [msg]
+    parts = []
+    for keep in range(len(elements)):
+        xml = deepcopy(msg.xml)
+        for i, element in enumerate(xml.findall(f"{{{NS}}}report")):
+            if i != keep:
+                xml.remove(element)
+        parts.append(msg.__class__(xml=xml, stream=msg.stream))  # its plugins from this xml
+    return parts
 
 
 class HopsService(Protocol):
@@ -49,6 +75,7 @@ class XEP_CourierHops(BasePlugin):
         stanza.register()
         self.service: HopsService | None = self.config.get("service")
         self.local_domain: str | None = self.config.get("domain")
+        self._queued: dict[str, list[dict[str, str]]] = {}  # sender's bare JID -> report fields
         if self.xmpp.is_component:
             for name, path, handler in (
                 ("Hops trace", "iq@type=get/hops_trace", self._trace),
@@ -121,10 +148,32 @@ class XEP_CourierHops(BasePlugin):
         await self.service.edit(requester, self._id(edit), edit["body"])
         iq.reply(clear=True).send()
 
+    def queue_report(self, to: str, fields: dict[str, str]) -> None:
+        """Report one hop to *to* (a sender's bare JID); *fields*: the ``<report/>``'s
+        interfaces (id, origin_id, to, state, at, place, note).  Sent at the end of this turn
+        of the event loop with the other reports queued for *to* meanwhile, in order."""
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._send_queued)
+        self._queued.setdefault(to, []).append(fields)
+
+    def _send_queued(self) -> None:
+        queued, self._queued = self._queued, {}
+        for to, reports in queued.items():
+            for start in range(0, len(reports), REPORTS_PER_MESSAGE):
+                msg = self.xmpp.make_message(mto=to, mfrom=self.xmpp.boundjid.bare, mtype="headline")
+                for fields in reports[start : start + REPORTS_PER_MESSAGE]:
+                    report = stanza.Report()
+                    for key, value in fields.items():
+                        report[key] = value
+                    msg.append(report)
+                msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
+                msg.send()
+
     # -- client side ------------------------------------------------------------
 
     def _report(self, msg: StanzaBase) -> None:
-        self.xmpp.event("hops_report", msg)
+        for part in split_reports(msg):
+            self.xmpp.event("hops_report", part)
 
     @staticmethod
     def request_reports(msg: Message) -> Message:
