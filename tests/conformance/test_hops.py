@@ -52,6 +52,27 @@ async def test_sender_who_asks_sees_every_hop_once_and_in_order(courier, stack, 
     assert [r["from"].full for r in phone.reports] == [stack.component] * 5
 
 
+async def test_hops_recorded_together_are_reported_in_one_message(courier, users, connect) -> None:
+    """An online recipient: each message's "sent" and "released" become durable together and
+    reach the sender in one report message (courier-hops 0.3); every hop once, in order."""
+    alice, bob = users("alice", "bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    ids = [f"burst-{i}" for i in range(10)]
+    for msg_id in ids:
+        msg = a.make_message(mto=bob, mbody=msg_id, mtype="chat")
+        msg["id"] = msg_id
+        hops.XEP_CourierHops.request_reports(msg)
+        msg.send()
+    assert [(await b.next_message())["body"] for _ in ids] == ids
+    await eventually(lambda: len(a.reports) == 2 * len(ids), what="20 reports")
+    assert [(r["hops_report"]["id"], r["hops_report"]["state"]) for r in a.reports] == [
+        (msg_id, state) for msg_id in ids for state in ("sent", "released")
+    ]
+    carried = [[r.get("state") for r in m.xml.findall(f"{{{hops.NS}}}report")] for m in a.report_messages]
+    assert all(c[::2] == ["sent"] * (len(c) // 2) and len(c) % 2 == 0 for c in carried), carried  # pairs
+
+
 async def test_no_reports_for_a_sender_who_did_not_ask(courier, users, connect) -> None:
     alice, bob = users("alice", "bob")
     a = await connect(alice)

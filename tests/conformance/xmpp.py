@@ -40,7 +40,8 @@ class Client(ClientXMPP):
         self.plugin["xep_0184"].auto_ack = False  # tests send receipts explicitly
         self.plugin["xep_0184"].auto_request = False
         self.register_plugin("courier_hops", module=hops)
-        self.reports: list[Message] = []
+        self.reports: list[Message] = []  # one per hop reported
+        self.report_messages: list[Message] = []
         self.privilege_notices: list[Message] = []
         self.add_event_handler("session_start", self._start)
         # every message, with or without a body (slixmpp's "message" event needs a body)
@@ -62,7 +63,8 @@ class Client(ClientXMPP):
             self.privilege_notices.append(msg)  # mod_privilege's advertisement: meant for components only
             return
         if msg.xml.find(f"{{{hops.NS}}}report") is not None:
-            self.reports.extend(hops.split_reports(msg))  # one entry per hop: several may share a message
+            self.report_messages.append(msg)  # as they came: several hops may share one (courier-hops 0.3)
+            self.reports.extend(hops.split_reports(msg))  # one entry per hop
             return
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
             return  # archive results are read through archive()
