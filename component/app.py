@@ -250,7 +250,9 @@ class Courier(ComponentXMPP):
             return
         metrics.handoff()
         hid, recipient, copy_kept = h.get("id", ""), h.get("recipient") or "offline", h.get("copy") == "kept"
-        self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(route.handoff_stamp(h)), copy_kept))
+        adds = copy_kept and h.get("adds") == "tracked"
+        handoff = Handoff(hid, recipient, inner, stamp_or_now(route.handoff_stamp(h)), copy_kept, adds)
+        self.federation.handoff(handoff)
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]
@@ -264,8 +266,8 @@ class Courier(ComponentXMPP):
         metrics.ack()
         self.route.ack(hid)
 
-    def release_copy(self, hid: str) -> None:
-        self.route.release_copy(hid)
+    def release_copy(self, hid: str, to: str = "") -> None:
+        self.federation.release_copy(hid, to)
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.federation.release(hid, inner, sender_bare)

@@ -178,17 +178,24 @@ class Core:
         self.store.after_commit(effect)
 
     def _send_after_commit(
-        self, hid: str | None, stanza: str, sender: str, by_reference: bool = False, kind: str = ""
+        self,
+        hid: str | None,
+        stanza: str,
+        sender: str,
+        by_reference: bool = False,
+        kind: str = "",
+        to: str = "",
     ) -> None:
         """Release hand-off *hid* (None: originate a message) once committed; kept in the
         outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile,
-        in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged).
+        in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged;
+        toward a Courier peer, recipient *to*, with ``<tracked/>``).
         *kind*: ``own`` for a message from Courier's own JID (:meth:`Originate.originate_own`)."""
         token = hid or uuid.uuid4().hex
         kind = kind or ("release" if hid else "originate")
         self.store.queue_outbox(token, kind, sender, stanza, time.time())
         if by_reference and hid is not None:
-            self._after_commit(lambda: self.transport.release_copy(hid))
+            self._after_commit(lambda: self.transport.release_copy(hid, to))
         else:
             self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
 
@@ -247,7 +254,7 @@ class Core:
         if hop.state is State.FAILED:
             pass  # the server did not wait for us: it bounces its own error to the sender
         elif hop.state is State.RELEASED:
-            self._send_after_commit(hid, row.stanza, sender, by_reference)
+            self._send_after_commit(hid, row.stanza, sender, by_reference, to=recipient_bare)
         else:
             self._index_open(row)
             if hid is not None:

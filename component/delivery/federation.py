@@ -81,7 +81,7 @@ class Federation:
         self.inbound = Inbound(pipeline, courier, courier.config["federation.resend_after"])
         courier.register_plugin("courier_federation", module=xep_federation, pconfig={"service": self.inbound})
         self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
-        self.peers = Peers(courier, pipeline.domain, courier.route.release, courier.route.originate)
+        self.peers = Peers(courier, pipeline.domain, courier.route.release, courier.route.originate, courier.route.release_copy)
         self.remote = RemoteChanges(pipeline, self.plugin, self.peers)
         pipeline.remote = self.remote
         pipeline.hop_recorders.append(self.inbound.hop)  # durable reports: in the hop's commit
@@ -108,6 +108,10 @@ class Federation:
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:
         """The transport's release (toward a peer with ``<tracked/>``)."""
         self.peers.release(hid, inner, sender_bare)
+
+    def release_copy(self, hid: str, to: str = "") -> None:
+        """The transport's release by reference (toward a peer with ``<tracked/>``)."""
+        self.peers.release_copy(hid, to)
 
     def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
         """The transport's originate (toward a peer: ``<tracked/>`` kept if it speaks the protocol)."""

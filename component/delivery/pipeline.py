@@ -141,11 +141,12 @@ class Pipeline(Originate, SmsClaims):
         kind = "retraction" if retract_ref else "correction" if replace_ref else "message"
         asked_receipt = asked and not declined
         changed = kind == "message" and self.receipts.strip_refused(inner, sender, recipient_bare, asked_receipt, now)
-        # by reference only where the release adds nothing: not toward another server, where
-        # courier-federation may add <tracked/> (and releases wait, in order, for its disco#info)
+        # by reference where the release adds nothing, or toward another server (where
+        # courier-federation may add <tracked/>) where the server adds the <tracked/> given
         outward = stanzas.domain(sender) == self.domain and stanzas.domain(recipient_bare) != self.domain
+        by_reference = h.copy_kept and not changed and (h.adds_tracked or not outward)
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
-                    wants_reports, now, by_reference=h.copy_kept and not changed and not outward)  # fmt: skip
+                    wants_reports, now, by_reference=by_reference)  # fmt: skip
         if kind == "message":
             for observer in self.message_observers:
                 observer(sender, recipient_bare)

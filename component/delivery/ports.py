@@ -69,8 +69,9 @@ class Transport(Protocol):
 
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None: ...
 
-    def release_copy(self, hid: str) -> None:
-        """Release hand-off *hid* by reference: the server routes the original it kept."""
+    def release_copy(self, hid: str, to: str = "") -> None:
+        """Release hand-off *hid* by reference: the server routes the original it kept.  *to*:
+        the recipient of a tracked message (toward a Courier peer the release adds ``<tracked/>``)."""
         ...
 
     def report(self, report: Report) -> None: ...
@@ -99,6 +100,7 @@ class Handoff:
     inner: ET.Element  # the jabber:client message
     stamp: float  # when the server received it
     copy_kept: bool = False  # the server holds the original: it may be released by reference
+    adds_tracked: bool = False  # ... and adds a <tracked/> given with that release (toward a peer)
 
 
 def send_stored(transport: Transport, kind: str, token: str, stanza: str, sender: str) -> None:

@@ -60,11 +60,13 @@ class Peers:
         domain: str,
         send: Callable[[str, ET.Element, str], None],
         send_originated: Callable[[ET.Element, str, str | None], None] | None = None,
+        send_copy: Callable[[str, ET.Element | None], None] | None = None,
     ) -> None:
         self.xmpp = xmpp
         self.domain = domain
         self.send = send  # route.release
         self.send_originated = send_originated  # route.originate
+        self.send_copy = send_copy  # route.release_copy
         self.known: dict[str, tuple[bool, float]] = {}  # domain -> (speaks it, believed until)
         #: domain -> sends waiting for its discovery, in order (each told whether it speaks)
         self.waiting: dict[str, list[Callable[[bool], None]]] = {}
@@ -112,8 +114,26 @@ class Peers:
 
         def send(tracked: bool) -> None:
             if tracked:
-                ET.SubElement(inner, TRACKED_TAG, {"by": self.xmpp.boundjid.bare, "id": hid})
+                inner.append(self._tracked(hid))
             self.send(hid, inner, sender_bare)
+
+        self._after_discovery(domain, send)
+
+    def _tracked(self, hid: str) -> ET.Element:
+        return ET.Element(TRACKED_TAG, {"by": self.xmpp.boundjid.bare, "id": hid})
+
+    def release_copy(self, hid: str, to: str) -> None:
+        """The pipeline's release by reference: toward a peer, the server adds ``<tracked/>``
+        (given with the release) to its copy; in order with full releases toward the domain."""
+        assert self.send_copy is not None
+        domain = _domain(to)
+        if not to or domain == self.domain:
+            self.send_copy(hid, None)  # local, an acknowledgement, or a remote sender's message
+            return
+
+        def send(tracked: bool) -> None:
+            assert self.send_copy is not None
+            self.send_copy(hid, self._tracked(hid) if tracked else None)
 
         self._after_discovery(domain, send)
 

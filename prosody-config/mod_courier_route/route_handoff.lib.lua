@@ -75,8 +75,9 @@ return function(R)
 		if not ok then error(message, 0); end
 		-- copy='kept': this server holds the original until it is answered, so Courier may
 		-- answer "stored, deliver your copy" (an <ack/> item with release='true'); not for
-		-- 'unknown', which is not kept.  (hid, kind and the stamp need no escaping.)
-		local copy = kind == "unknown" and "" or "' copy='kept";
+		-- 'unknown', which is not kept; toward another server, adds='tracked': this server adds
+		-- the <tracked/> given with such a release.  (hid, kind and the stamp need no escaping.)
+		local copy = kind == "unknown" and "" or kind == "remote" and "' copy='kept' adds='tracked" or "' copy='kept";
 		session.send(HANDOFF_OPEN .. hid .. HANDOFF_MIDDLE .. hid .. "' recipient='" .. kind .. copy
 			.. HANDOFF_FORWARDED .. entry.stamp .. "'/>" .. message .. HANDOFF_CLOSE);
 	end

@@ -6,6 +6,7 @@
 
 local st = require "util.stanza";
 local jid_bare = require "util.jid".bare;
+local jid_split = require "util.jid".split;
 local monotonic = require "util.time".monotonic;
 
 return function(R)
@@ -172,7 +173,18 @@ return function(R)
 	-- Release by reference: Courier stored the hand-off and released it unchanged, so
 	-- this server routes the original it kept (the body never comes back to it).
 	-- The same rules as a <release/>: once per HID, never after a fallback, confirmed.
-	local function release_copy(hid)
+	-- Toward another server Courier may give courier-federation's <tracked/> with it
+	-- (hand-offs marked adds='tracked'): added to the copy, which goes straight to s2s
+	-- (no pre-events: never in the sender's archive or carbons, which saw the original).
+	local NS_FEDERATION = "https://courier.chat/ns/federation/0";
+	local function tracked_for(stanza, given)
+		local by, id = given.attr.by, given.attr.id;
+		local _, to_host = jid_split(stanza.attr.to);
+		if not (by and id and to_host) or prosody.hosts[to_host] then return nil; end -- for peers only
+		return st.stanza("tracked", { xmlns = NS_FEDERATION, by = by, id = id });
+	end
+
+	local function release_copy(hid, given)
 		if fell_back[hid] then
 			module:log("warn", "Courier released %s after the server delivered it by fallback; dropped", hid);
 			send_fallback_notice({ hid });
@@ -193,6 +205,8 @@ return function(R)
 		mark_released(hid);
 		local stanza = entry.stanza;
 		strip_ours(stanza);
+		local tracked = given and not entry.s2s and tracked_for(stanza, given);
+		if tracked then stanza:add_direct_child(tracked); end
 		if entry.s2s then
 			R.post_inbound(entry.origin, stanza);
 		else
@@ -225,7 +239,7 @@ return function(R)
 			if hid and item.name == "item" then
 				local release = attr.release;
 				if release == "true" or release == "1" then
-					release_copy(hid);
+					release_copy(hid, item:get_child("tracked", NS_FEDERATION));
 				elseif not resolve(hid) and fell_back[hid] then
 					-- Courier stored a message the server already delivered; tell it again.
 					send_fallback_notice({ hid });

@@ -46,7 +46,7 @@ class Recorder:
         body = inner.find("{jabber:client}body")
         self.releases.append((hid, sender_bare, body.text if body is not None else None))
 
-    def release_copy(self, hid: str) -> None:
+    def release_copy(self, hid: str, to: str = "") -> None:
         self.releases.append((hid, "by reference", None))
 
 
@@ -311,6 +311,16 @@ async def test_released_at_once_and_unchanged_goes_by_reference_others_in_full(p
     pipeline.handoff(Handoff("h6", "online", message("m6", "asks nothing"), now, copy_kept=True))
     await pipeline.drain()
     assert pipeline.recorder.releases[4:] == [("h5", JULIET, "asks for a receipt"), ("h6", "by reference", None)]
+
+
+async def test_toward_another_server_by_reference_only_where_the_server_adds_tracked(pipeline) -> None:
+    """courier-route 0.8: a message for a remote recipient goes by reference only from a hand-off
+    marked adds='tracked' (the server adds courier-federation's <tracked/> to its copy)."""
+    now, remote = time.time(), "mercutio@verona.lit"
+    pipeline.handoff(Handoff("h1", "remote", message("m1", "old server", to=remote), now, copy_kept=True))
+    pipeline.handoff(Handoff("h2", "remote", message("m2", "adds", to=remote), now, True, adds_tracked=True))
+    await pipeline.drain()
+    assert pipeline.recorder.releases == [("h1", JULIET, "old server"), ("h2", "by reference", None)]
 
 
 async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeline) -> None:

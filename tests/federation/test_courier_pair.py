@@ -8,9 +8,12 @@ by command of a message held at B gets B's certain answer.
 
 from __future__ import annotations
 
+import json
+from xml.etree import ElementTree as ET
+
 from slixmpp.exceptions import IqError
 
-from component.namespaces import NS_BASE
+from component.namespaces import NS_BASE, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
 from tests.conformance.test_delivery import eventually, states
 
@@ -137,6 +140,49 @@ async def test_edit_by_the_bot_of_a_message_held_at_b(federation, users, connect
     b = await connect(bob)
     got = await b.next_message(timeout=15)
     assert (got["id"], got["body"]) == ("e1", "Meet me at ten")
+
+
+def sent_by(courier) -> list[ET.Element]:
+    """Every stanza *courier* has sent so far (its record: ``COURIER_RECORD_SENT``)."""
+    lines = courier.sent.read_text(encoding="utf-8").splitlines() if courier.sent.exists() else []
+    texts = [json.loads(line).strip() for line in lines if line.strip()]
+    return [ET.fromstring(t) for t in texts if t.startswith("<") and not t.startswith(("<stream:", "</stream", "<?xml"))]
+
+
+async def test_a_message_to_a_peer_is_released_by_reference_with_tracked(federation, users, connect) -> None:
+    """courier-route 0.8: A's release of a message toward B is the HID and its <tracked/> (the
+    body never goes back to a.example's server), and B tracks it; Alice's archive and her other
+    device have the message without the tracking element."""
+    alice, bob = users("alice@a.example", "bob@b.example")
+    a = await connect(alice)
+    laptop = await connect(alice, "laptop")
+    await laptop.plugin["xep_0280"].enable()
+    b = await connect(bob)
+    courier_a = federation["a.example"].courier
+    before = len(sent_by(courier_a))
+    msg = a.make_message(mto=bob, mbody="By reference", mtype="chat")
+    msg["id"] = "r1"
+    msg["request_receipt"] = True  # (and hop reports)
+    msg.send()
+    got = await b.next_message(timeout=15)
+    assert (got["body"], ours(got)) == ("By reference", [])
+    # B tracks it: its hops reach Alice's devices through her own server's Courier
+    await eventually(
+        lambda: [r for r in a.reports if r["hops_report"]["place"] == "b.example"], 15, "a hop at b.example"
+    )
+    sent = sent_by(courier_a)[before:]
+    assert not [m for m in sent if "By reference" in ET.tostring(m, encoding="unicode")]  # nothing in full
+    given = [
+        item
+        for m in sent
+        for item in m.iter(f"{{{NS_ROUTE}}}item")
+        if item.get("release") == "true" and item.find(TRACKED_TAG) is not None
+    ]
+    assert [(t.get("by"), t.get("id")) for i in given for t in i] == [("courier.a.example", given[0].get("id"))]
+    carbon = await eventually(lambda: [c for c in laptop.carbons if c["id"] == "r1"], 15, "the carbon")
+    assert carbon[0]["body"] == "By reference" and ours(carbon[0]) == []
+    archived = [m for m in await a.archive(bob) if m["id"] == "r1"]
+    assert [m["body"] for m in archived] == ["By reference"] and ours(archived[0]) == []
 
 
 async def test_a_stock_server_gets_no_tracking(federation, users, connect) -> None:

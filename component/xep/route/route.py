@@ -59,7 +59,7 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
         self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
         self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
-        self._answers: list[tuple[str, dict[str, str] | None]] = []
+        self._answers: list[tuple[str, dict[str, str] | None, Element | None]] = []
         #: the fast path: a message whose one child is one of these goes straight to its handler
         self._fast: dict[str, Callable[[StanzaBase], None]] = {
             f"{{{NS}}}handoff": self._handoff,
@@ -154,17 +154,19 @@ class XEP_CourierRoute(BasePlugin):
 
     def ack(self, hid: str) -> None:
         """Tell the server hand-off *hid* is stored: batched, one ``<ack/>`` per event-loop turn."""
-        self._answer((hid, None))
+        self._answer(hid, None)
 
-    def release_copy(self, hid: str) -> None:
+    def release_copy(self, hid: str, tracked: Element | None = None) -> None:
         """Release hand-off *hid* by reference (the server kept the original, ``copy='kept'``):
-        an ``<ack/>`` item with ``release='true'``, batched with the acknowledgements."""
-        self._answer((hid, _RELEASE))
+        an ``<ack/>`` item with ``release='true'``, batched with the acknowledgements.
+        *tracked*: courier-federation's ``<tracked/>``, for the server to add to its copy (a
+        hand-off marked ``adds='tracked'``)."""
+        self._answer(hid, _RELEASE, tracked)
 
-    def _answer(self, item: tuple[str, dict[str, str] | None]) -> None:
+    def _answer(self, hid: str, attrs: dict[str, str] | None, child: Element | None = None) -> None:
         if not self._answers:
             self.xmpp.loop.call_soon(self.flush_answers)
-        self._answers.append(item)
+        self._answers.append((hid, attrs, child))
 
     def flush_answers(self) -> None:
         """Send the batched acknowledgements and releases by reference now.  Every other send
@@ -174,8 +176,10 @@ class XEP_CourierRoute(BasePlugin):
             return
         msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
         ack = Element(f"{{{NS}}}ack")
-        for hid, attrs in answers:
-            SubElement(ack, _ITEM, attrs or {}, id=hid)
+        for hid, attrs, child in answers:
+            item = SubElement(ack, _ITEM, attrs or {}, id=hid)
+            if child is not None:
+                item.append(child)
         msg.xml.append(ack)
         msg.send()
 

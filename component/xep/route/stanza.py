@@ -18,8 +18,9 @@ class Handoff(ElementBase):
     namespace = NS
     name = "handoff"
     plugin_attrib = "route_handoff"
-    #: copy: "kept" when the server holds the original and accepts a release by reference
-    interfaces = {"id", "recipient", "stamp", "copy"}
+    #: copy: "kept" when the server holds the original and accepts a release by reference;
+    #: adds: "tracked" when it adds a <tracked/> given with that release (courier-federation)
+    interfaces = {"id", "recipient", "stamp", "copy", "adds"}
 
     def get_inner(self) -> Element | None:
         """The forwarded ``jabber:client`` message, as an ElementTree element."""
