@@ -79,9 +79,12 @@ class Federation:
     def __init__(self, courier: Any) -> None:
         pipeline: Pipeline = courier.pipeline
         self.inbound = Inbound(pipeline, courier, courier.config["federation.resend_after"])
-        courier.register_plugin("courier_federation", module=xep_federation, pconfig={"service": self.inbound})
+        # the releases of a commit go before its hop reports: the server routes them first
+        pconfig = {"service": self.inbound, "before_reports": courier.route.flush_answers}
+        courier.register_plugin("courier_federation", module=xep_federation, pconfig=pconfig)
         self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
-        self.peers = Peers(courier, pipeline.domain, courier.route.release, courier.route.originate, courier.route.release_copy)
+        route = courier.route
+        self.peers = Peers(courier, pipeline.domain, route.release, route.originate, route.release_copy)
         self.remote = RemoteChanges(pipeline, self.plugin, self.peers)
         pipeline.remote = self.remote
         pipeline.hop_recorders.append(self.inbound.hop)  # durable reports: in the hop's commit
@@ -103,6 +106,7 @@ class Federation:
 
     def handoff(self, h: Handoff) -> None:
         """The hand-off path (a sender's roster may be read first: remote_presence.py)."""
+        self.inbound.handoff(h)
         self.presence.handoff(h)
 
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -35,7 +36,7 @@ from ..store import MessageRow
 from ..tasks import spawn
 from ..util import stamp
 from ..xep.federation import HOP_STATES, TooLateError, XEP_CourierFederation, speaks_for
-from .pipeline import Pipeline, encrypted
+from .pipeline import Handoff, Pipeline, encrypted
 from .ports import Report
 from .states import Hop, State, hop_word
 
@@ -47,6 +48,8 @@ UNDER_REFUSE = ("cached", "held")
 REPORT_TTL = 86400.0
 #: The periodic re-send of unacknowledged hop reports, on the scheduler.
 TIMER = ("federation", "hop-resend")
+#: How many recent hand-offs' <tracked/> are remembered (the rest is read from the stanza).
+TRACKED_MEMORY = 10000
 _MARK = TRACKED_TAG.partition("}")[0][1:]  # the namespace: a cheap test before parsing
 
 
@@ -54,13 +57,15 @@ def _domain(jid: str) -> str:
     return jid.partition("/")[0].rpartition("@")[2]
 
 
-def tracked(m: MessageRow) -> tuple[str, str] | None:
-    """(by, id) of *m*'s ``<tracked/>`` if its sender's server may track it, else None."""
-    if _MARK not in m.stanza:
-        return None
-    element = ET.fromstring(m.stanza).find(TRACKED_TAG)
+def tracked(m: MessageRow, element: ET.Element | None = None) -> tuple[str, str] | None:
+    """(by, id) of *m*'s ``<tracked/>`` (*element*: that element, already found) if its sender's
+    server may track it, else None."""
     if element is None:
-        return None
+        if _MARK not in m.stanza:
+            return None
+        element = ET.fromstring(m.stanza).find(TRACKED_TAG)
+        if element is None:
+            return None
     by, token = element.get("by", ""), element.get("id", "")
     return (by, token) if token and speaks_for(by, m.sender) else None
 
@@ -74,6 +79,22 @@ class Inbound:
         self.resend_after = resend_after
         self._periodic = False  # the periodic re-send is on the scheduler
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: hid -> the <tracked/> of a remote sender's recent hand-off (None: it had none), so
+        #: that its hops need not parse the stored stanza again; older ones are parsed
+        self._tracked: OrderedDict[str, ET.Element | None] = OrderedDict()
+
+    def handoff(self, h: Handoff) -> None:
+        """A hand-off on its way to the pipeline: a remote sender's <tracked/> noted."""
+        if _domain(h.inner.get("from", "")) != self.pipeline.domain:
+            self._tracked[h.hid] = h.inner.find(TRACKED_TAG)
+            if len(self._tracked) > TRACKED_MEMORY:
+                self._tracked.popitem(last=False)
+
+    def _tracking(self, m: MessageRow) -> tuple[str, str] | None:
+        if m.hid is not None and m.hid in self._tracked:
+            element = self._tracked[m.hid]
+            return None if element is None else tracked(m, element)
+        return tracked(m)
 
     @property
     def plugin(self) -> XEP_CourierFederation:
@@ -86,7 +107,7 @@ class Inbound:
         word = hop_word(hop.label, hop.note)
         if self.pipeline.policy_of(m.recipient_bare, m.sender) == "refuse" and word not in UNDER_REFUSE:
             return  # privacy: nothing about the recipient after "cached"
-        tracking = tracked(m)
+        tracking = self._tracking(m)
         if tracking is not None:
             if word in HOP_STATES:
                 self._report(tracking[0], tracking[1], word, hop)

@@ -146,7 +146,8 @@ def sent_by(courier) -> list[ET.Element]:
     """Every stanza *courier* has sent so far (its record: ``COURIER_RECORD_SENT``)."""
     lines = courier.sent.read_text(encoding="utf-8").splitlines() if courier.sent.exists() else []
     texts = [json.loads(line).strip() for line in lines if line.strip()]
-    return [ET.fromstring(t) for t in texts if t.startswith("<") and not t.startswith(("<stream:", "</stream", "<?xml"))]
+    headers = ("<stream:", "</stream", "<?xml")
+    return [ET.fromstring(t) for t in texts if t.startswith("<") and not t.startswith(headers)]
 
 
 async def test_a_message_to_a_peer_is_released_by_reference_with_tracked(federation, users, connect) -> None:

@@ -3,7 +3,7 @@
 Both roles live in every Courier.  As the *recipient's* Courier it answers ``<recall/>``
 and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``),
 sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hops`, batched: one message per
-peer and event-loop turn) and fires
+peer and event-loop turn, after what ``pconfig["before_reports"]`` sends) and fires
 ``federation_acked`` (peer, report ids) for every ``<acked/>``.  As the *sender's* Courier
 it asks (:meth:`XEP_CourierFederation.change`), fires ``federation_hop`` for every
 ``<hop/>`` that arrives and acknowledges reports (:meth:`XEP_CourierFederation.ack`,
@@ -14,6 +14,7 @@ knows the messages; this plugin only checks the shape (xeps/courier-federation.x
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
@@ -63,6 +64,9 @@ class XEP_CourierFederation(BasePlugin):
     def plugin_init(self) -> None:
         stanza.register()
         self.service: FederationService | None = self.config.get("service")
+        #: called before reports are written: what the messages themselves need sent first
+        #: (the route's batched releases by reference), so that no report delays a delivery
+        self.before_reports: Callable[[], None] | None = self.config.get("before_reports")
         for name, path in (("Federation recall", "iq@type=set/fed_recall"),
                            ("Federation edit", "iq@type=set/fed_edit")):  # fmt: skip
             self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._change))
@@ -121,6 +125,8 @@ class XEP_CourierFederation(BasePlugin):
 
     def _send_hops(self) -> None:
         batches, self._hops = self._hops, {}
+        if self.before_reports is not None:
+            self.before_reports()
         sender = quoteattr(self.xmpp.boundjid.bare)
         for peer, hops in batches.items():
             for start in range(0, len(hops), HOPS_PER_MESSAGE):
