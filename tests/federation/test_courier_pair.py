@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
-from component.namespaces import NS_BASE, NS_ROUTE, TRACKED_TAG
+from component.namespaces import NS_BASE, NS_FEDERATION, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
 from tests.conformance.test_delivery import eventually, states
 
@@ -159,8 +159,8 @@ async def test_a_message_to_a_peer_is_released_by_reference_with_tracked(federat
     laptop = await connect(alice, "laptop")
     await laptop.plugin["xep_0280"].enable()
     b = await connect(bob)
-    courier_a = federation["a.example"].courier
-    before = len(sent_by(courier_a))
+    courier_a, courier_b = federation["a.example"].courier, federation["b.example"].courier
+    before, before_b = len(sent_by(courier_a)), len(sent_by(courier_b))
     msg = a.make_message(mto=bob, mbody="By reference", mtype="chat")
     msg["id"] = "r1"
     msg["request_receipt"] = True  # (and hop reports)
@@ -180,6 +180,14 @@ async def test_a_message_to_a_peer_is_released_by_reference_with_tracked(federat
         if item.get("release") == "true" and item.find(TRACKED_TAG) is not None
     ]
     assert [(t.get("by"), t.get("id")) for i in given for t in i] == [("courier.a.example", given[0].get("id"))]
+    # B sent its release to b.example before its report of that release went to A
+    kinds = [
+        "release" if m.find(f"{{{NS_ROUTE}}}ack/{{{NS_ROUTE}}}item[@release='true']") is not None
+        else "report" if m.find(f"{{{NS_FEDERATION}}}hop[@state='released']") is not None
+        else None
+        for m in sent_by(courier_b)[before_b:]
+    ]  # fmt: skip
+    assert [k for k in kinds if k] == ["release", "report"]
     carbon = await eventually(lambda: [c for c in laptop.carbons if c["id"] == "r1"], 15, "the carbon")
     assert carbon[0]["body"] == "By reference" and ours(carbon[0]) == []
     archived = [m for m in await a.archive(bob) if m["id"] == "r1"]

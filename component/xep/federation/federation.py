@@ -130,7 +130,9 @@ class XEP_CourierFederation(BasePlugin):
         sender = quoteattr(self.xmpp.boundjid.bare)
         for peer, hops in batches.items():
             for start in range(0, len(hops), HOPS_PER_MESSAGE):
-                self.xmpp.send_raw(
+                # through slixmpp's send queue (not send_raw, which would pass the stanzas
+                # queued before it: the releases above)
+                self.xmpp.send(
                     f"<message from={sender} to={quoteattr(peer)} type='headline'>"
                     + "".join(hops[start : start + HOPS_PER_MESSAGE])
                     + "<no-store xmlns='urn:xmpp:hints'/></message>"  # XEP-0334
