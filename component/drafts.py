@@ -24,7 +24,7 @@ from .delivery.drafts import (
     parse_instant,
 )
 from .errors import as_xmpp_errors
-from .store.drafts import DraftRow
+from .store.drafts import PENDING, REMINDING, DraftRow
 from .util import stamp
 from .when import local_time
 from .xep.drafts import Draft, DraftInfo, TriggerInfo
@@ -55,7 +55,7 @@ def draft_info(row: DraftRow) -> DraftInfo:
         action=row.action,
         trigger=trigger,
         id=str(row.number),
-        state=row.state,
+        state=PENDING if row.state == REMINDING else row.state,  # (reminding: for the moment its reminder takes)
         created=stamp(row.created, ms=False),
         updated=stamp(row.updated, ms=False),
     )

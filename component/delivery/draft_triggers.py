@@ -17,7 +17,8 @@
   (:meth:`Pipeline.originate`); ``remind`` asks the :class:`Notifier` to remind the
   author.  A claimed send is recorded as ``firing`` with the message id it will get, so
   a crash between the claim and the message's commit is repaired at start-up without
-  sending twice.
+  sending twice; a claimed reminder is ``reminding`` until the reminder is in the outbox
+  (then pending again), so that a crash between the two reminds again at start-up.
 - **roaming**: each device of an author that comes online (once per session) is
   told that drafts are pending.
 """
@@ -32,7 +33,7 @@ from typing import Any
 
 from ..scheduler import Scheduler
 from ..store import MessageRow, Store
-from ..store.drafts import FIRING, SENT, DraftRow
+from ..store.drafts import FIRING, PENDING, SENT, DraftRow
 from ..tasks import spawn
 from ..when import format_time
 from .draft_rules import CLAIM_BATCH, Limits, Notifier, describe_late
@@ -80,6 +81,10 @@ class DraftTriggers:
         self._stopped = False
         for row in await self.db.firing():
             await self._recover(row)
+        for row in await self.db.reminding():
+            log.info("draft %d of %s: its reminder was claimed before the restart: reminding again",
+                     row.number, row.author)  # fmt: skip
+            await self._remind(row)
         await self._arm()
         if self.timer_due is not None:
             log.info("drafts: next time trigger due %s", format_time(self.timer_due))
@@ -182,9 +187,17 @@ class DraftTriggers:
                 await self._send(row, how)
             else:
                 log.info("draft %d of %s: reminding its author (%s)", row.number, row.author, how)
-                self.notifier.reminder(row)
+                await self._remind(row)
         except Exception:
             log.exception("draft %d of %s: firing failed (it is retried at start-up)", row.number, row.author)
+
+    async def _remind(self, row: DraftRow) -> None:
+        """The reminder into the outbox (durable with the store's next commit), then the draft
+        pending again: a crash in between leaves it ``reminding``, reminded again at start-up."""
+        row.state = PENDING  # what the reminder shows: the draft waits to be sent by hand
+        self.notifier.reminder(row)
+        await self.store.flush()
+        await self.db.mark_reminded(row.id, time.time())
 
     async def _send(self, row: DraftRow, how: str, notify: bool = True) -> MessageRow:
         late = describe_late(row)

@@ -19,8 +19,9 @@ from .. import metrics
 from .engine import DB_ERRORS, Connection
 
 #: Draft states: waiting for its trigger; claimed to be sent (its message not yet
-#: durable); sent (became a tracked message); deleted by its author.
-PENDING, FIRING, SENT, DELETED = "pending", "firing", "sent", "deleted"
+#: durable); claimed to remind its author (the reminder not yet durable: pending again once
+#: it is); sent (became a tracked message); deleted by its author.
+PENDING, FIRING, REMINDING, SENT, DELETED = "pending", "firing", "reminding", "sent", "deleted"
 ACTIONS = ("send", "remind")
 TRIGGERS = ("manual", "at", "target-online", "message-from")
 
@@ -43,7 +44,7 @@ class DraftRow:
     due_at: float | None  # at: UTC instant
     tz: str  # at: the zone the author wrote the time in ("" = UTC)
     trigger_jid: str  # message-from: the contact
-    state: str  # pending | firing | sent | deleted
+    state: str  # pending | firing | reminding | sent | deleted
     msg_id: str  # the id of the tracked message it becomes
     message_seq: int | None
     created: float
@@ -58,11 +59,12 @@ _COLUMNS = (
 )
 
 # What a claim does: a draft that is sent (action send, or fired by hand) becomes 'firing';
-# a reminder leaves the draft pending, with its trigger used up (manual).  In SQLite every
+# a reminder makes it 'reminding', its trigger used up (manual), until the reminder is in the
+# outbox (:meth:`DraftStore.mark_reminded`: pending again).  In SQLite every
 # expression of an UPDATE reads the old row, so `late` still sees the old trigger.
 _CLAIM = (
     "UPDATE drafts SET "
-    "state = CASE WHEN action = 'send' OR :force = 1 THEN 'firing' ELSE state END, "
+    "state = CASE WHEN action = 'send' OR :force = 1 THEN 'firing' ELSE 'reminding' END, "
     "trigger_kind = CASE WHEN action = 'send' OR :force = 1 THEN trigger_kind ELSE 'manual' END, "
     "late = CASE WHEN trigger_kind = 'at' AND due_at < :now THEN :now - due_at ELSE 0 END, "
     "fired_at = :now, updated = :now "
@@ -188,6 +190,15 @@ class DraftStore:
             )
         metrics.DRAFTS_FIRED.inc()
 
+    async def mark_reminded(self, draft_id: int, now: float) -> None:
+        """A reminding draft's reminder is durable (in the outbox): the draft is pending again,
+        waiting to be sent by hand."""
+        async with self._tx:
+            await self._conn.execute(
+                "UPDATE drafts SET state = 'pending', updated = ? WHERE id = ? AND state = 'reminding'",
+                (now, draft_id),
+            )
+
     # -- claims: the only way a trigger fires -----------------------------------
 
     async def _claim(self, where: str, params: dict[str, Any]) -> list[DraftRow]:
@@ -266,6 +277,11 @@ class DraftStore:
         async with self._conn.execute(f"SELECT {_COLUMNS} FROM drafts WHERE state = 'firing' ORDER BY id") as cur:
             return [_row(r) for r in await cur.fetchall()]
 
+    async def reminding(self) -> list[DraftRow]:
+        """Drafts claimed to remind their author whose reminder may not be durable (after a crash)."""
+        async with self._conn.execute(f"SELECT {_COLUMNS} FROM drafts WHERE state = 'reminding' ORDER BY id") as cur:
+            return [_row(r) for r in await cur.fetchall()]
+
     async def online_targets(self) -> set[str]:
         """Targets that pending target-online drafts wait for."""
         async with self._conn.execute(
@@ -287,4 +303,7 @@ class DraftStore:
             pass
 
 
-__all__ = ["ACTIONS", "DELETED", "FIRING", "PENDING", "SENT", "TRIGGERS", "DraftRow", "DraftStore", "LimitReached"]
+__all__ = [
+    "ACTIONS", "DELETED", "FIRING", "PENDING", "REMINDING", "SENT", "TRIGGERS",
+    "DraftRow", "DraftStore", "LimitReached",
+]  # fmt: skip

@@ -302,6 +302,32 @@ async def test_a_send_interrupted_by_a_crash_is_finished_exactly_once(store: Sto
     restarted.stop()
 
 
+async def test_a_reminder_claimed_before_a_crash_is_given_at_start_up(store: Store) -> None:
+    for body, msg_id in (("claimed, then the crash", "m-r1"), ("reminded before the crash", "m-r2")):
+        await store.drafts.insert(
+            JULIET, NURSE, body, "remind", "at", due_at=time.time() - 30, tz="UTC", trigger_jid="",
+            msg_id=msg_id, now=time.time() - 100, max_pending=10,
+        )  # fmt: skip
+    # the crash: both claimed by their time trigger; only the second one's reminder became durable
+    claimed = await store.drafts.claim_due(time.time())
+    assert [r.state for r in claimed] == ["reminding", "reminding"]
+    service, _, notifier = service_for(store)
+    await service._remind(claimed[1])
+    assert [r.body for r in notifier.reminders] == ["reminded before the crash"]
+    restarted, pipeline2, notifier2 = service_for(store)
+    await restarted.start()
+    await restarted.drain()
+    assert [r.body for r in notifier2.reminders] == ["claimed, then the crash"]  # once, and only that one
+    assert [r.state for r in notifier2.reminders] == ["pending"]  # what the reminder shows
+    assert await store.drafts.reminding() == []
+    pending = await store.drafts.pending(JULIET)
+    assert sorted((d.body, d.trigger) for d in pending) == [
+        ("claimed, then the crash", "manual"), ("reminded before the crash", "manual"),
+    ]  # fmt: skip  (both wait to be sent by hand)
+    assert pipeline2.sent == []
+    restarted.stop()
+
+
 async def test_operations_are_the_authors_only_and_pending_only(store: Store) -> None:
     service, pipeline, _ = service_for(store, max_pending=2, max_length=10, max_days_ahead=1)
     await service.start()

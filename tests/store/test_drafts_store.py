@@ -147,12 +147,16 @@ async def test_claim_due_respects_the_batch_limit(store: Store) -> None:
     assert [r.body for r in second] == ["b3", "b4"]
 
 
-async def test_a_remind_claim_keeps_the_draft_pending_with_its_trigger_used_up(store: Store) -> None:
+async def test_a_remind_claim_uses_up_the_trigger_and_the_draft_is_pending_once_reminded(store: Store) -> None:
     await add(store, action="remind", trigger="at", due_at=T0 + 10)
     (row,) = await store.drafts.claim_due(T0 + 10)
-    assert (row.state, row.trigger, row.fired_at, row.late) == ("pending", "manual", T0 + 10, 0.0)
+    assert (row.state, row.trigger, row.fired_at, row.late) == ("reminding", "manual", T0 + 10, 0.0)
     assert row.due_at == T0 + 10  # kept: the reminder says when it was due
     assert await store.drafts.claim_due(T0 + 99) == []  # one reminder, not one per wake-up
+    assert [r.number for r in await store.drafts.reminding()] == [1]  # until its reminder is durable
+    await store.drafts.mark_reminded(row.id, T0 + 11)
+    assert await store.drafts.reminding() == []
+    assert [(r.number, r.state) for r in await store.drafts.pending(JULIET)] == [(1, "pending")]
     again = await store.drafts.claim_manual(JULIET, 1, T0 + 20)  # "send draft 1" after the reminder
     assert again is not None and again.state == "firing"
 
