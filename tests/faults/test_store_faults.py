@@ -265,6 +265,11 @@ async def test_slow_store_fsync_delayed_loses_nothing_and_falls_back_never(
             sent, ids, alone = sent + one, ids + got, alone + latency
         a.chat(bob, "marker", "marker")  # a later message: nothing else is on its way
         ids += await receive(b, 1, 30)
+        # with synchronous = normal only the checkpoint syncs (about a second after commits):
+        # wait for the fault to have met one rather than hoping the bursts overlapped one
+        deadline = time.monotonic() + 15
+        while fault.injected() == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         delayed = fault.injected()
         fault.detach()
         assert (len(base_ids), len(traced_ids)) == (BURST, BURST)
