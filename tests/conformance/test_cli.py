@@ -129,7 +129,7 @@ async def test_send_watch_trace_pending_edit_recall(courier, stack, users, conne
     b = await connect(bob)
     got = await b.next_message()
     assert (got["id"], got["body"]) == ("cli-1", "final text")
-    await b.no_message(0.5)  # never cli-2
+    await b.nothing_before_marker(await connect(alice))  # never cli-2 (it was held before the marker)
 
     late = await cli(stack, alice, "recall", "cli-1")
     assert late.code == 1 and late.out == ""
@@ -223,10 +223,10 @@ async def test_manual_policy_receipt_goes_only_after_confirm(courier, stack, use
     automatic = b.make_message(mto=got["from"], mtype="chat")
     automatic["receipt"] = "man-1"
     automatic.send()  # Bob's client acknowledges at once: withheld under "manual"
-    await a.no_message(0.5)
+    await a.nothing_before_marker(b)  # Bob's later message comes, his receipt did not
 
     confirmed = await cli(stack, bob, "confirm", "man-1", "--from", alice)
     assert (confirmed.code, confirmed.out) == (0, f"receipt sent for man-1 to {alice}\n"), confirmed.err
     receipt = await a.next_message()
     assert (receipt["from"].bare, receipt["receipt"], receipt["body"]) == (bob, "man-1", "")
-    await a.no_message(0.5)  # exactly once
+    await a.nothing_before_marker(b, "marker 2")  # exactly once

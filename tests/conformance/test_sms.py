@@ -15,6 +15,7 @@ from slixmpp.exceptions import IqError
 from component import prosody
 from component.xep import sms as xep_sms
 
+from .conftest import read_store
 from .kannel import Kannel, PhoneNetwork
 from .test_delivery import eventually
 from .test_e2ee import OLD, OMEMO_FALLBACK, encrypted, omemo_legacy, payload_text
@@ -63,6 +64,13 @@ def courier(
     process.wait_log("SMS fallback on")
     yield process
     process.stop()
+
+
+def fallback_states(process: CourierProcess, number: str) -> list[str]:
+    """The states of the fallback SMS Courier queued for *number*, oldest first."""
+    with read_store(process) as db:
+        query = "SELECT state FROM sms_outbox WHERE purpose='fallback' AND recipient=? ORDER BY id"
+        return [r[0] for r in db.execute(query, (number,))]
 
 
 async def verified(client, component: str, network: PhoneNetwork, number: str) -> None:
@@ -151,7 +159,7 @@ async def test_offline_recipient_gets_exactly_one_sms_and_nothing_later(
     assert reports["sms-delivered"]["place"] == f"{number}@{stack.component}"
 
     b = await connect(bob, "laptop")  # Bob comes online: nothing is delivered a second time
-    await b.no_message(1.0)
+    await b.nothing_before_marker(a)
     assert len(network.to(number)) == 2  # the code and the one message
     trace = await a.plugin["courier_hops"].get_trace(stack.component, "fountain-1", timeout=5)
     assert trace["hops_trace"]["state"] == "sms-delivered"
@@ -165,8 +173,11 @@ async def test_online_recipient_gets_no_sms(courier, stack, users, connect, netw
     a = await connect(alice)
     a.chat(bob, "Are you there?", "there-1")
     assert (await b.next_message())["body"] == "Are you there?"
-    await b.no_message(0.8)
-    assert [s.text for s in network.to(number) if "code" not in s.text] == []
+    # the marker: Bob goes offline and Alice writes again, so an SMS goes; it is the first one
+    await b.stop()
+    a.chat(bob, "Now you are not", "there-2")
+    await network.wait_for(lambda s: s.recipient == number and "Now you are not" in s.text)
+    assert [s.text for s in network.to(number) if "code" not in s.text] == [f"{alice}: Now you are not"]
 
 
 async def test_inbound_sms_and_the_reply(courier, stack, users, connect, network) -> None:
@@ -236,7 +247,7 @@ async def test_gateway_down_retried_then_failed_or_delivered_once(
         assert texts.count(f"{alice}: Second try") == 1
         assert not [t for t in texts if "Lost in the post" in t]
         b = await connect(bob, "laptop")
-        await b.no_message(0.8)  # neither comes over XMPP afterwards
+        await b.nothing_before_marker(a)  # neither comes over XMPP afterwards
     finally:
         process.stop()
 
@@ -264,7 +275,10 @@ async def test_recipient_back_online_while_the_gateway_is_down_gets_it_over_xmpp
             kannel.start()
             network.wait_connected()
         await eventually(lambda: "released" in report_states(a), what="released")
-        await b.no_message(1.0)
+        # its SMS is cancelled for good (a retry takes only queued ones), and nothing comes twice
+        await eventually(lambda: fallback_states(process, number) == ["cancelled"], what="the SMS cancelled")
+        await b.nothing_before_marker(a)
+        await a.round_trip(stack.component)  # after any report Courier sent
         assert report_states(a) == ["sent", "cached", "released"]
         assert [s for s in network.to(number) if "XMPP wins" in s.text] == []
     finally:

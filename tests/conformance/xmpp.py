@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from slixmpp import JID, ClientXMPP, Message
 from slixmpp.xmlstream.handler import Callback
@@ -20,6 +20,13 @@ from component.xep import hops
 from tests import pgserver
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class Writer(Protocol):
+    """Anything that writes a chat message as a user: this module's :class:`Client`, and each
+    third-party client's driver in ``tests/interop/`` (Converse, Gajim, Poezio, Profanity, nbxmpp)."""
+
+    async def write(self, to: str, body: str) -> object: ...
 
 
 class Client(ClientXMPP):
@@ -100,22 +107,32 @@ class Client(ClientXMPP):
     async def next_message(self, timeout: float = 5) -> Message:
         return await asyncio.wait_for(self.received.get(), timeout)
 
-    async def no_message(self, wait: float = 0.7) -> None:
-        """Assert nothing arrives for *wait* seconds."""
-        try:
-            msg = await asyncio.wait_for(self.received.get(), wait)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected message: {msg}")
+    async def until_marker(
+        self, sender: Writer, marker: str = "marker", to: str | None = None, timeout: float = 5
+    ) -> list[Message]:
+        """A positive end: *sender* writes *marker* (to this client, or to *to*: a list's JID);
+        every message that arrives here before it, in order.  Courier releases a user's
+        messages to one recipient in order (those held first), and sends everything on one
+        stream, so whatever of *sender*'s (or of Courier's) was still on its way comes first."""
+        await sender.write(to or self.boundjid.bare, marker)
+        before = []
+        while (msg := await self.next_message(timeout))["body"] != marker:
+            before.append(msg)
+        return before
 
-    async def nothing_before_marker(self, sender: Client, marker: str = "marker") -> None:
-        """Assert nothing else arrives, with a positive marker: *sender* writes *marker* to this
-        client and it is the next message.  Courier releases a user's messages to one recipient
-        in order (those held first), so anything of *sender*'s still on its way comes before it.
-        The marker's id is *marker* too."""
-        sender.chat(self.boundjid.bare, marker, marker, origin_id=False)
-        msg = await self.next_message()
-        assert msg["body"] == marker, f"unexpected message: {msg}"
+    async def nothing_before_marker(self, sender: Writer, marker: str = "marker", to: str | None = None) -> None:
+        """Assert nothing else arrives: the marker (:meth:`until_marker`) is the next message."""
+        before = await self.until_marker(sender, marker, to)
+        assert before == [], f"unexpected before the marker {marker!r}: {before}"
+
+    async def write(self, to: str, body: str) -> Message:
+        """A chat message whose id is its text (a marker's id is the marker)."""
+        return self.chat(to, body, body, origin_id=False)
+
+    async def round_trip(self, jid: str, timeout: float = 5) -> None:
+        """A ping to *jid* answered: the positive marker for "nothing more from *jid*" (Courier
+        answers after a store commit, on the same stream as everything it sends)."""
+        await self.plugin["xep_0199"].ping(jid=JID(jid), timeout=timeout)
 
     async def archive(self, with_jid: str) -> list[Message]:
         """This account's MAM archive with *with_jid* (XEP-0313), oldest first."""

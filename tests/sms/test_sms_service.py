@@ -24,6 +24,7 @@ DOMAIN = "shakespeare.lit"
 COURIER = "courier.shakespeare.lit"
 JULIET, ROMEO, NURSE = f"juliet@{DOMAIN}", f"romeo@{DOMAIN}", f"nurse@{DOMAIN}"
 GATEWAY, ROMEO_NO, JULIET_NO, TYBALT_NO = "+12025550100", "+12025550101", "+12025550102", "+12025550177"
+NURSE_NO = "+12025550103"
 
 
 class Gateway(tp.SmsTransport):
@@ -292,12 +293,14 @@ async def test_xmpp_wins_before_the_sms_goes(tmp_path) -> None:
     await w.start()
     try:
         await w.verify(ROMEO, ROMEO_NO)
+        await w.verify(NURSE, NURSE_NO)
         w.send("m1", "Quick")
+        w.send("m2", "Marker", to=NURSE)  # due after m1's: its SMS going is the positive marker
         await w.settle()
         w.pipeline.presence(f"{ROMEO}/orchard", True)  # back before the delay is over
-        await asyncio.sleep(0.4)
-        await w.settle()
-        assert w.recorder.releases == ["m1"] and w.gateway.tried == []
+        await w.settle(lambda: w.gateway.tried)  # (settle also waits until nothing else is due)
+        assert [s.recipient for s in w.gateway.tried] == [NURSE_NO]
+        assert w.recorder.releases == ["m1"]
         assert w.states("m1") == ["sent", "cached", "released"]
         assert ("fallback", "cancelled", 0) in await w.outbox()
     finally:
