@@ -21,8 +21,8 @@ import pytest
 
 from component import prosody
 from tests.conformance.conftest import PASSWORD, connect, courier, users  # noqa: F401  (fixtures)
-from tests.conformance.test_delivery import eventually, states  # noqa: F401  (helpers)
-from tests.conformance.xmpp import Client
+from tests.conformance.test_delivery import eventually, hops, states  # noqa: F401  (helpers)
+from tests.conformance.xmpp import Client, CourierProcess, Writer
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "interop"
@@ -143,3 +143,18 @@ def wire(client: Client, sender: str) -> list[str]:
         elif m["body"]:
             seen.append(f"body:{m['body']}")
     return seen
+
+
+async def wire_to_marker(client: Client, sender: Writer, sender_jid: str, marker: str = "marker") -> list[str]:
+    """The positive end of "nothing else arrives": *sender* (a third-party client's driver, or a
+    slixmpp client) writes *marker* to *client*; once it is there, :func:`wire` from *sender_jid*.
+    Courier releases a user's messages to one recipient in order (those held first), so anything
+    unwanted (a second copy, a passed-on correction, a receipt) shows before ``body:MARKER``."""
+    await sender.write(client.boundjid.bare, marker)
+    await eventually(lambda: f"body:{marker}" in wire(client, sender_jid), timeout=10, what=f"the marker {marker!r}")
+    return wire(client, sender_jid)
+
+
+def courier_edited(process: CourierProcess, sender: str, msg_id: str) -> bool:
+    """Whether Courier recorded the "edited" hop: a correction absorbed into the held message."""
+    return "edited" in [label for label, _, _ in hops(process, sender, msg_id)]

@@ -69,6 +69,11 @@ class Converse:
             f"{text!r} sent",
         )
 
+    async def write(self, to: str, body: str) -> None:
+        """A message in the chat with *to* (opened if it is not), as :meth:`say`."""
+        await self.open_chat(to)
+        await self.say(to, body)
+
     async def correct_last(self, jid: str, text: str) -> None:
         """↑ in the empty message box (Converse's "edit last message"), replace the text, Enter."""
         await self.type(jid, "")

@@ -63,6 +63,10 @@ class NbxmppClient:
         await self.send(op=op, **args)
         return await self.wait("result", op)
 
+    async def write(self, to: str, body: str) -> None:
+        """A chat message as Gajim sends one (origin-id, receipt request, markable); its id is its text."""
+        await self.request("send", to=to, body=body, id=body)
+
     def messages(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == "message"]
 

@@ -152,6 +152,10 @@ class Poezio:
             self._tmux("send-keys", "-t", "poezio", "Enter")
             await asyncio.sleep(0.1)
 
+    async def write(self, to: str, body: str) -> None:
+        """``/message TO BODY``: the message goes, in the chat tab with *to* (opened if it is not)."""
+        await self.type(f"/message {to} {body}")
+
     async def _input_shows(self, text: str, timeout: float = 5) -> None:
         """Wait until the input line (the screen's last) ends with *text*."""
         deadline = time.monotonic() + timeout

@@ -103,6 +103,10 @@ class Profanity:
         self._tmux("send-keys", "-t", "prof", "Enter")
         await asyncio.sleep(0.1)
 
+    async def write(self, to: str, body: str) -> None:
+        """``/msg TO BODY``: the message goes, and Profanity's window is the chat with *to*."""
+        await self.type(f"/msg {to} {body}")
+
     def sent(self) -> list[str]:
         """Stanzas libstrophe logged as sent (Profanity's DEBUG log)."""
         if not self.log.exists():

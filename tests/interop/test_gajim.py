@@ -7,8 +7,6 @@ xdotool types, and what Gajim shows is read (and its buttons pressed) through AT
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, befriend, eventually, installed, require, states, wire
-from .gajim import Gajim
+from .conftest import PASSWORD, befriend, courier_edited, eventually, installed, require, states, wire, wire_to_marker
+from .gajim import Gajim, labels
 
 
 @pytest.fixture
@@ -39,43 +37,12 @@ async def gajim(stack) -> AsyncIterator[Callable[[str], object]]:
         await g.stop()
 
 
-def labels(shown: list[dict[str, str]]) -> list[str]:
-    return [w["name"] for w in shown if w["role"] == "label"]
-
-
-async def shows_label(g: Gajim, name: str, timeout: float) -> bool:
-    """Whether a label reading exactly *name* shows within *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while name not in labels(await g.screen()):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.2)
-    return True
-
-
-async def open_chat(g: Gajim, jid: str) -> None:
-    """Start Chat with a JID not in the roster: Gajim's dialog offers "Start New Chat"; Enter."""
-    name = jid.split("@", 1)[0]  # what the chat's banner shows for a JID not in the roster
-    for _attempt in range(3):
-        await g.action("open-chat", f"[<['{g.account}', '{jid}']>]")
-        await g.wait_screen("Start New Chat")
-        await g.focus("Start / Join Chat")
-        await g.xdotool("key", "Return")
-        await g.wait_screen("There is no more history")
-        if await shows_label(g, name, 5.0):  # the banner may be painted after the history
-            break
-        # Return reached another row or window first (seen once in CI: "Note to myself" opened)
-    else:
-        raise AssertionError(f"Gajim did not open a chat with {jid}")
-    await g.focus("Gajim")
-
-
 async def test_hold_and_correct(courier, users, connect, gajim) -> None:
     """Bob is offline; Alice writes, then uses Gajim's Correct… (the message menu's action) and
     types the new text: Gajim shows only the new text, and Bob later gets one message, corrected."""
     alice, bob = users("alice", "bob")
     g = await gajim(alice)
-    await open_chat(g, bob)
+    await g.open_chat(bob)
     await g.type("Meet me at nine")
     await eventually(lambda: list(states(courier, alice).values()) == ["held"], what="held for offline Bob")
     (msg_id,) = states(courier, alice)
@@ -86,15 +53,14 @@ async def test_hold_and_correct(courier, users, connect, gajim) -> None:
     assert f'<replace xmlns="urn:xmpp:message-correct:0" id="{msg_id}" />' in correction[0]
     shown = labels(await g.wait_screen("Meet me at ten"))
     assert "Meet me at nine" not in shown  # the chat and the chat list show the corrected text
+    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
     assert states(courier, alice) == {msg_id: "held"}  # absorbed into the held message
 
     b = await connect(bob)
     got = await b.next_message()
     assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
     assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    await g.type("Got it?")  # a later message: nothing came between
-    assert (await b.next_message())["body"] == "Got it?"
-    assert wire(b, alice) == ["body:Meet me at ten", "body:Got it?"]
+    assert await wire_to_marker(b, g, alice, "Got it?") == ["body:Meet me at ten", "body:Got it?"]  # nothing between
 
 
 async def test_discover_services_then_execute_command_recall(courier, stack, users, connect, gajim) -> None:
@@ -103,7 +69,7 @@ async def test_discover_services_then_execute_command_recall(courier, stack, use
     by its text (no id to type); Complete shows the answer; Bob never gets the message."""
     alice, bob = users("alice", "bob")
     g = await gajim(alice)
-    await open_chat(g, bob)
+    await g.open_chat(bob)
     await g.type("Dinner at 7")
     await eventually(lambda: list(states(courier, alice).values()) == ["held"], what="held")
     (msg_id,) = states(courier, alice)
@@ -127,10 +93,7 @@ async def test_discover_services_then_execute_command_recall(courier, stack, use
     await g.wait_screen("This person attempted to retract a previous message")
 
     b = await connect(bob)
-    await g.focus("Gajim")
-    await g.type("See you")  # a later message: the recalled one never came
-    assert (await b.next_message())["body"] == "See you"
-    assert wire(b, alice) == ["body:See you"]
+    assert await wire_to_marker(b, g, alice, "See you") == ["body:See you"]  # the recalled one never came
 
 
 async def test_bot_help_in_a_chat_with_courier(courier, stack, users, gajim) -> None:
@@ -138,7 +101,7 @@ async def test_bot_help_in_a_chat_with_courier(courier, stack, users, gajim) -> 
     (Gajim's Start Chat offers no chat with courier.localhost itself: it wants a user@ address.)"""
     (alice,) = users("alice")
     g = await gajim(alice)
-    await open_chat(g, f"bot@{stack.component}")
+    await g.open_chat(f"bot@{stack.component}")
     await g.type("help")
     shown = labels(await g.wait_screen("Courier commands (also as ad-hoc commands in your client):"))
     (answer,) = [text for text in shown if text.startswith("Courier commands")]
@@ -154,7 +117,7 @@ async def test_confirm_a_receipt_by_picking(courier, stack, users, connect, gaji
     await befriend(a, setup)  # Gajim sends receipts only to contacts it shares presence with
     await setup.stop()
     g = await gajim(bob)
-    await open_chat(g, f"bot@{stack.component}")
+    await g.open_chat(f"bot@{stack.component}")
     await g.type("receipts manual")
     await g.wait_screen("Saved. Your receipt policy: manual.")
     msg = a.make_message(mto=bob, mbody="Sign the lease", mtype="chat")

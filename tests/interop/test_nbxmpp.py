@@ -8,7 +8,6 @@ or ``node`` is a ``MalformedStanzaError``) and, like Gajim, submits with
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -16,7 +15,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import NBXMPP_PYTHON, PASSWORD, eventually, require, states, wire
+from .conftest import NBXMPP_PYTHON, PASSWORD, courier_edited, eventually, require, states, wire, wire_to_marker
 from .nbxmpp_client import NbxmppClient
 
 
@@ -47,7 +46,7 @@ async def test_hold_and_correct(courier, users, connect, nbxmpp) -> None:
     await eventually(lambda: states(courier, alice) == {"g1": "held"}, what="held for offline Bob")
     sent = await n.request("correct", to=bob, body="Meet me at ten", id="g1-fix", replace="g1")
     assert '<replace xmlns="urn:xmpp:message-correct:0" id="g1" />' in sent["xml"]
-    await asyncio.sleep(0.3)
+    await eventually(lambda: courier_edited(courier, alice, "g1"), what="the correction absorbed")
     assert states(courier, alice) == {"g1": "held"}  # absorbed, not a second message
 
     b = await connect(bob)
@@ -55,8 +54,7 @@ async def test_hold_and_correct(courier, users, connect, nbxmpp) -> None:
     assert (str(got["from"]), got["id"], got["body"]) == (alice, "g1", "Meet me at ten")
     assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
     assert got["request_receipt"]  # Gajim's request passes (Bob's policy: auto)
-    await b.no_message(1.0)
-    assert wire(b, alice) == ["body:Meet me at ten"]
+    assert await wire_to_marker(b, n, alice) == ["body:Meet me at ten", "body:marker"]  # nothing else came
 
 
 async def test_command_list_and_single_stage(courier, stack, users, nbxmpp) -> None:
@@ -97,7 +95,7 @@ async def test_pending_edit_multi_stage_whole_form_echoed(courier, stack, users,
     b = await connect(bob)
     got = await b.next_message()
     assert (str(got["from"]), got["id"], got["body"]) == (alice, "g2", "Dinner at 8")
-    await b.no_message(0.7)
+    assert await wire_to_marker(b, n, alice) == ["body:Dinner at 8", "body:marker"]
 
 
 async def test_a_bad_value_comes_back_and_can_be_fixed(courier, stack, users, nbxmpp) -> None:
@@ -193,10 +191,9 @@ async def test_new_draft_due_in_2s_then_my_drafts_sends_one(courier, stack, user
     assert 'label="When the contact comes online"' in echoed and "<desc>" in echoed  # the whole form went back
     ((kind, note),) = done["notes"]
     assert kind == "info" and note.startswith(f"Draft 1 stored for {bob}") and "will be sent at " in note
-    await b.no_message(1.5)  # not before its time
-    got = await b.next_message(3)
-    assert time.time() >= due - 0.1
+    got = await b.next_message(due - time.time() + 3)  # the first thing Bob gets, and not before its time
     assert (str(got["from"]), got["type"], got["body"]) == (alice, "chat", "Happy birthday!")
+    assert time.time() >= due - 0.1
     told = await eventually(lambda: [m for m in n.messages() if m["frm"] == stack.component], what="the notice")
     assert told[0]["body"] == f"Draft 1 sent to {bob} (its time came): “Happy birthday!”"
 
@@ -214,4 +211,4 @@ async def test_new_draft_due_in_2s_then_my_drafts_sends_one(courier, stack, user
     later = await c.next_message()
     assert (str(later["from"]), later["body"]) == (alice, "Call me when you are back")
     assert later["id"] == note.rsplit(" ", 1)[1].rstrip(".")
-    await b.no_message(0.3)
+    assert await wire_to_marker(b, n, alice) == ["body:Happy birthday!", "body:marker"]  # Carol's draft: not Bob's

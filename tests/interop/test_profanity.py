@@ -7,7 +7,6 @@ wire is read back from its own debug log.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +14,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, eventually, installed, states, wire
+from .conftest import PASSWORD, courier_edited, eventually, installed, states, wire, wire_to_marker
 from .profanity import Profanity
 
 
@@ -51,15 +50,14 @@ async def test_hold_and_correct(courier, users, connect, profanity) -> None:
     correction = [s for s in p.sent() if "message-correct" in s][0]
     assert f'<replace id="{msg_id}" xmlns="urn:xmpp:message-correct:0"/>' in correction
     assert "<body>Meet me at ten</body>" in correction
-    await asyncio.sleep(0.3)
+    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
     assert states(courier, alice) == {msg_id: "held"}  # absorbed, not passed on
 
     b = await connect(bob)
     got = await b.next_message()
     assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
     assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    await b.no_message(1.0)
-    assert wire(b, alice) == ["body:Meet me at ten"]
+    assert await wire_to_marker(b, p, alice) == ["body:Meet me at ten", "body:marker"]  # nothing else came
 
 
 async def test_commands_single_stage_and_settings_form(courier, stack, users, connect, profanity) -> None:
@@ -107,7 +105,7 @@ async def test_pending_edit_multi_stage(courier, stack, users, connect, profanit
     b = await connect(bob)
     got = await b.next_message()
     assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Dinner at 8")
-    await b.no_message(0.7)
+    assert await wire_to_marker(b, p, alice) == ["body:Dinner at 8", "body:marker"]
 
 
 async def test_bot_help(courier, stack, users, profanity) -> None:
@@ -150,7 +148,7 @@ async def test_list_made_by_the_bot_then_a_message_to_its_jid_and_a_correction(
     got = await late.next_message()
     assert (str(got["from"]), got["body"]) == (alice, "Party at nine")  # the held copy, corrected
     assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    await late.no_message(0.5)
+    assert await wire_to_marker(late, p, alice) == ["body:Party at nine", "body:marker"]  # no correction after it
     assert wire(member, alice) == ["body:Party at eight", f"replace:{copy['id']}:Party at nine"]
 
 
@@ -176,8 +174,7 @@ async def test_receipt_policy_form_refuse(courier, stack, users, connect, profan
     await p.wait_log(r"RECV: <message [^\n]*<body>Are you there\?</body>")
     notice = await eventually(lambda: [m for m in b.all_received if m["type"] == "headline"], what="the notice")
     assert notice[0]["body"] == f"{alice} does not send receipts or read markers: do not wait for them."
-    await asyncio.sleep(0.5)
-    assert wire(b, alice) == []  # no receipt, and the notice came from Courier
+    assert await wire_to_marker(b, p, alice) == ["body:marker"]  # no receipt before Alice's next message
     log = p.log.read_text(errors="replace")
     (got,) = re.findall(r"RECV: (<message [^\n]*?<body>Are you there\?</body>[^\n]*)", log)
     assert "urn:xmpp:receipts" not in got and "<received" not in log.split(got, 1)[1]  # never asked
