@@ -48,14 +48,8 @@ async def test_offline_recipient_gets_one_corrected_message_and_nothing_recalled
     a.chat(bob, "I love you", "m2")
     await eventually(lambda: states(courier, alice) == {"m1": "held", "m2": "held"}, what="both held")
 
-    fix = a.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
-    fix["id"] = "m1-fix"
-    fix["replace"]["id"] = "m1"
-    fix.send()
-    recall = a.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
-    recall["id"] = "m2-retract"
-    recall["retract"]["id"] = "m2"
-    recall.send()
+    a.correct(bob, "m1", "Meet me at ten", "m1-fix")
+    a.retract(bob, "m2", "m2-retract")
     await eventually(lambda: states(courier, alice) == {"m1": "held", "m2": "recalled"}, what="recall stored")
 
     b = await connect(bob)
@@ -100,14 +94,10 @@ async def test_correction_and_retraction_after_delivery_are_passed_on(courier, u
     b = await connect(bob)
     a.chat(bob, "Wherefore art thou", "w1")
     assert (await b.next_message())["body"] == "Wherefore art thou"
-    fix = a.make_message(mto=bob, mbody="Wherefore art thou, Romeo?", mtype="chat")
-    fix["replace"]["id"] = "w1"
-    fix.send()
+    a.correct(bob, "w1", "Wherefore art thou, Romeo?")
     got = await b.next_message()
     assert (got["replace"]["id"], got["body"]) == ("w1", "Wherefore art thou, Romeo?")
-    gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
-    gone["retract"]["id"] = "w1"
-    gone.send()
+    a.retract(bob, "w1")
     got = await b.next_message()
     assert got["retract"]["id"] == "w1"
     await eventually(lambda: states(courier, alice).get("w1") == "retracted", what="retracted recorded")
@@ -150,9 +140,7 @@ async def test_a_retraction_by_origin_id_recalls(courier, users, connect) -> Non
     msg["origin_id"]["id"] = "origin-7"
     msg.send()
     await eventually(lambda: states(courier, alice) == {"client-id-7": "held"}, what="held")
-    gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
-    gone["retract"]["id"] = "origin-7"
-    gone.send()
+    a.retract(bob, "origin-7")
     await eventually(lambda: states(courier, alice) == {"client-id-7": "recalled"}, what="recalled")
 
 
@@ -166,9 +154,7 @@ async def test_undo_window_holds_online_messages_until_it_passes(stack, users, c
         a.chat(bob, "Maybe not", "u1")
         a.chat(bob, "Second thoughts", "u2")
         await eventually(lambda: states(courier, alice) == {"u1": "held", "u2": "held"}, what="held in window")
-        gone = a.make_message(mto=bob, mbody="retracted", mtype="chat")
-        gone["retract"]["id"] = "u1"
-        gone.send()
+        a.retract(bob, "u1")
         got = await b.next_message(5)
         assert got["body"] == "Second thoughts"
         assert time.monotonic() - sent >= 1.4

@@ -351,18 +351,12 @@ async def test_correction_and_retraction_sent_to_the_list_jid(courier, stack, us
     list_jid = (await a.plugin["courier_lists"].create(stack.component, "lovers", [romeo, juliet]))["lists_list"]["jid"]
     a.chat(list_jid, "Meet me at nine", "nine")
     first = await r.next_message()
-    fix = a.make_message(mto=list_jid, mbody="Meet me at ten", mtype="chat")
-    fix["id"] = "nine-fix"
-    fix["replace"]["id"] = "nine"
-    fix.send()
+    a.correct(list_jid, "nine", "Meet me at ten", "nine-fix")
     correction = await r.next_message()
     assert (correction["body"], correction["replace"]["id"]) == ("Meet me at ten", first["id"])
     a.chat(list_jid, "I love thee", "love")
     second = await r.next_message()
-    retract = a.make_message(mto=list_jid, mbody="This person attempted to retract a previous message", mtype="chat")
-    retract["id"] = "love-retract"
-    retract["retract"]["id"] = "love"
-    retract.send()
+    a.retract(list_jid, "love", "love-retract")
     retraction = await r.next_message()
     assert retraction["retract"]["id"] == second["id"]
     j = await connect(juliet)
@@ -385,16 +379,10 @@ async def test_the_owner_gets_edited_and_retracted_reports_for_delivered_copies(
         return [x["hops_report"]["state"] for x in a.reports if x["hops_report"]["id"] == copy_id]
 
     await eventually(lambda: states(copy["id"]) == ["sent", "released"], what="the copy's first reports")
-    fix = a.make_message(mto=list_jid, mbody="Meet me at ten", mtype="chat")
-    fix["id"] = "nine-fix"
-    fix["replace"]["id"] = "nine"
-    fix.send()
+    a.correct(list_jid, "nine", "Meet me at ten", "nine-fix")
     assert (await r.next_message())["replace"]["id"] == copy["id"]
     await eventually(lambda: states(copy["id"])[-1:] == ["edited"], what="an edited report for the copy")
-    retract = a.make_message(mto=list_jid, mbody="This person attempted to retract a previous message", mtype="chat")
-    retract["id"] = "nine-retract"
-    retract["retract"]["id"] = "nine"
-    retract.send()
+    a.retract(list_jid, "nine", "nine-retract")
     assert (await r.next_message())["retract"]["id"] == copy["id"]
     await eventually(lambda: states(copy["id"])[-1:] == ["retracted"], what="a retracted report for the copy")
     report = [x["hops_report"] for x in a.reports if x["hops_report"]["state"] == "retracted"][0]

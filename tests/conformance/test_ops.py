@@ -93,12 +93,8 @@ async def test_metrics_follow_held_edited_recalled_and_released_messages(ops, us
     assert held.one("courier_handoffs_total") - before.one("courier_handoffs_total") == 3
     assert held.one("courier_acks_total") - before.one("courier_acks_total") == 3
 
-    fix = a.make_message(mto=bob, mbody="message 1, corrected", mtype="chat")
-    fix["id"], fix["replace"]["id"] = "m1-fix", "m1"
-    fix.send()
-    recall = a.make_message(mto=bob, mbody="retracted", mtype="chat")
-    recall["id"], recall["retract"]["id"] = "m2-retract", "m2"
-    recall.send()
+    a.correct(bob, "m1", "message 1, corrected", "m1-fix")
+    a.retract(bob, "m2", "m2-retract")
     await eventually(lambda: states(ops, alice).get("m2") == "recalled", what="recall stored")
     changed = await scrape(ops.metrics_port)
     assert changed.one("courier_edits_total") - held.one("courier_edits_total") == 1

@@ -109,14 +109,8 @@ async def test_nobody_edits_or_recalls_someone_elses_message(courier, users, con
     m = await connect(mallory)
     a.chat(bob, "From Alice, untouched", "a-1")
     await eventually(lambda: states(courier, alice) == {"a-1": "held"}, what="held")
-    fake_fix = m.make_message(mto=bob, mbody="From Alice, changed", mtype="chat")
-    fake_fix["id"] = "m-fix"
-    fake_fix["replace"]["id"] = "a-1"
-    fake_fix.send()
-    fake_recall = m.make_message(mto=bob, mbody="retracted", mtype="chat")
-    fake_recall["id"] = "m-retract"
-    fake_recall["retract"]["id"] = "a-1"
-    fake_recall.send()
+    m.correct(bob, "a-1", "From Alice, changed", "m-fix")
+    m.retract(bob, "a-1", "m-retract")
     await eventually(lambda: len(states(courier, mallory)) == 2, what="mallory's stanzas stored as her own")
     assert states(courier, alice) == {"a-1": "held"}
     b = await connect(bob)
@@ -134,9 +128,7 @@ async def test_courier_survives_and_keeps_working_after_hostile_input(courier, s
     odd = m.make_message(mto=bob, mtype="chat")
     SubElement(odd.xml, "{urn:xmpp:message-retract:1}retract")  # no id, no body
     odd.send()
-    weird = m.make_message(mto=bob, mbody="", mtype="chat")
-    weird["replace"]["id"] = ""
-    weird.send()
+    m.correct(bob, "", "")  # an empty correction of no id
     m.chat(bob, "still alive?", "alive-1")
     bodies = set()
     deadline = time.monotonic() + 5

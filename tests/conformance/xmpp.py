@@ -20,6 +20,7 @@ from component.xep import hops
 from tests import pgserver
 
 REPO = Path(__file__).resolve().parents[2]
+RETRACTED = "This person attempted to retract a previous message"  # XEP-0424's fallback body
 
 
 class Writer(Protocol):
@@ -120,9 +121,11 @@ class Client(ClientXMPP):
             before.append(msg)
         return before
 
-    async def nothing_before_marker(self, sender: Writer, marker: str = "marker", to: str | None = None) -> None:
+    async def nothing_before_marker(
+        self, sender: Writer, marker: str = "marker", to: str | None = None, timeout: float = 5
+    ) -> None:
         """Assert nothing else arrives: the marker (:meth:`until_marker`) is the next message."""
-        before = await self.until_marker(sender, marker, to)
+        before = await self.until_marker(sender, marker, to, timeout)
         assert before == [], f"unexpected before the marker {marker!r}: {before}"
 
     async def write(self, to: str, body: str) -> Message:
@@ -145,6 +148,24 @@ class Client(ClientXMPP):
             msg["id"] = msg_id
         if origin_id:
             msg["origin_id"]["id"] = msg["id"]
+        msg.send()
+        return msg
+
+    def correct(self, to: str, ref: str, body: str, msg_id: str | None = None) -> Message:
+        """A XEP-0308 correction of message *ref*: its new text."""
+        msg = self.make_message(mto=to, mbody=body, mtype="chat")
+        if msg_id:
+            msg["id"] = msg_id
+        msg["replace"]["id"] = ref
+        msg.send()
+        return msg
+
+    def retract(self, to: str, ref: str, msg_id: str | None = None, body: str = RETRACTED) -> Message:
+        """A XEP-0424 retraction of message *ref*, with the fallback text clients send."""
+        msg = self.make_message(mto=to, mbody=body, mtype="chat")
+        if msg_id:
+            msg["id"] = msg_id
+        msg["retract"]["id"] = ref
         msg.send()
         return msg
 

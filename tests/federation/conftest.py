@@ -9,12 +9,13 @@ and the Couriers live for the test session; users are fresh per test.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from component import prosody
+from tests.conformance.test_delivery import eventually, states
 from tests.conformance.xmpp import Client, CourierProcess
 
 PASSWORD = "pw-4-tests"
@@ -107,3 +108,24 @@ async def connect(federation: dict[str, Server]) -> AsyncIterator[Callable[..., 
     yield make
     for client in clients:
         await client.stop()
+
+
+async def corrected_and_retracted_offline(
+    sender: Client, recipient: str, courier: CourierProcess, connect: Callable[..., Awaitable[Client]]
+) -> Client:
+    """*sender* writes m1 and m2 to offline *recipient*, both held at *courier* (the recipient's
+    server's), then corrects m1 (XEP-0308) and retracts m2 (XEP-0424), as stock clients do.  The
+    recipient connects: m1 with its final text, then nothing before the sender's next message
+    (a second copy, the correction or the retraction would come first).  The recipient's client."""
+    who = sender.boundjid.bare
+    sender.chat(recipient, "Meet me at nine", "m1")
+    sender.chat(recipient, "Forget it", "m2")
+    await eventually(lambda: states(courier, who) == {"m1": "held", "m2": "held"}, 15, "both held")
+    sender.correct(recipient, "m1", "Meet me at ten", "m1-fix")
+    sender.retract(recipient, "m2", "m2-retract")
+    await eventually(lambda: states(courier, who) == {"m1": "held", "m2": "recalled"}, 15, "the retraction applied")
+    b = await connect(recipient)
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["id"], got["body"]) == (who, "m1", "Meet me at ten")
+    await b.nothing_before_marker(sender, "After login", timeout=15)
+    return b

@@ -16,6 +16,7 @@ from slixmpp.exceptions import IqError
 from component.namespaces import NS_BASE, NS_FEDERATION, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
 from tests.conformance.test_delivery import eventually, states
+from tests.federation.conftest import corrected_and_retracted_offline
 
 
 async def trace(client, msg_id: str) -> list[tuple[str, str]]:
@@ -64,26 +65,8 @@ async def test_the_senders_trace_lists_every_hop_on_both_servers(federation, use
 
 async def test_stock_correction_and_retraction_are_applied_at_b(federation, users, connect) -> None:
     alice, bob = users("alice@a.example", "bob@b.example")
-    courier_b = federation["b.example"].courier
     a = await connect(alice)
-    a.chat(bob, "Meet me at nine", "m1")
-    a.chat(bob, "Forget it", "m2")
-    await eventually(lambda: states(courier_b, alice) == {"m1": "held", "m2": "held"}, 15, "both held at B")
-    fix = a.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
-    fix["id"] = "m1-fix"
-    fix["replace"]["id"] = "m1"
-    fix.send()
-    gone = a.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
-    gone["id"] = "m2-retract"
-    gone["retract"]["id"] = "m2"
-    gone.send()
-    await eventually(lambda: states(courier_b, alice) == {"m1": "held", "m2": "recalled"}, 15, "recalled at B")
-    b = await connect(bob)
-    got = await b.next_message(timeout=15)
-    assert (got["from"].bare, got["id"], got["body"]) == (alice, "m1", "Meet me at ten")
-    a.chat(bob, "After login", "m3")  # a later positive marker
-    assert (await b.next_message(timeout=15))["body"] == "After login"
-    assert [m["body"] for m in b.all_received] == ["Meet me at ten", "After login"]
+    await corrected_and_retracted_offline(a, bob, federation["b.example"].courier, connect)  # held at B
     await eventually(lambda: ("recalled", "b.example") in _labels(federation, alice, "m2"), 10, "m2 recalled at B")
     assert ("edited", "b.example") in _labels(federation, alice, "m1")
 

@@ -14,33 +14,14 @@ from component.xep import receipts
 from component.xep.drafts import DraftInfo, TriggerInfo
 from tests.conformance.conftest import read_store
 from tests.conformance.test_delivery import eventually, states
+from tests.federation.conftest import corrected_and_retracted_offline
 
 
 async def test_offline_local_recipient_gets_the_remote_senders_final_text_only(federation, users, connect) -> None:
     bob, carol = users("bob@b.example", "carol@c.example")
     courier_b = federation["b.example"].courier
     c = await connect(carol)
-    c.chat(bob, "Meet me at nine", "m1")
-    c.chat(bob, "Forget it", "m2")
-    await eventually(lambda: states(courier_b, carol) == {"m1": "held", "m2": "held"}, 15, "both held at b.example")
-
-    fix = c.make_message(mto=bob, mbody="Meet me at ten", mtype="chat")
-    fix["id"] = "m1-fix"
-    fix["replace"]["id"] = "m1"
-    fix.send()
-    recall = c.make_message(mto=bob, mbody="This person attempted to retract a previous message", mtype="chat")
-    recall["id"] = "m2-retract"
-    recall["retract"]["id"] = "m2"
-    recall.send()
-    await eventually(lambda: states(courier_b, carol) == {"m1": "held", "m2": "recalled"}, 15, "recall applied")
-
-    b = await connect(bob)
-    got = await b.next_message(timeout=10)
-    assert (got["from"].bare, got["id"], got["body"]) == (carol, "m1", "Meet me at ten")
-    c.chat(bob, "After login", "m3")  # a later positive marker: nothing else came before it
-    after = await b.next_message(timeout=10)
-    assert after["body"] == "After login"
-    assert [m["body"] for m in b.all_received] == ["Meet me at ten", "After login"]
+    b = await corrected_and_retracted_offline(c, bob, courier_b, connect)
     await eventually(lambda: states(courier_b, carol).get("m1") == "released", 5, "m1 released")
     archived = await b.archive(carol)
     assert [m["body"] for m in archived] == ["Meet me at ten", "After login"]
