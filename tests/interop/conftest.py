@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,25 @@ async def wire_to_marker(client: Client, sender: Writer, sender_jid: str, marker
 def courier_edited(process: CourierProcess, sender: str, msg_id: str) -> bool:
     """Whether Courier recorded the "edited" hop: a correction absorbed into the held message."""
     return "edited" in [label for label, _, _ in hops(process, sender, msg_id)]
+
+
+async def with_body(client: Client) -> Any:
+    """The first message with a body (a client's chat states, stored offline by Prosody, come too)."""
+    return await eventually(lambda: next((m for m in client.all_received if m["body"]), None), what="a body")
+
+
+async def corrected_when_online(
+    process: CourierProcess, login: Any, writer: Writer, sender: str, recipient: str, msg_id: str, text: str
+) -> Any:
+    """The end of every client's "hold and correct": the correction of held *msg_id* was absorbed
+    (the "edited" hop; still one held message); *recipient* connects and gets one message from
+    *sender*, id *msg_id*, with the corrected *text* and no <replace/>; nothing else came before
+    the sender's next message (:func:`wire_to_marker`).  The message the recipient got."""
+    await eventually(lambda: courier_edited(process, sender, msg_id), what="the correction absorbed")
+    assert states(process, sender) == {msg_id: "held"}  # absorbed, not passed on as a second message
+    b = await login(recipient)
+    got = await with_body(b)
+    assert (str(got["from"]), got["id"], got["body"]) == (sender, msg_id, text)
+    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
+    assert await wire_to_marker(b, writer, sender) == [f"body:{text}", "body:marker"]
+    return got

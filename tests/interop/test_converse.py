@@ -18,13 +18,14 @@ from .conftest import (
     CONVERSE_DIST,
     PASSWORD,
     befriend,
-    courier_edited,
+    corrected_when_online,
     eventually,
     installed,
     require,
     states,
     wire,
     wire_to_marker,
+    with_body,
 )
 from .converse import Converse
 
@@ -46,11 +47,6 @@ def converse(browser, stack):
     return login
 
 
-async def with_body(client):
-    """The first message with a body (Converse's chat states, stored offline by Prosody, come too)."""
-    return await eventually(lambda: next((m for m in client.all_received if m["body"]), None), what="a body")
-
-
 async def test_hold_and_correct(courier, users, connect, converse) -> None:
     """Bob is offline; Alice sends, then edits (↑) in Converse: Bob later gets one message, corrected."""
     alice, bob = users("alice", "bob")
@@ -62,14 +58,7 @@ async def test_hold_and_correct(courier, users, connect, converse) -> None:
     await c.correct_last(bob, "Meet me at ten")
     correction = (await c.sent())[-1]
     assert f'<replace xmlns="urn:xmpp:message-correct:0" id="{msg_id}"/>' in correction
-    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
-    assert states(courier, alice) == {msg_id: "held"}
-
-    b = await connect(bob)
-    got = await with_body(b)
-    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
-    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    assert await wire_to_marker(b, c, alice) == ["body:Meet me at ten", "body:marker"]  # nothing else came
+    await corrected_when_online(courier, connect, c, alice, bob, msg_id, "Meet me at ten")
 
 
 async def test_hold_and_retract(courier, users, connect, converse) -> None:

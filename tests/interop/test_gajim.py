@@ -14,7 +14,17 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, befriend, courier_edited, eventually, installed, require, states, wire, wire_to_marker
+from .conftest import (
+    PASSWORD,
+    befriend,
+    corrected_when_online,
+    eventually,
+    installed,
+    require,
+    states,
+    wire,
+    wire_to_marker,
+)
 from .gajim import Gajim, labels
 
 
@@ -53,14 +63,7 @@ async def test_hold_and_correct(courier, users, connect, gajim) -> None:
     assert f'<replace xmlns="urn:xmpp:message-correct:0" id="{msg_id}" />' in correction[0]
     shown = labels(await g.wait_screen("Meet me at ten"))
     assert "Meet me at nine" not in shown  # the chat and the chat list show the corrected text
-    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
-    assert states(courier, alice) == {msg_id: "held"}  # absorbed into the held message
-
-    b = await connect(bob)
-    got = await b.next_message()
-    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
-    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    assert await wire_to_marker(b, g, alice, "Got it?") == ["body:Meet me at ten", "body:Got it?"]  # nothing between
+    await corrected_when_online(courier, connect, g, alice, bob, msg_id, "Meet me at ten")
 
 
 async def test_discover_services_then_execute_command_recall(courier, stack, users, connect, gajim) -> None:

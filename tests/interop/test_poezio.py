@@ -15,7 +15,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, courier_edited, eventually, installed, states, wire, wire_to_marker
+from .conftest import PASSWORD, corrected_when_online, eventually, installed, states, wire, wire_to_marker
 from .poezio import Poezio
 
 
@@ -61,14 +61,7 @@ async def test_hold_and_correct(courier, users, connect, poezio) -> None:
     correction = await eventually(lambda: [s for s in p.sent() if "message-correct" in s], what="the correction")
     assert f'<replace xmlns="urn:xmpp:message-correct:0" id="{msg_id}" />' in correction[0]
     assert "<body>Meet me at ten</body>" in correction[0]
-    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
-    assert states(courier, alice) == {msg_id: "held"}  # absorbed into the held message
-
-    b = await connect(bob)
-    got = await b.next_message()
-    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
-    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    assert await wire_to_marker(b, p, alice, "Got it?") == ["body:Meet me at ten", "body:Got it?"]  # nothing between
+    await corrected_when_online(courier, connect, p, alice, bob, msg_id, "Meet me at ten")
 
 
 async def test_recall_by_picking_from_the_list(courier, stack, users, connect, poezio) -> None:

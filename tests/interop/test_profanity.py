@@ -14,7 +14,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .conftest import PASSWORD, courier_edited, eventually, installed, states, wire, wire_to_marker
+from .conftest import PASSWORD, corrected_when_online, eventually, installed, states, wire, wire_to_marker
 from .profanity import Profanity
 
 
@@ -50,14 +50,7 @@ async def test_hold_and_correct(courier, users, connect, profanity) -> None:
     correction = [s for s in p.sent() if "message-correct" in s][0]
     assert f'<replace id="{msg_id}" xmlns="urn:xmpp:message-correct:0"/>' in correction
     assert "<body>Meet me at ten</body>" in correction
-    await eventually(lambda: courier_edited(courier, alice, msg_id), what="the correction absorbed")
-    assert states(courier, alice) == {msg_id: "held"}  # absorbed, not passed on
-
-    b = await connect(bob)
-    got = await b.next_message()
-    assert (str(got["from"]), got["id"], got["body"]) == (alice, msg_id, "Meet me at ten")
-    assert got.xml.find("{urn:xmpp:message-correct:0}replace") is None
-    assert await wire_to_marker(b, p, alice) == ["body:Meet me at ten", "body:marker"]  # nothing else came
+    await corrected_when_online(courier, connect, p, alice, bob, msg_id, "Meet me at ten")
 
 
 async def test_commands_single_stage_and_settings_form(courier, stack, users, connect, profanity) -> None:
