@@ -74,3 +74,17 @@ async def connect(stack: prosody.ProsodySetup) -> AsyncIterator[Callable[..., ob
 def read_store(courier: CourierProcess) -> Any:
     """A read-only view of Courier's store beside the running process (SQLite's WAL allows it)."""
     return storeview.connect(courier.db, read_only=True)
+
+
+@pytest.fixture
+def with_commands(connect):
+    async def make(*jids):
+        clients = []
+        for jid in jids:
+            c = await connect(jid)
+            c.register_plugin("xep_0004")
+            c.register_plugin("xep_0050")
+            clients.append(c)
+        return clients
+
+    return make

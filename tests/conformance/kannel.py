@@ -12,15 +12,23 @@ after a restart, so any test's event loop can use it.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+import pytest
+
+from component import prosody
 from component.sms import sandbox
+from component.xep import sms as xep_sms
+
+from .xmpp import CourierProcess
 
 
 @dataclass(frozen=True)
@@ -170,3 +178,59 @@ class Kannel:
         }
         env.update(extra)
         return env
+
+
+# -- Courier with SMS, and a user with a verified number ------------------------------------
+
+GATEWAY = "+12025550100"  # sms.sender: the gateway's own number
+
+
+_numbers = itertools.count(101)
+
+
+def new_number() -> str:
+    """A fresh, valid number per use (+1 202 555 01xx: reserved for fiction, valid for libphonenumber)."""
+    return f"+1202555{next(_numbers):04d}"
+
+
+@pytest.fixture(scope="session")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kannel]:
+    k = Kannel(tmp_path_factory.mktemp("kannel")).start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="session")
+def network(kannel: Kannel) -> Iterator[PhoneNetwork]:
+    net = PhoneNetwork(kannel.setup.smsc_port)
+    net.wait_connected()
+    yield net
+    net.close()
+
+
+def sms_process(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
+    """Courier with SMS on, pointed at *kannel*; not started yet (``start()``, or ``start_async()`` in a test)."""
+    return CourierProcess(stack, workdir, **kannel.courier_env(COURIER_SMS_SENDER=GATEWAY, **env))
+
+
+def sms_courier(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
+    return sms_process(stack, kannel, workdir, **env).start()
+
+
+async def verified(client, component: str, network: PhoneNetwork, number: str) -> None:
+    """Register *number* through courier-sms IQs; the code travels through Kannel."""
+    plugin = client.plugin["courier_sms"]
+    answer = await plugin.register_phone(component, number, timeout=5)
+    assert answer["sms_phone"]["pending"] == number
+    code_sms = await network.wait_for(lambda s: s.recipient == number and "code" in s.text)
+    code = re.search(r"\b(\d{6})\b", code_sms.text)
+    assert code is not None, code_sms.text
+    answer = await plugin.verify_phone(component, code.group(1), timeout=5)
+    assert answer["sms_phone"]["number"] == number
+    assert answer["sms_phone"]["fallback"] is True
+
+
+async def with_sms(connect, jid: str, resource: str = "phone", presence: bool = True):
+    client = await connect(jid, resource, presence)
+    client.register_plugin("courier_sms", module=xep_sms)
+    return client

@@ -3,82 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import sys
-from dataclasses import dataclass
-from typing import Any
 
 from component import prosody
 
-from .conftest import PASSWORD
-from .test_delivery import eventually
-from .xmpp import REPO
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def objects(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
-
-
-def argv(stack: prosody.ProsodySetup, jid: str, command: str, *args: str, password: str = PASSWORD) -> list[str]:
-    return [
-        sys.executable, "-m", "component", "client", command,
-        "--jid", jid, "--password", password, "--port", str(stack.c2s_port), "--timeout", "5", *args,
-    ]  # fmt: skip
-
-
-async def spawn(command: list[str]) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
-    return await asyncio.create_subprocess_exec(
-        *command, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-
-
-async def cli(stack: prosody.ProsodySetup, jid: str, command: str, *args: str, password: str = PASSWORD) -> Result:
-    proc = await spawn(argv(stack, jid, command, *args, password=password))
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)  # a cold start on a loaded machine
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-class Streaming:
-    """A running ``send --watch`` / ``watch`` whose JSON lines are read as they come."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[dict[str, Any]] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            self.lines.append(json.loads(line))
-
-    def states(self) -> list[str]:
-        return [x["state"] for x in self.lines if x["type"] == "report"]
-
-    async def interrupt(self) -> Result:
-        """Ctrl-C: the tool logs out and exits 0."""
-        self.proc.send_signal(signal.SIGINT)
-        assert self.proc.stderr is not None
-        try:
-            await asyncio.wait_for(asyncio.gather(self.proc.wait(), self._reader), 5)
-        finally:
-            if self.proc.returncode is None:
-                self.proc.kill()
-        return Result(await self.proc.wait(), "", (await self.proc.stderr.read()).decode())
+from .helpers import Streaming, argv, cli, eventually, spawn
 
 
 async def test_send_watch_trace_pending_edit_recall(courier, stack, users, connect) -> None:

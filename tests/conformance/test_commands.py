@@ -7,50 +7,7 @@ import pytest
 
 from component.commands import all_commands
 
-from .test_delivery import eventually, states
-
-
-async def execute(client, component: str, node: str, action=None, sessionid=None, values=None, echo=None):
-    """One XEP-0050 request the way a given client sends it."""
-    iq = client.make_iq_set(ito=component)
-    iq["command"]["node"] = node
-    if action:
-        iq["command"]["action"] = action
-    if sessionid:
-        iq["command"]["sessionid"] = sessionid
-    if echo is not None:  # Gajim/nbxmpp: the whole form back, labels and options included
-        form = echo
-        form["type"] = "submit"
-        for var, value in (values or {}).items():
-            form.get_fields()[var]["value"] = value
-        iq["command"].append(form)
-    elif values is not None:
-        form = client.plugin["xep_0004"].make_form(ftype="submit")
-        for var, value in values.items():
-            form.add_field(var=var, value=value)
-        iq["command"].append(form)
-    return (await iq.send(timeout=5))["command"]
-
-
-async def bot(client, component: str, text: str) -> str:
-    client.chat(component, text, origin_id=False)
-    reply = await client.next_message()
-    assert reply["from"].bare == component
-    return reply["body"]
-
-
-@pytest.fixture
-def with_commands(connect):
-    async def make(*jids):
-        clients = []
-        for jid in jids:
-            c = await connect(jid)
-            c.register_plugin("xep_0004")
-            c.register_plugin("xep_0050")
-            clients.append(c)
-        return clients
-
-    return make
+from .helpers import bot, eventually, execute, states
 
 
 async def test_commands_are_listed_and_advertised(courier, stack, users, with_commands) -> None:

@@ -5,40 +5,10 @@ Real Prosody (Debian), real Courier process, real slixmpp clients.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 
-from .conftest import read_store
+from .helpers import eventually, hops, states
 from .xmpp import CourierProcess
-
-
-async def eventually(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def states(courier: CourierProcess, sender: str) -> dict[str, str]:
-    with read_store(courier) as db:
-        return {
-            r["msg_id"]: r["state"] for r in db.execute("SELECT msg_id, state FROM messages WHERE sender=?", (sender,))
-        }
-
-
-def hops(courier: CourierProcess, sender: str, msg_id: str) -> list[tuple[str, float, str]]:
-    with read_store(courier) as db:
-        rows = db.execute(
-            "SELECT h.label, h.at, h.place FROM hops h JOIN messages m ON m.seq = h.message_seq "
-            "WHERE m.sender=? AND m.msg_id=? ORDER BY h.id",
-            (sender, msg_id),
-        )
-        return [(r["label"], r["at"], r["place"]) for r in rows]
 
 
 async def test_offline_recipient_gets_one_corrected_message_and_nothing_recalled(courier, users, connect) -> None:

@@ -17,9 +17,7 @@ from component.xep import drafts as xep_drafts
 from component.xep.drafts import NS, DraftInfo, TriggerInfo
 
 from .conftest import read_store
-from .test_cli import cli
-from .test_commands import execute
-from .test_delivery import eventually
+from .helpers import cli, eventually, execute
 from .xmpp import Client, CourierProcess
 
 

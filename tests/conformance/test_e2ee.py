@@ -9,38 +9,29 @@ from collections.abc import Callable
 from xml.etree import ElementTree as ET
 
 import pytest
-from slixmpp import Message
 from slixmpp.exceptions import IqError
 
 from component.xep import e2ee
 
-from .test_cli import cli
-from .test_commands import bot, execute
-from .test_delivery import eventually, hops, states
-from .test_lists import owner
-from .xmpp import Client
-
-# The fallback bodies the clients send (Conversations', QXmpp's, XEP-0374's example).
-OMEMO_FALLBACK = (
-    "I sent you an OMEMO encrypted message but your client doesn’t seem to support that. "
-    "Find more information on https://conversations.im/omemo"
+from .helpers import (
+    NEW,
+    OLD,
+    OMEMO_FALLBACK,
+    bot,
+    cli,
+    encrypted,
+    eventually,
+    execute,
+    fallback_body,
+    hops,
+    omemo_legacy,
+    owner,
+    payload_text,
+    states,
 )
+
 OMEMO2_FALLBACK = "This message is encrypted with OMEMO 2 but could not be decrypted"
 OPENPGP_FALLBACK = "This message is encrypted using OpenPGP for XMPP."
-
-
-def omemo_legacy(payload: str) -> list[ET.Element]:
-    """Conversations: ``<encrypted>`` with header (keys, iv) and payload, the EME hint, fallback body."""
-    return [
-        ET.fromstring(
-            f"<encrypted xmlns='{e2ee.NS_OMEMO_LEGACY}'><header sid='27183'>"
-            f"<key rid='31415'>MwohBcJzhALU5ZiB{payload[:6]}</key>"
-            f"<key prekey='true' rid='12321'>MwohBRb3d8Ks{payload[:6]}</key>"
-            f"<iv>8/pXK3Y8y8gKu{payload[:3]}</iv></header><payload>{payload}</payload></encrypted>"
-        ),
-        ET.fromstring(f"<encryption xmlns='{e2ee.NS_EME}' name='OMEMO' namespace='{e2ee.NS_OMEMO_LEGACY}'/>"),
-        _body(OMEMO_FALLBACK),
-    ]
 
 
 def omemo2(payload: str) -> list[ET.Element]:
@@ -53,7 +44,7 @@ def omemo2(payload: str) -> list[ET.Element]:
             f"</header><payload>{payload}</payload></encrypted>"
         ),
         ET.fromstring(f"<encryption xmlns='{e2ee.NS_EME}' name='OMEMO 2' namespace='{e2ee.NS_OMEMO2}'/>"),
-        _body(OMEMO2_FALLBACK),
+        fallback_body(OMEMO2_FALLBACK),
         ET.fromstring(f"<fallback xmlns='{e2ee.NS_FALLBACK}' for='{e2ee.NS_OMEMO2}'/>"),
     ]
 
@@ -63,7 +54,7 @@ def openpgp(payload: str) -> list[ET.Element]:
     return [
         ET.fromstring(f"<openpgp xmlns='{e2ee.NS_OPENPGP}'>{payload}</openpgp>"),
         ET.fromstring(f"<encryption xmlns='{e2ee.NS_EME}' namespace='{e2ee.NS_OPENPGP}'/>"),
-        _body(OPENPGP_FALLBACK),
+        fallback_body(OPENPGP_FALLBACK),
     ]
 
 
@@ -72,35 +63,6 @@ SHAPES: dict[str, Callable[[str], list[ET.Element]]] = {
     "omemo-2": omemo2,
     "openpgp": openpgp,
 }
-OLD, NEW = "T0xEIHBheWxvYWQgbWVldCBhdCBuaW5l", "TkVXIHBheWxvYWQgbWVldCBhdCB0ZW4="
-
-
-def _body(text: str) -> ET.Element:
-    body = ET.Element("{jabber:client}body")
-    body.text = text
-    return body
-
-
-def encrypted(client: Client, to: str, msg_id: str, parts: list[ET.Element], replace: str | None = None) -> Message:
-    """Send an encrypted message the way the clients do: receipt request, markable, origin-id,
-    the encrypted element(s), a store hint; a correction carries ``<replace/>`` outside them."""
-    msg = client.make_message(mto=to, mtype="chat")
-    msg["id"] = msg_id
-    msg["request_receipt"] = True
-    msg.xml.append(ET.Element("{urn:xmpp:chat-markers:0}markable"))
-    msg["origin_id"]["id"] = msg_id
-    for part in parts:
-        msg.xml.append(part)
-    msg.xml.append(ET.Element("{urn:xmpp:hints}store"))
-    if replace:
-        msg["replace"]["id"] = replace
-    msg.send()
-    return msg
-
-
-def payload_text(msg: Message) -> list[str]:
-    """The payload(s) a recipient's client would decrypt."""
-    return [p.text or "" for p in msg.xml.iter() if p.tag.endswith("}payload") or p.tag.endswith("}openpgp")]
 
 
 def shape_of(element: ET.Element) -> tuple[object, ...]:

@@ -9,11 +9,7 @@ from slixmpp.exceptions import IqError
 
 from component.xep import hops
 
-from .test_delivery import eventually
-
-
-def report_states(client) -> list[str]:
-    return [r["hops_report"]["state"] for r in client.reports]
+from .helpers import eventually, eventually_async, report_states
 
 
 async def test_sender_who_asks_sees_every_hop_once_and_in_order(courier, stack, users, connect) -> None:
@@ -124,22 +120,7 @@ async def test_trace_from_another_device_and_nobody_else(courier, stack, users, 
 
 
 async def eventually_trace(trace, client, msg_id, state):
-    result = None
-
-    async def check():
-        nonlocal result
-        result = await trace(client, msg_id)
-        return result["state"] == state
-
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + 5
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"trace never reached {state}: {result}")
-        await asyncio.sleep(0.05)
-    return result
+    return await eventually_async(lambda: trace(client, msg_id), lambda r: r["state"] == state, what=f"trace {state}")
 
 
 async def test_pending_recall_and_edit_by_iq(courier, stack, users, connect) -> None:
@@ -180,20 +161,6 @@ async def test_pending_recall_and_edit_by_iq(courier, stack, users, connect) -> 
     with pytest.raises(IqError) as err:
         await hops_a.recall(stack.component, "p1")
     assert err.value.iq["error"]["condition"] == "not-allowed"
-
-
-async def eventually_async(fetch, ok, timeout: float = 5.0):
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never satisfied: {value}")
-        await asyncio.sleep(0.05)
 
 
 async def test_forged_reports_are_stripped_before_delivery(courier, users, connect) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from slixmpp.exceptions import IqError
 
-from .test_delivery import eventually
+from .helpers import eventually
 from .xmpp import CourierProcess
 
 

@@ -8,43 +8,16 @@ status and can recall the whole fan-out.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from slixmpp import Message
 from slixmpp.exceptions import IqError
 
-from component.xep import lists as xep_lists
 from component.xep.lists import NS
 
-from .test_cli import cli
-from .test_commands import bot, execute
-from .test_delivery import eventually, states
-from .xmpp import Client, CourierProcess
+from .helpers import bot, cli, eventually, execute, message_where, owner, states
+from .xmpp import CourierProcess
 
 NS_ADDRESS = "http://jabber.org/protocol/address"
-
-
-async def owner(connect, jid: str, resource: str = "phone") -> Client:
-    """A client that speaks courier-lists (and XEP-0050 for the ad-hoc commands)."""
-    client = await connect(jid, resource)
-    client.register_plugin("courier_lists", module=xep_lists)
-    for plugin in ("xep_0004", "xep_0033", "xep_0050"):
-        client.register_plugin(plugin)
-    return client
-
-
-async def message_where(client: Client, check: Callable[[Message], bool], timeout: float = 5) -> Message:
-    """The first message (already received or arriving) that passes *check*; others stay."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        for msg in client.all_received:
-            if check(msg):
-                return msg
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no such message; got {[str(m) for m in client.all_received]}")
-        await asyncio.sleep(0.05)
 
 
 def counts(iq) -> dict[str, int]:

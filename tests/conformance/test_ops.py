@@ -8,59 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
-import aiohttp
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from component import prosody
 from tests import pgserver
 
-from .test_commands import bot, execute
-from .test_delivery import eventually, states
+from .helpers import bot, eventually, execute, scrape, states
 from .xmpp import REPO, CourierProcess
-
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-
-
-class Scrape(dict):
-    """One /metrics scrape, parsed by prometheus_client's OpenMetrics parser: (name, labels) → value."""
-
-    def total(self, name: str) -> float:
-        return sum(v for (n, _), v in self.items() if n == name)
-
-    def one(self, name: str, **labels: str) -> float:
-        return self[(name, tuple(sorted(labels.items())))]
-
-
-async def scrape(port: int) -> Scrape:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/metrics", headers={"Accept": OPENMETRICS}) as response,
-    ):
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
-        text = await response.text()
-    assert text.endswith("# EOF\n")
-    result = Scrape()
-    for family in text_string_to_metric_families(text):  # raises on anything that is not OpenMetrics
-        for s in family.samples:
-            result[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return result
-
-
-async def scrape_until(port: int, check: Callable[[Scrape], bool], timeout: float = 10, what: str = "") -> Scrape:
-    """Scrape until *check* holds (figures that follow an event outside Courier, e.g. the gateway's answer)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        figures = await scrape(port)
-        if check(figures):
-            return figures
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from component import prosody
 
-from .test_ops import scrape, scrape_until
-from .test_sms import kannel, network, new_number, sms_process, verified, with_sms
+from .helpers import scrape, scrape_until
+from .kannel import kannel, network, new_number, sms_process, verified, with_sms
 
 __all__ = ["kannel", "network"]  # the session's Kannel and phone network, as in test_sms
 

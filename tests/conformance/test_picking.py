@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from .test_commands import bot, execute
-from .test_commands import with_commands as with_commands  # noqa: F401 (the fixture)
-from .test_delivery import eventually, states
+from .helpers import bot, eventually, execute, states
 
 
 async def test_recall_and_edit_offer_the_pending_messages_to_pick(courier, stack, users, with_commands) -> None:

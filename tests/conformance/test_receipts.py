@@ -6,34 +6,7 @@ import pytest
 
 from component.xep import receipts
 
-from .test_delivery import eventually
-
-
-def from_user(client, jid: str) -> list[str]:
-    """What reached *client* from *jid*, in order: "receipt:ID", "displayed:ID", "body:TEXT"."""
-    seen = []
-    for m in client.all_received:
-        if m["from"].bare != jid:
-            continue
-        if m["receipt"]:
-            seen.append(f"receipt:{m['receipt']}")
-        elif m.xml.find("{urn:xmpp:chat-markers:0}displayed") is not None:
-            seen.append(f"displayed:{m.xml.find('{urn:xmpp:chat-markers:0}displayed').get('id')}")
-        elif m["body"]:
-            seen.append(f"body:{m['body']}")
-    return seen
-
-
-async def marker_from(sender, receiver, receiver_jid: str, sender_jid: str, text: str) -> None:
-    """*sender* writes *text* to *receiver*, and it arrives: Courier passes a user's stanzas on in
-    the order it gets them (acknowledgements at once, messages after their commit), so whatever
-    *sender* sent before has reached *receiver* by then — or never will."""
-    sender.chat(receiver_jid, text, origin_id=False)
-    await eventually(lambda: from_user(receiver, sender_jid)[-1:] == [f"body:{text}"], what=f"marker {text!r}")
-
-
-def reports(client) -> list[str]:
-    return [r["hops_report"]["state"] for r in client.reports]
+from .helpers import eventually, report_states, wire, wire_to_marker
 
 
 async def courier_notices(client, component: str) -> list[tuple[str, str]]:
@@ -78,14 +51,14 @@ async def test_policy_matrix(courier, stack, users, connect, receipt_clients, po
     msg.enable("markable")
     msg.send()
     if not online:
-        await eventually(lambda: reports(a) == ["sent", "cached"], what="sent, cached")
+        await eventually(lambda: report_states(a) == ["sent", "cached"], what="sent, cached")
         b = await receipt_clients(bob, "desk")
     got = await b.next_message()
     assert got["body"] == "Did you get this?"
     # refuse: Bob's client never sees a receipt request
     asked = got["request_receipt"] or got.xml.find("{urn:xmpp:chat-markers:0}markable") is not None
     assert asked == (policy != "refuse")
-    await eventually(lambda: "released" in reports(a), what="released")
+    await eventually(lambda: "released" in report_states(a), what="released")
 
     # Bob's client does what clients do: an automatic receipt, then a displayed marker
     receipt = b.make_message(mto=got["from"], mtype="chat")
@@ -93,10 +66,9 @@ async def test_policy_matrix(courier, stack, users, connect, receipt_clients, po
     receipt.send()
     b.plugin["xep_0333"].send_marker(got["from"], "m1", "displayed")
     expected_stanzas, expected_reports = EXPECTED[policy]
-    await marker_from(b, a, alice, bob, "marker")  # and nothing else comes before it
-    assert from_user(a, bob) == [*expected_stanzas, "body:marker"]
+    assert await wire_to_marker(a, b, bob) == [*expected_stanzas, "body:marker"]  # and nothing else before it
     before = ["sent", "cached", "released"] if not online else ["sent", "released"]
-    await eventually(lambda: reports(a) == before + expected_reports, what=f"{expected_reports}")
+    await eventually(lambda: report_states(a) == before + expected_reports, what=f"{expected_reports}")
     notices = await courier_notices(a, stack.component)
     assert notices == ([(bob, "refuse")] if policy == "refuse" else [])
     assert c.all_received == [] and c.reports == []  # nothing leaks to anyone else
@@ -143,12 +115,11 @@ async def test_manual_confirm_by_bot_sends_the_receipt(courier, stack, users, re
     auto = b.make_message(mto=got["from"], mtype="chat")
     auto["receipt"] = "sign-1"
     auto.send()  # withheld
-    await marker_from(b, a, alice, bob, "marker")
-    assert from_user(a, bob) == ["body:marker"]
+    assert await wire_to_marker(a, b, bob) == ["body:marker"]
     b.chat(stack.component, "confirm sign-1", origin_id=False)
     assert (await b.next_message())["body"] == f"Receipt sent to {alice}.\nFor “Sign here” (id sign-1)."
-    await eventually(lambda: from_user(a, bob) == ["body:marker", "receipt:sign-1"], what="confirmed receipt")
-    await eventually(lambda: reports(a)[-1:] == ["received"], what="received report")
+    await eventually(lambda: wire(a, bob) == ["body:marker", "receipt:sign-1"], what="confirmed receipt")
+    await eventually(lambda: report_states(a)[-1:] == ["received"], what="received report")
     b.chat(stack.component, "confirm nope", origin_id=False)
     assert (await b.next_message())["body"] == "You received no message with the id nope."
 
@@ -161,7 +132,7 @@ async def test_message_to_a_nonexistent_user_fails_once(courier, stack, users, r
     msg["id"] = "ghost-1"
     msg["request_receipt"] = True
     msg.send()
-    await eventually(lambda: reports(a) == ["sent", "failed"], what="sent, failed")
+    await eventually(lambda: report_states(a) == ["sent", "failed"], what="sent, failed")
     failed = a.reports[-1]["hops_report"]
     assert failed["note"] == "item-not-found: no such user"
     await eventually(lambda: any(m["type"] == "error" for m in a.all_received), what="Prosody's error")
@@ -175,7 +146,7 @@ async def test_message_to_a_nonexistent_user_fails_once(courier, stack, users, r
     errors = [m for m in a.all_received if m["type"] == "error"]
     assert [(m["id"], m["from"].bare) for m in errors] == [("ghost-1", ghost), ("ghost-2", ghost)]
     assert errors[0]["error"]["condition"] == "service-unavailable"
-    await eventually(lambda: reports(a) == ["sent", "failed", "sent", "failed"], what="sent, failed twice")
+    await eventually(lambda: report_states(a) == ["sent", "failed", "sent", "failed"], what="sent, failed twice")
 
 
 async def test_no_reports_when_the_sender_asks_for_none(courier, stack, users, receipt_clients, connect) -> None:
@@ -191,5 +162,5 @@ async def test_no_reports_when_the_sender_asks_for_none(courier, stack, users, r
     assert got.xml.find(f"{{{receipts.NS}}}no-request") is None
     a.chat(bob, "Reported", "rep-2")
     await b.next_message()
-    await eventually(lambda: reports(a) == ["sent", "released"], what="reports for the second only")
+    await eventually(lambda: report_states(a) == ["sent", "released"], what="reports for the second only")
     assert {r["hops_report"]["id"] for r in a.reports} == {"rep-2"}

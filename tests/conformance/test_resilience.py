@@ -13,7 +13,7 @@ import pytest
 
 from component.xep.route.stanza import NS as ROUTE
 
-from .test_delivery import eventually, states
+from .helpers import eventually, states
 
 
 async def test_sigkill_mid_burst_then_restart_delivers_every_message_once(courier, stack, users, connect) -> None:

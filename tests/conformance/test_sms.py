@@ -4,7 +4,6 @@ port.  Kannel is installed by scripts/install-system.sh: these tests never skip.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,43 +15,11 @@ from component import prosody
 from component.xep import sms as xep_sms
 
 from .conftest import read_store
-from .kannel import Kannel, PhoneNetwork
-from .test_delivery import eventually
-from .test_e2ee import OLD, OMEMO_FALLBACK, encrypted, omemo_legacy, payload_text
-from .test_hops import report_states
+from .helpers import OLD, OMEMO_FALLBACK, encrypted, eventually, omemo_legacy, payload_text, report_states
+from .kannel import GATEWAY, Kannel, PhoneNetwork, kannel, network, new_number, sms_courier, verified, with_sms
 from .xmpp import CourierProcess
 
-GATEWAY = "+12025550100"  # sms.sender: the gateway's own number
-_numbers = itertools.count(101)
-
-
-def new_number() -> str:
-    """A fresh, valid number per use (+1 202 555 01xx: reserved for fiction, valid for libphonenumber)."""
-    return f"+1202555{next(_numbers):04d}"
-
-
-@pytest.fixture(scope="session")
-def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kannel]:
-    k = Kannel(tmp_path_factory.mktemp("kannel")).start()
-    yield k
-    k.stop()
-
-
-@pytest.fixture(scope="session")
-def network(kannel: Kannel) -> Iterator[PhoneNetwork]:
-    net = PhoneNetwork(kannel.setup.smsc_port)
-    net.wait_connected()
-    yield net
-    net.close()
-
-
-def sms_process(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
-    """Courier with SMS on, pointed at *kannel*; not started yet (``start()``, or ``start_async()`` in a test)."""
-    return CourierProcess(stack, workdir, **kannel.courier_env(COURIER_SMS_SENDER=GATEWAY, **env))
-
-
-def sms_courier(stack: prosody.ProsodySetup, kannel: Kannel, workdir: Path, **env: str) -> CourierProcess:
-    return sms_process(stack, kannel, workdir, **env).start()
+__all__ = ["kannel", "network"]  # the session's Kannel and phone network (tests/conformance/kannel.py)
 
 
 @pytest.fixture
@@ -71,25 +38,6 @@ def fallback_states(process: CourierProcess, number: str) -> list[str]:
     with read_store(process) as db:
         query = "SELECT state FROM sms_outbox WHERE purpose='fallback' AND recipient=? ORDER BY id"
         return [r[0] for r in db.execute(query, (number,))]
-
-
-async def verified(client, component: str, network: PhoneNetwork, number: str) -> None:
-    """Register *number* through courier-sms IQs; the code travels through Kannel."""
-    plugin = client.plugin["courier_sms"]
-    answer = await plugin.register_phone(component, number, timeout=5)
-    assert answer["sms_phone"]["pending"] == number
-    code_sms = await network.wait_for(lambda s: s.recipient == number and "code" in s.text)
-    code = re.search(r"\b(\d{6})\b", code_sms.text)
-    assert code is not None, code_sms.text
-    answer = await plugin.verify_phone(component, code.group(1), timeout=5)
-    assert answer["sms_phone"]["number"] == number
-    assert answer["sms_phone"]["fallback"] is True
-
-
-async def with_sms(connect, jid: str, resource: str = "phone", presence: bool = True):
-    client = await connect(jid, resource, presence)
-    client.register_plugin("courier_sms", module=xep_sms)
-    return client
 
 
 async def offline_with_fallback(stack, users, connect, network):

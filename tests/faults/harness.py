@@ -128,14 +128,6 @@ class Proxy:
             self.server.close()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def burst(sender: Client, to: str, total: int, prefix: str) -> list[str]:
     """Send *total* chat messages (id = origin-id) as fast as the client can."""
     ids = [f"{prefix}{i}" for i in range(total)]

@@ -12,7 +12,9 @@ import os
 import signal
 from collections import Counter
 
-from .harness import Proxy, Stack, account, burst, collect_until, fallbacks, settle, stored_ids, wait_for
+from tests.conformance.helpers import eventually
+
+from .harness import Proxy, Stack, account, burst, collect_until, fallbacks, settle, stored_ids
 
 
 async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignore[no-untyped-def]
@@ -22,7 +24,7 @@ async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignor
 
 async def _reconnected(stack: Stack, times: int) -> None:
     assert stack.courier is not None
-    await wait_for(lambda: stack.courier.log_text().count("connected to") >= times, 30, "Courier reconnected")
+    await eventually(lambda: stack.courier.log_text().count("connected to") >= times, 30, "Courier reconnected")
 
 
 async def test_prosody_sigkill_mid_burst_online_recipient(fault_stack: Stack) -> None:
@@ -31,7 +33,7 @@ async def test_prosody_sigkill_mid_burst_online_recipient(fault_stack: Stack) ->
     alice, bob = s.adduser("alice", "bob")
     a, b = await s.connect(alice), await s.connect(bob)
     sent = burst(a, bob, 1000, "pk")
-    await wait_for(lambda: b.received.qsize() >= 200, 30, "200 delivered before the kill")
+    await eventually(lambda: b.received.qsize() >= 200, 30, "200 delivered before the kill")
     s.kill_prosody()
     seen: Counter[str] = Counter()
     await _drain(b, seen)
@@ -55,7 +57,7 @@ async def test_courier_sigkill_mid_burst_online_and_offline_recipients(fault_sta
     a, b = await s.connect(alice), await s.connect(bob)
     to_bob = burst(a, bob, 600, "ck-b")
     to_carol = burst(a, carol, 600, "ck-c")  # carol is offline: held by Courier (or Prosody's offline store)
-    await wait_for(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
+    await eventually(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
     courier.kill()
     await courier.start_async()
     a.chat(bob, "end", "ck-b-end")
@@ -80,7 +82,7 @@ async def test_component_connection_dropped_mid_burst(fault_stack: Stack) -> Non
         alice, bob = s.adduser("alice", "bob")
         a, b = await s.connect(alice), await s.connect(bob)
         sent = burst(a, bob, 1000, "cd")
-        await wait_for(lambda: b.received.qsize() >= 150, 30, "150 delivered before the drop")
+        await eventually(lambda: b.received.qsize() >= 150, 30, "150 delivered before the drop")
         proxy.cut()
         await _reconnected(s, 2)
         a.chat(bob, "end", "cd-end")
@@ -144,7 +146,7 @@ async def test_courier_frozen_messages_fall_back_once_and_late_releases_are_drop
     seen: Counter[str] = Counter()
     try:
         sent = burst(a, bob, 20, "fz")
-        await wait_for(lambda: b.received.qsize() >= 20, 30, "the fallback deliveries")
+        await eventually(lambda: b.received.qsize() >= 20, 30, "the fallback deliveries")
         await _drain(b, seen)
     finally:
         os.kill(courier.proc.pid, signal.SIGCONT)  # it stores the hand-offs it had read, then learns of the fallback

@@ -19,9 +19,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from component import prosody
 from component.standby import LOST_LEASE_EXIT
 from tests import pgserver, storeview
+from tests.conformance.helpers import eventually
 from tests.conformance.xmpp import REPO, CourierProcess
 
-from .harness import Stack, account, burst, collect_until, settle, wait_for
+from .harness import Stack, account, burst, collect_until, settle
 
 HOLDERS = (
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -90,10 +91,10 @@ async def test_standby_takes_over_within_10s_of_a_sigkill_mid_burst(fault_stack:
         assert (await bot(d, s.setup.component, f"draft {carol} when-from {bob} Tell carol")).startswith("Draft 1")
         to_bob = burst(a, bob, 600, "sb-b")
         to_carol = burst(a, carol, 600, "sb-c")  # carol is offline: held by Courier (or Prosody's offline store)
-        await wait_for(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
+        await eventually(lambda: b.received.qsize() >= 100, 30, "100 delivered before the kill")
         active.kill()
         killed = time.monotonic()
-        await wait_for(lambda: "connected to" in standby.log_text(), 10, "the standby connected within 10 s")
+        await eventually(lambda: "connected to" in standby.log_text(), 10, "the standby connected within 10 s")
         took = time.monotonic() - killed
         a.chat(bob, "end", "sb-b-end")
         seen_b: Counter[str] = Counter()
@@ -136,11 +137,11 @@ async def test_two_actives_are_impossible_and_a_lost_lease_disconnects_at_once(f
         await asyncio.to_thread(pgserver.server().psql, url, f"SELECT pg_terminate_backend(pid) FROM ({HOLDERS}) AS h")
         cut = time.monotonic()
         assert active.proc is not None
-        await wait_for(lambda: active.proc is not None and active.proc.poll() is not None, 5, "the active one exited")
+        await eventually(lambda: active.proc is not None and active.proc.poll() is not None, 5, "the active one exited")
         gone = time.monotonic() - cut
         assert active.proc.returncode == LOST_LEASE_EXIT
         assert "Lease of" in active.log_text() and "lost" in active.log_text()
-        await wait_for(lambda: "connected to" in standby.log_text(), 10, "the standby took over")
+        await eventually(lambda: "connected to" in standby.log_text(), 10, "the standby took over")
         a.chat(bob, "two", "two-2")
         assert (await b.next_message(20))["id"] == "two-2"
         code, lines = await status(standby)  # the same port now serves the active Courier's figures

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conformance.test_delivery import eventually, states
+from tests.conformance.helpers import eventually, states
 from tests.conformance.xmpp import CourierProcess
 
 from .harness import fallbacks

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from component import prosody
-from tests.conformance.test_delivery import eventually, states
+from tests.conformance.helpers import eventually, states
 from tests.conformance.xmpp import Client, CourierProcess
 
 PASSWORD = "pw-4-tests"

@@ -15,7 +15,7 @@ from slixmpp.exceptions import IqError
 
 from component.namespaces import NS_BASE, NS_FEDERATION, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
-from tests.conformance.test_delivery import eventually, states
+from tests.conformance.helpers import eventually, states
 from tests.federation.conftest import corrected_and_retracted_offline
 
 
@@ -72,7 +72,7 @@ async def test_stock_correction_and_retraction_are_applied_at_b(federation, user
 
 
 def _labels(federation, sender: str, msg_id: str) -> list[tuple[str, str]]:
-    from tests.conformance.test_delivery import hops
+    from tests.conformance.helpers import hops
 
     return [(label, place) for label, _at, place in hops(federation["a.example"].courier, sender, msg_id)]
 
@@ -227,7 +227,7 @@ async def test_reports_chat_says_delivered_when_b_releases_a_cached_message(fede
 
 
 async def test_courier_client_recalls_a_message_held_at_b(federation, users, connect) -> None:
-    from tests.conformance.test_cli import cli
+    from tests.conformance.helpers import cli
 
     alice, bob = users("alice@a.example", "bob@b.example")
     courier_b = federation["b.example"].courier
@@ -240,7 +240,7 @@ async def test_courier_client_recalls_a_message_held_at_b(federation, users, con
 
 
 async def test_adhoc_pending_lists_a_message_held_at_b_and_recalls_it(federation, users, connect) -> None:
-    from tests.conformance.test_commands import execute
+    from tests.conformance.helpers import execute
 
     alice, bob = users("alice@a.example", "bob@b.example")
     courier_b = federation["b.example"].courier

@@ -13,7 +13,7 @@ from slixmpp.exceptions import IqError
 
 from component.xep import federation as xep_federation
 from tests.conformance.conftest import read_store
-from tests.conformance.test_delivery import eventually, hops, states
+from tests.conformance.helpers import eventually, hops, states
 
 
 def token_of(courier, sender: str, msg_id: str) -> str:

@@ -13,7 +13,7 @@ from component.xep import drafts as xep_drafts
 from component.xep import receipts
 from component.xep.drafts import DraftInfo, TriggerInfo
 from tests.conformance.conftest import read_store
-from tests.conformance.test_delivery import eventually, states
+from tests.conformance.helpers import eventually, states
 from tests.federation.conftest import corrected_and_retracted_offline
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conformance.test_delivery import eventually
+from tests.conformance.helpers import eventually
 
 TOTAL = 1000
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conformance.test_delivery import eventually, hops, states
-from tests.conformance.test_receipts import reports
+from tests.conformance.helpers import eventually, hops, report_states, states
 
 
 async def test_message_to_a_nonexistent_remote_user_is_a_failed_hop_reported_to_the_sender(
@@ -25,7 +24,7 @@ async def test_message_to_a_nonexistent_remote_user_is_a_failed_hop_reported_to_
     labels = [(label, place) for label, _at, place in hops(courier_a, alice, "n1")]
     assert labels[-1] == ("failed", "c.example")
     assert ("released", "c.example") in labels
-    await eventually(lambda: "failed" in reports(a), 10, "the failed report")
+    await eventually(lambda: "failed" in report_states(a), 10, "the failed report")
     failed = [r for r in a.reports if r["hops_report"]["state"] == "failed"][0]["hops_report"]
     assert failed["place"] == "c.example"
     assert "service-unavailable" in failed["note"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.test_delivery import eventually, states
-from tests.conformance.test_sms import kannel, network, new_number, sms_courier, verified, with_sms
+from tests.conformance.helpers import eventually, states
+from tests.conformance.kannel import kannel, network, new_number, sms_courier, verified, with_sms
 from tests.conformance.xmpp import CourierProcess
 
 __all__ = ["kannel", "network"]  # session fixtures of tests/conformance/test_sms.py, used here too

@@ -22,7 +22,7 @@ import pytest
 
 from component import prosody
 from tests.conformance.conftest import PASSWORD, connect, courier, users  # noqa: F401  (fixtures)
-from tests.conformance.test_delivery import eventually, hops, states  # noqa: F401  (helpers)
+from tests.conformance.helpers import eventually, hops, states, wire, wire_to_marker  # noqa: F401  (helpers)
 from tests.conformance.xmpp import Client, CourierProcess, Writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,38 +122,6 @@ async def befriend(a: Client, b: Client, timeout: float = 5.0) -> None:
                 break
             assert time.monotonic() < deadline, f"{me.boundjid.bare} and {other.boundjid.bare} not subscribed"
             await asyncio.sleep(0.1)
-
-
-def wire(client: Client, sender: str) -> list[str]:
-    """What *client* got from *sender*, in order: ``body:TEXT``, ``receipt:ID``,
-    ``received:ID`` / ``displayed:ID`` (XEP-0333), ``retract:ID``, ``replace:ID``."""
-    seen = []
-    for m in client.all_received:
-        if m["from"].bare != sender:
-            continue
-        if m["receipt"]:
-            seen.append(f"receipt:{m['receipt']}")
-        for marker in ("received", "displayed", "acknowledged"):
-            el = m.xml.find(f"{{urn:xmpp:chat-markers:0}}{marker}")
-            if el is not None:
-                seen.append(f"{marker}:{el.get('id')}")
-        if m.xml.find("{urn:xmpp:message-retract:1}retract") is not None:
-            seen.append(f"retract:{m['retract']['id']}")
-        elif m.xml.find("{urn:xmpp:message-correct:0}replace") is not None:
-            seen.append(f"replace:{m['replace']['id']}:{m['body']}")
-        elif m["body"]:
-            seen.append(f"body:{m['body']}")
-    return seen
-
-
-async def wire_to_marker(client: Client, sender: Writer, sender_jid: str, marker: str = "marker") -> list[str]:
-    """The positive end of "nothing else arrives": *sender* (a third-party client's driver, or a
-    slixmpp client) writes *marker* to *client*; once it is there, :func:`wire` from *sender_jid*.
-    Courier releases a user's messages to one recipient in order (those held first), so anything
-    unwanted (a second copy, a passed-on correction, a receipt) shows before ``body:MARKER``."""
-    await sender.write(client.boundjid.bare, marker)
-    await eventually(lambda: f"body:{marker}" in wire(client, sender_jid), timeout=10, what=f"the marker {marker!r}")
-    return wire(client, sender_jid)
 
 
 def courier_edited(process: CourierProcess, sender: str, msg_id: str) -> bool:
