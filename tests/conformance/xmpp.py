@@ -153,19 +153,17 @@ class Client(ClientXMPP):
 
     def correct(self, to: str, ref: str, body: str, msg_id: str | None = None) -> Message:
         """A XEP-0308 correction of message *ref*: its new text."""
-        msg = self.make_message(mto=to, mbody=body, mtype="chat")
-        if msg_id:
-            msg["id"] = msg_id
-        msg["replace"]["id"] = ref
-        msg.send()
-        return msg
+        return self._about(to, ref, "replace", body, msg_id)
 
     def retract(self, to: str, ref: str, msg_id: str | None = None, body: str = RETRACTED) -> Message:
         """A XEP-0424 retraction of message *ref*, with the fallback text clients send."""
+        return self._about(to, ref, "retract", body, msg_id)
+
+    def _about(self, to: str, ref: str, plugin: str, body: str, msg_id: str | None) -> Message:
         msg = self.make_message(mto=to, mbody=body, mtype="chat")
         if msg_id:
             msg["id"] = msg_id
-        msg["retract"]["id"] = ref
+        msg[plugin]["id"] = ref
         msg.send()
         return msg
 

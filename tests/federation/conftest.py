@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pytest
 
 from component import prosody
-from tests.conformance.helpers import eventually, states
+from component.namespaces import NS_BASE
+from tests.conformance.helpers import eventually, hops, states
 from tests.conformance.xmpp import Client, CourierProcess
 
 PASSWORD = "pw-4-tests"
@@ -129,3 +130,18 @@ async def corrected_and_retracted_offline(
     assert (got["from"].bare, got["id"], got["body"]) == (who, "m1", "Meet me at ten")
     await b.nothing_before_marker(sender, "After login", timeout=15)
     return b
+
+
+async def trace(client, msg_id: str) -> list[tuple[str, str]]:
+    """Alice's trace of *msg_id*, as her client sees it: (state, place) per hop."""
+    iq = await client.plugin["courier_hops"].get_trace("courier.a.example", msg_id, timeout=10)
+    return [(h["state"], h["place"]) for h in iq["hops_trace"]["hops"]]
+
+
+def ours(msg) -> list[str]:
+    return [child.tag for child in msg.xml.iter() if child.tag.startswith("{" + NS_BASE)]
+
+
+def hop_labels(federation: dict[str, Server], sender: str, msg_id: str) -> list[tuple[str, str]]:
+    """(label, place) of the hops Courier A recorded for *sender*'s *msg_id*."""
+    return [(label, place) for label, _at, place in hops(federation["a.example"].courier, sender, msg_id)]

@@ -13,20 +13,10 @@ from xml.etree import ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
-from component.namespaces import NS_BASE, NS_FEDERATION, NS_ROUTE, TRACKED_TAG
+from component.namespaces import NS_FEDERATION, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
 from tests.conformance.helpers import eventually, states
-from tests.federation.conftest import corrected_and_retracted_offline
-
-
-async def trace(client, msg_id: str) -> list[tuple[str, str]]:
-    """Alice's trace of *msg_id*, as her client sees it: (state, place) per hop."""
-    iq = await client.plugin["courier_hops"].get_trace("courier.a.example", msg_id, timeout=10)
-    return [(h["state"], h["place"]) for h in iq["hops_trace"]["hops"]]
-
-
-def ours(msg) -> list[str]:
-    return [child.tag for child in msg.xml.iter() if child.tag.startswith("{" + NS_BASE)]
+from tests.federation.conftest import corrected_and_retracted_offline, hop_labels, ours, trace
 
 
 async def test_the_senders_trace_lists_every_hop_on_both_servers(federation, users, connect) -> None:
@@ -67,14 +57,8 @@ async def test_stock_correction_and_retraction_are_applied_at_b(federation, user
     alice, bob = users("alice@a.example", "bob@b.example")
     a = await connect(alice)
     await corrected_and_retracted_offline(a, bob, federation["b.example"].courier, connect)  # held at B
-    await eventually(lambda: ("recalled", "b.example") in _labels(federation, alice, "m2"), 10, "m2 recalled at B")
-    assert ("edited", "b.example") in _labels(federation, alice, "m1")
-
-
-def _labels(federation, sender: str, msg_id: str) -> list[tuple[str, str]]:
-    from tests.conformance.helpers import hops
-
-    return [(label, place) for label, _at, place in hops(federation["a.example"].courier, sender, msg_id)]
+    await eventually(lambda: ("recalled", "b.example") in hop_labels(federation, alice, "m2"), 10, "m2 recalled at B")
+    assert ("edited", "b.example") in hop_labels(federation, alice, "m1")
 
 
 async def test_recall_by_command_of_a_message_held_at_b_is_certain(federation, users, connect) -> None:
@@ -197,7 +181,7 @@ async def test_refuse_b_reports_nothing_after_cached(federation, users, connect)
     a = await connect(alice)
     a.chat(bob, "Tell me when you are back", "q1")
     await eventually(lambda: states(courier_b, alice) == {"q1": "held"}, 15, "held at B")
-    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "q1"), 15, "cached reported")
+    await eventually(lambda: ("held", "b.example") in hop_labels(federation, alice, "q1"), 15, "cached reported")
     b = await connect(bob, "laptop")
     assert (await b.next_message(timeout=15))["body"] == "Tell me when you are back"
     await eventually(lambda: states(courier_b, alice) == {"q1": "released"}, 15, "released at B")
@@ -206,8 +190,8 @@ async def test_refuse_b_reports_nothing_after_cached(federation, users, connect)
     d = await connect(dave)
     d.chat(bob, "Dave here", "x1")
     assert (await b.next_message(timeout=15))["body"] == "Dave here"
-    await eventually(lambda: ("released", "b.example") in _labels(federation, dave, "x1")[2:], 15, "dave's hop")
-    assert _labels(federation, alice, "q1") == [("accepted", "a.example"), ("released", "b.example"),
+    await eventually(lambda: ("released", "b.example") in hop_labels(federation, dave, "x1")[2:], 15, "dave's hop")
+    assert hop_labels(federation, alice, "q1") == [("accepted", "a.example"), ("released", "b.example"),
                                                  ("held", "b.example")]  # fmt: skip
 
 
@@ -217,7 +201,7 @@ async def test_reports_chat_says_delivered_when_b_releases_a_cached_message(fede
     a.chat("courier.a.example", "reports chat", origin_id=False)
     assert (await a.next_message(timeout=15))["body"].endswith("Chat reports: on.")
     a.chat(bob, "See you at the station", "c1")
-    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "c1"), 15, "cached at B")
+    await eventually(lambda: ("held", "b.example") in hop_labels(federation, alice, "c1"), 15, "cached at B")
     b = await connect(bob)
     await b.next_message(timeout=15)
     note = await a.next_message(timeout=15)
@@ -248,7 +232,7 @@ async def test_adhoc_pending_lists_a_message_held_at_b_and_recalls_it(federation
     a.register_plugin("xep_0004")
     a.register_plugin("xep_0050")
     a.chat(bob, "Held over there", "p1")
-    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "p1"), 15, "cached at B")
+    await eventually(lambda: ("held", "b.example") in hop_labels(federation, alice, "p1"), 15, "cached at B")
     first = await execute(a, "courier.a.example", "pending")
     assert [o["value"] for o in first["form"].get_fields()["message"]["options"]] == ["p1"]
     done = await execute(

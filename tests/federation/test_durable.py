@@ -15,11 +15,9 @@ from xml.etree import ElementTree as ET
 from component.namespaces import TRACKED_TAG
 from component.util import stamp
 from tests.conformance.conftest import read_store
-from tests.conformance.test_commands import execute
-from tests.conformance.test_delivery import eventually, states
-from tests.conformance.test_lists import owner
+from tests.conformance.helpers import eventually, execute, owner, states
 from tests.conformance.xmpp import CourierProcess
-from tests.federation.test_courier_pair import _labels, ours, trace
+from tests.federation.conftest import hop_labels, ours, trace
 from tests.storeview import connect as open_store
 
 
@@ -129,7 +127,7 @@ async def test_after_a_restart_of_courier_a_a_message_held_at_b_is_pending_and_r
     a.register_plugin("xep_0004")
     a.register_plugin("xep_0050")
     a.chat(bob, "Held over there", "h1")
-    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, "h1"), 15, "cached at B")
+    await eventually(lambda: ("held", "b.example") in hop_labels(federation, alice, "h1"), 15, "cached at B")
     courier_a.stop()
     await courier_a.start_async()
     first = await execute(a, "courier.a.example", "pending")
@@ -158,8 +156,8 @@ async def test_a_list_copy_to_a_remote_member_is_held_at_b_reported_and_recalled
     await eventually(lambda: list(states(courier_b, alice).values()) == ["held"], 15, "the copy held at B")
     (copy_id,) = states(courier_a, alice)
     assert list(states(courier_b, alice)) == [copy_id]  # the very copy A composed
-    await eventually(lambda: ("held", "b.example") in _labels(federation, alice, copy_id), 15, "B reported it")
-    assert [label for label, _p in _labels(federation, alice, copy_id)] == ["accepted", "released", "held"]
+    await eventually(lambda: ("held", "b.example") in hop_labels(federation, alice, copy_id), 15, "B reported it")
+    assert [label for label, _p in hop_labels(federation, alice, copy_id)] == ["accepted", "released", "held"]
     # Alice's own archive and devices have the copy, without the tracking element (for B only)
     carbon = await eventually(lambda: [c for c in laptop.carbons if c["id"] == copy_id], 15, "the carbon")
     assert carbon[0]["body"] == "Across the river" and ours(carbon[0]) == []
