@@ -16,8 +16,9 @@ from pathlib import Path
 from component import prosody
 
 from ..conformance.conftest import PASSWORD
+from ..conformance.helpers import eventually
 from ..conformance.xmpp import Client, CourierProcess
-from .harness import Stack, burst, deliver_all, fallbacks, wait_for
+from .harness import Stack, burst, deliver_all, fallbacks
 
 LIMIT = 25
 PAUSED = re.compile(r"has (\d+) hand-offs not yet answered by Courier \(limit (\d+)\)")
@@ -34,7 +35,7 @@ async def test_a_flooding_sender_is_paused_while_courier_is_frozen_and_nothing_f
         os.kill(courier.proc.pid, signal.SIGSTOP)  # connected but answering nothing: no ack, no ping answer
         try:
             sent = burst(a, bob, 12 * LIMIT, "bp")
-            await wait_for(lambda: PAUSED.search(s.prosody_log()) is not None, 5, "the server to stop reading alice")
+            await eventually(lambda: PAUSED.search(s.prosody_log()) is not None, 5, "the server to stop reading alice")
         finally:
             os.kill(courier.proc.pid, signal.SIGCONT)
         _, duplicated, lost = await deliver_all(
@@ -65,9 +66,9 @@ async def test_a_paused_sender_is_read_again_when_courier_dies_and_nothing_is_lo
         assert courier.proc is not None
         os.kill(courier.proc.pid, signal.SIGSTOP)
         sent = burst(a, bob, 12 * LIMIT, "bk")
-        await wait_for(lambda: PAUSED.search(s.prosody_log()) is not None, 5, "the server to stop reading alice")
+        await eventually(lambda: PAUSED.search(s.prosody_log()) is not None, 5, "the server to stop reading alice")
         courier.kill()  # the paused sender's hand-offs were never stored: re-sent, or delivered normally
-        await wait_for(lambda: "(Courier disconnected)" in s.prosody_log(), 10, "alice read again")
+        await eventually(lambda: "(Courier disconnected)" in s.prosody_log(), 10, "alice read again")
         await courier.start_async()
         name = "Courier SIGKILL while the sender is paused (back-pressure)"
         _, duplicated, lost = await deliver_all(name, b, a, bob, sent, "bk")
@@ -103,7 +104,7 @@ async def test_an_s2s_stream_flooding_a_frozen_courier_is_paused_and_nothing_fal
         os.kill(courier.proc.pid, signal.SIGSTOP)
         try:
             sent = burst(c, "bob@b.example", 12 * LIMIT, "bs")
-            await wait_for(
+            await eventually(
                 lambda: f"c.example has {LIMIT} hand-offs not yet answered" in log.read_text(), 10, "b to pause c"
             )
         finally:
