@@ -9,7 +9,7 @@ from component.store import Store
 from component.store.engine import StoreURLError, _translate, describe, parse_url
 from component.store.opening import migrations
 from tests import pgserver
-from tests.store.test_store import row
+from tests.store.rows import row
 
 
 def test_urls_name_the_engine_and_the_default_is_the_sqlite_file() -> None:

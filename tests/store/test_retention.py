@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from component.delivery.states import Hop, State
 from component.store import Store
-from tests.store.test_store import T0, row
+from tests.store.rows import T0, row
 
 
 async def test_closed_messages_older_than_the_retention_go_with_their_hops_held_ones_stay(store_target) -> None:
