@@ -1,15 +1,18 @@
-"""Tracked-message rows with pinned ids and times, for the store's tests."""
+"""Tracked-message rows with pinned ids and times, and a bounded flush, for the store's tests
+(the fixtures ``db`` and ``store`` are in conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from xml.etree import ElementTree as ET
 
 from component.delivery.states import State
-from component.store import MessageRow
+from component.store import MessageRow, Store
 
 T0 = 1_795_000_000.0  # 2026-11-19, a pinned clock
 JULIET = "juliet@shakespeare.lit"
 ROMEO = "romeo@shakespeare.lit"
+TIMEOUT = 10.0
 
 
 def row(
@@ -56,3 +59,8 @@ def row(
         created=at,
         updated=at,
     )
+
+
+async def flush(store: Store) -> None:
+    """The store's group commit, done (or a failure after TIMEOUT seconds)."""
+    await asyncio.wait_for(store.flush(), TIMEOUT)

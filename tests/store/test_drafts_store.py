@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ JULIET = "juliet@shakespeare.lit"
 ROMEO = "romeo@shakespeare.lit"
 NURSE = "nurse@shakespeare.lit"
 TYBALT = "tybalt@shakespeare.lit"
-
-
-@pytest.fixture
-async def store(store_target: Path) -> AsyncIterator[Store]:
-    s = await Store.open(store_target)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def add(

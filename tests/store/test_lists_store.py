@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +16,6 @@ ROMEO = "romeo@montague.lit"
 NURSE = "nurse@shakespeare.lit"
 TYBALT = "tybalt@shakespeare.lit"
 BIG = 1000
-
-
-@pytest.fixture
-async def store(store_target: Path) -> AsyncIterator[Store]:
-    s = await Store.open(store_target)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def create(store: Store, name: str, key: str, members: list[str], **kw: object) -> object:

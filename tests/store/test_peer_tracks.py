@@ -7,7 +7,7 @@ from pathlib import Path
 
 from component.delivery.states import Hop, State
 from component.store import Store
-from tests.store.test_store import T0, db, flush, row, store  # noqa: F401  (fixtures)
+from tests.store.rows import T0, flush, row
 
 
 async def test_a_peer_track_and_its_hold_survive_a_reopen(db: Path) -> None:  # noqa: F811

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ from component.delivery.states import Hop, State
 from component.store import Store, StoreUnavailable
 from component.store.opening import migrations
 from tests import storeview
-from tests.store.rows import JULIET, ROMEO, T0, row
+from tests.store.rows import JULIET, ROMEO, T0, TIMEOUT, flush, row
 
 BENVOLIO = "benvolio@montague.lit"
-TIMEOUT = 10.0
 
 
 def other_conn(path: Path | str) -> Any:
@@ -27,24 +25,6 @@ def other_conn(path: Path | str) -> Any:
 def count(path: Path, table: str) -> int:
     with other_conn(path) as conn:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-
-
-async def flush(store: Store) -> None:
-    await asyncio.wait_for(store.flush(), TIMEOUT)
-
-
-@pytest.fixture
-def db(store_target: Path) -> Path:
-    return store_target  # a SQLite file, or a PostgreSQL URL (COURIER_TEST_STORE=postgresql)
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[Store]:
-    s = await Store.open(db)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 # -- schema -------------------------------------------------------------------
