@@ -157,16 +157,11 @@ async def test_inbound_sms_and_the_reply(courier, stack, users, connect, network
 async def test_gateway_down_retried_then_failed_or_delivered_once(
     stack, users, connect, network, kannel, tmp_path
 ) -> None:
-    alice, bob = users("alice", "bob")
-    number = new_number()
     process = sms_courier(
         stack, kannel, tmp_path / "courier", COURIER_SMS_MAX_ATTEMPTS="4", COURIER_SMS_RETRY_DELAY="0.4"
     )
     try:
-        b = await with_sms(connect, bob)
-        await verified(b, stack.component, network, number)
-        await b.stop()
-        a = await connect(alice)
+        alice, bob, number, a = await offline_with_fallback(stack, users, connect, network)
         kannel.stop()
         try:
             # Down for good: 4 attempts (0.4 + 0.8 + 1.6 s apart), then failed, and nothing sent.
@@ -203,14 +198,9 @@ async def test_gateway_down_retried_then_failed_or_delivered_once(
 async def test_recipient_back_online_while_the_gateway_is_down_gets_it_over_xmpp(
     stack, users, connect, network, kannel, tmp_path
 ) -> None:
-    alice, bob = users("alice", "bob")
-    number = new_number()
     process = sms_courier(stack, kannel, tmp_path / "courier", COURIER_SMS_RETRY_DELAY="0.3")
     try:
-        b = await with_sms(connect, bob)
-        await verified(b, stack.component, network, number)
-        await b.stop()
-        a = await connect(alice)
+        alice, bob, number, a = await offline_with_fallback(stack, users, connect, network)
         kannel.stop()
         try:
             msg = a.make_message(mto=bob, mbody="XMPP wins", mtype="chat")
