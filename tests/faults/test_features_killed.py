@@ -16,9 +16,10 @@ from component.xep import drafts as xep_drafts
 from component.xep import lists as xep_lists
 from component.xep.drafts import DraftInfo, TriggerInfo
 from tests import storeview
+from tests.conformance.helpers import eventually
 
 from ..conformance.xmpp import Client
-from .harness import Proxy, Stack, read_while, wait_for
+from .harness import Proxy, Stack, read_while
 
 MEMBERS, ONLINE, FANOUTS = 50, 10, 8
 DRAFTS = 200
@@ -58,7 +59,7 @@ async def test_courier_sigkill_while_fan_outs_go_out(fault_stack: Stack) -> None
     await lists.create(s.setup.component, "Everyone", members)
     sends = [asyncio.ensure_future(lists.send(s.setup.component, "Everyone", f"fan-out {k}", timeout=20))
              for k in range(FANOUTS)]  # fmt: skip
-    await wait_for(lambda: sum(c.received.qsize() for c in online) >= 5, 30, "the first copies")
+    await eventually(lambda: sum(c.received.qsize() for c in online) >= 5, 30, "the first copies")
     courier.kill()
     at_kill = sum(c.received.qsize() for c in online)
     with storeview.connect(courier.db, read_only=True) as db:  # what Courier had accepted
@@ -97,7 +98,7 @@ async def test_courier_sigkill_while_drafts_fire(fault_stack: Stack) -> None:
     ))  # fmt: skip
     assert len(stored) == DRAFTS  # each one confirmed: accepted
     e.chat(alice, "Eve writes: every draft fires", "eve-1")
-    await wait_for(lambda: b.received.qsize() >= 10, 30, "the first drafts delivered")
+    await eventually(lambda: b.received.qsize() >= 10, 30, "the first drafts delivered")
     courier.kill()
     at_kill = b.received.qsize()
     await courier.start_async()  # repairs sends cut short (state 'firing'), without sending twice
@@ -137,22 +138,22 @@ async def test_a_reminder_lost_in_transit_arrives_after_the_reconnect(fault_stac
         await a.plugin["courier_drafts"].store(s.setup.component, draft)
         proxy.swallow = True  # from now on nothing Courier sends reaches Prosody
         e.chat(alice, "Eve writes: the reminder fires", "eve-1")
-        await wait_for(lambda: b"Reminder: draft 1" in proxy.swallowed, 20, "the reminder sent into the dead link")
+        await eventually(lambda: b"Reminder: draft 1" in proxy.swallowed, 20, "the reminder sent into the dead link")
         proxy.swallow = False
         proxy.cut()
-        await wait_for(lambda: courier.log_text().count("connected to") >= 2, 30, "Courier reconnected")
+        await eventually(lambda: courier.log_text().count("connected to") >= 2, 30, "Courier reconnected")
 
         def reminders() -> list[Message]:
             return [m for m in a.all_received if m.xml.find(f"{{{xep_drafts.NS}}}reminder") is not None]
 
-        await wait_for(lambda: bool(reminders()), 20, "the reminder, sent again")
+        await eventually(lambda: bool(reminders()), 20, "the reminder, sent again")
         seen = len(a.all_received)
         a.chat(s.setup.component, "drafts", origin_id=False)  # Courier's later answer: nothing else on its way
 
         def answered() -> bool:
             return any(m["from"].bare == s.setup.component and m not in reminders() for m in a.all_received[seen:])
 
-        await wait_for(answered, 20, "the bot's answer")
+        await eventually(answered, 20, "the bot's answer")
         (reminder,) = reminders()
         assert "Ask Bob about the ball" in reminder["body"]
         assert reminder["from"].bare == s.setup.component
@@ -162,6 +163,6 @@ async def test_a_reminder_lost_in_transit_arrives_after_the_reconnect(fault_stac
             with storeview.connect(courier.db, read_only=True) as db:
                 return int(db.execute("SELECT COUNT(*) FROM outbox WHERE kind='own'").fetchone()[0])
 
-        await wait_for(lambda: unconfirmed() == 0, 10, "Prosody's confirmation of the reminder")
+        await eventually(lambda: unconfirmed() == 0, 10, "Prosody's confirmation of the reminder")
     finally:
         proxy.close()
