@@ -105,7 +105,7 @@ def main() -> int:
     ap.add_argument("--latency-gap", type=float, default=0.0,
                     help="milliseconds of pause after each one-at-a-time commit (default 0: back to back)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--baseline", help="another checkout whose SQLite store to measure too (e.g. /work/main)")
+    ap.add_argument("--baseline", help="another checkout whose SQLite store to measure too (e.g. a clone of main)")
     ap.add_argument("--no-postgresql", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
