@@ -44,17 +44,27 @@ return function(R)
 	local to_confirm = {};
 	local confirm_timer = nil;
 
+	-- The confirmation is written as text on the component's stream, like a hand-off:
+	-- no stanza built and routed through the server per batch (the same XML as
+	-- module:send() of <message><routed><item id=…/>…</routed></message>).
+	local xml_escape = st.xml_escape;
+	local ROUTED_OPEN = "<message from='" .. xml_escape(host) .. "' to='" .. xml_escape(courier_host)
+		.. "'><routed xmlns='" .. NS .. "'>";
+	local ROUTED_CLOSE = "</routed></message>";
+
 	local function send_confirmations()
 		confirm_timer = nil; -- (first: an error below must not stop later confirmations)
 		if #to_confirm == 0 then return; end
 		local ids = to_confirm;
 		to_confirm = {};
-		if not component_session() then return; end -- Courier re-sends on reconnect; duplicates are dropped
-		local notice = st.message({ from = host, to = courier_host }):tag("routed", { xmlns = NS });
-		for _, id in ipairs(ids) do
-			notice:tag("item", { id = id }):up();
+		local session = component_session();
+		if not session then return; end -- Courier re-sends on reconnect; duplicates are dropped
+		local parts = { ROUTED_OPEN };
+		for i, id in ipairs(ids) do
+			parts[i + 1] = "<item id='" .. xml_escape(id) .. "'/>"; -- (Courier's ids for what it originated)
 		end
-		local ok, err = pcall(module.send, module, notice);
+		parts[#parts + 1] = ROUTED_CLOSE;
+		local ok, err = pcall(session.send, table.concat(parts));
 		if not ok then module:log("error", "Could not confirm %d routed messages to Courier: %s", #ids, err); end
 	end
 
@@ -210,7 +220,9 @@ return function(R)
 		if entry.s2s then
 			R.post_inbound(entry.origin, stanza);
 		else
-			stanza.attr.from = jid_bare(stanza.attr.from); -- as a privileged release carries it
+			local origin = entry.origin; -- (a c2s session: the stanza is from its full JID)
+			stanza.attr.from = origin.username and origin.username .. "@" .. origin.host
+				or jid_bare(stanza.attr.from); -- as a privileged release carries it
 			core_post_stanza(entry.origin, stanza, false);
 		end
 		confirm_routed(hid);
@@ -239,7 +251,7 @@ return function(R)
 			if hid and item.name == "item" then
 				local release = attr.release;
 				if release == "true" or release == "1" then
-					release_copy(hid, item:get_child("tracked", NS_FEDERATION));
+					release_copy(hid, item.tags[1] and item:get_child("tracked", NS_FEDERATION));
 				elseif not resolve(hid) and fell_back[hid] then
 					-- Courier stored a message the server already delivered; tell it again.
 					send_fallback_notice({ hid });
