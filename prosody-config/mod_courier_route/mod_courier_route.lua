@@ -120,7 +120,7 @@ end
 -- foreign element would otherwise reach the recipient as Courier's).
 local function is_ours(tag)
 	local xmlns = tag.attr.xmlns;
-	return xmlns ~= nil and xmlns:sub(1, #OUR_NS_PREFIX) == OUR_NS_PREFIX;
+	return xmlns ~= nil and xmlns:find(OUR_NS_PREFIX, 1, true) == 1;
 end
 
 local function has_ours(stanza)

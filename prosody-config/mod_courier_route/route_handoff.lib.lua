@@ -24,10 +24,8 @@ return function(R)
 	R.fell_back = fell_back;
 
 	-- "online" | "offline" | "unknown" | "remote" | nil (nil: not ours to hand off)
-	local function recipient_kind(stanza, origin)
-		local to = stanza.attr.to;
-		if not to then return nil; end -- to self
-		local node, to_host = jid_split(to);
+	-- (node, to_host: the split 'to' of the stanza, nil for one to self)
+	local function recipient_kind(node, to_host, origin)
 		if not node then return nil; end
 		if to_host == courier_host then return nil; end
 		local h = hosts[to_host];
@@ -118,11 +116,11 @@ return function(R)
 	local function intercept(event)
 		local origin, stanza = event.origin, event.stanza;
 		if origin.type ~= "c2s" or not origin.full_jid then return; end -- re-injections and s2s
-		local _, to_host = jid_split(stanza.attr.to);
+		local node, to_host = jid_split(stanza.attr.to);
 		if to_host == courier_host then return; end -- what is addressed to Courier, Courier judges
-		local kind = R.wanted(stanza) and recipient_kind(stanza, origin);
+		local kind = R.wanted(stanza) and recipient_kind(node, to_host, origin);
 		if kind and kind ~= "unknown" and R.await_room(origin) then
-			kind = not R.stopping and recipient_kind(stanza, origin); -- (it waited: the recipient may have changed)
+			kind = not R.stopping and recipient_kind(node, to_host, origin); -- (it waited: the recipient may have changed)
 		end
 		if not kind then
 			strip_ours(stanza);
