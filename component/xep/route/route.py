@@ -17,6 +17,7 @@ path, which still serves any other shape of these stanzas.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from xml.etree.ElementTree import Element, SubElement
@@ -66,11 +67,16 @@ class XEP_CourierRoute(BasePlugin):
             f"{{{NS}}}routed": self._routed,
         }
         self.xmpp.add_filter("in", self._fast_path)
+        #: :meth:`routed`: the last release / deliver / originate sent, and who waits for which <routed/>
+        self._last_sent: str | None = None
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self.xmpp.add_event_handler("disconnected", self._stop_waiting)
 
     def plugin_end(self) -> None:
         for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged", "Route routed", "Route ping"):
             self.xmpp.remove_handler(name)
         self.xmpp.del_filter("in", self._fast_path)
+        self.xmpp.del_event_handler("disconnected", self._stop_waiting)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
         self.xmpp.plugin["xep_0030"].del_feature(feature=Ping.namespace)
 
@@ -125,7 +131,40 @@ class XEP_CourierRoute(BasePlugin):
     def _routed(self, msg: StanzaBase) -> None:
         if not self._from_server(msg):
             raise XMPPError("forbidden", f"only {self.server} may confirm routing", etype="auth")
-        self.xmpp.event("route_routed", msg["route_routed"]["ids"])
+        ids = msg["route_routed"]["ids"]
+        if self._waiting:
+            for hid in ids:
+                for waiter in self._waiting.pop(hid, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+        self.xmpp.event("route_routed", ids)
+
+    def routed(self, timeout: float = 10.0) -> Awaitable[None]:
+        """Done once the server confirmed (``<routed/>``, one per turn of its loop) the last
+        release, deliver or originated message sent so far: it has routed everything before.
+        Pacing for held messages flushed at login, cheaper than :meth:`settle` (no ping: the
+        confirmation comes anyway).  Best effort: a disconnect or *timeout* ends the wait too."""
+        waiter: asyncio.Future[None] = self.xmpp.loop.create_future()
+        hid = self._last_sent
+        if hid is None or not self.xmpp.is_connected():
+            waiter.set_result(None)
+        else:  # registered now, before the confirmation can come
+            self._waiting.setdefault(hid, []).append(waiter)
+        return self._wait(hid, waiter, timeout)
+
+    async def _wait(self, hid: str | None, waiter: asyncio.Future[None], timeout: float) -> None:
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            log.debug("routed: no confirmation of %s within %gs", hid, timeout)
+            waiting = self._waiting.get(hid or "", [])
+            if waiter in waiting:
+                waiting.remove(waiter)
+
+    def _stop_waiting(self, _event: object = None) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for waiter in (w for ws in waiting.values() for w in ws if not w.done()):
+            waiter.set_result(None)
 
     async def _ping(self, iq: StanzaBase) -> None:
         """XEP-0199 from the server: alive means able to commit, so answer after a commit."""
@@ -150,6 +189,7 @@ class XEP_CourierRoute(BasePlugin):
         for old in message.findall(f"{{{NS}}}originate"):
             message.remove(old)
         SubElement(message, f"{{{NS}}}originate", id=token)
+        self._last_sent = token
         Message(self.xmpp, message).send()
 
     def ack(self, hid: str) -> None:
@@ -161,6 +201,7 @@ class XEP_CourierRoute(BasePlugin):
         an ``<ack/>`` item with ``release='true'``, batched with the acknowledgements.
         *tracked*: courier-federation's ``<tracked/>``, for the server to add to its copy (a
         hand-off marked ``adds='tracked'``)."""
+        self._last_sent = hid
         self._answer(hid, _RELEASE, tracked)
 
     def _answer(self, hid: str, attrs: dict[str, str] | None, child: Element | None = None) -> None:
@@ -194,6 +235,7 @@ class XEP_CourierRoute(BasePlugin):
             self.deliver(hid, inner)
             return
         SubElement(inner, f"{{{NS}}}release", id=hid)
+        self._last_sent = hid
         self.originate(inner, sender_bare)
 
     def deliver(self, hid: str, inner: Element) -> None:
@@ -203,6 +245,7 @@ class XEP_CourierRoute(BasePlugin):
         for tracked in inner.findall(TRACKED_TAG):  # courier-federation's, for us only
             inner.remove(tracked)
         wrapper = Element(f"{{{NS}}}deliver", id=hid)
+        self._last_sent = hid
         SubElement(wrapper, f"{{{stanza.NS_FORWARD}}}forwarded").append(inner)
         msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
         msg.xml.append(wrapper)
@@ -232,6 +275,7 @@ class XEP_CourierRoute(BasePlugin):
         self.flush_answers()
         if token is not None:
             SubElement(inner, f"{{{NS}}}originate", id=token)
+            self._last_sent = token
         inner.tag = f"{{{NS_CLIENT}}}message"
         inner.set("from", sender_bare)
         wrapper = Element(f"{{{NS_PRIVILEGE}}}privilege")
