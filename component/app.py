@@ -132,7 +132,7 @@ class Courier(ComponentXMPP):
         self.register_plugin("xep_0334")  # message processing hints on Courier's own messages
         self.register_plugin("courier_route", module=route, pconfig={"server": config.domain, "health": store.flush})
         self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
-        self.pipeline.pace = self.route.settle  # held messages flushed at login, a chunk at a time
+        self.pipeline.pace = self.route.routed  # held messages flushed at login, a chunk at a time
         self.register_plugin(
             "courier_hops",
             module=hops,

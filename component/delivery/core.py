@@ -35,11 +35,11 @@ from .states import Event, Hop, State, accept, apply, hop_word
 
 log = logging.getLogger(__name__)
 
-#: Held messages released at once when their recipient comes online; more wait for the
-#: commit of these and for the server to have routed them.  bench/held_flush.py, 5,000 held,
-#: 2026-12-02: 20 → 909 msg/s and +26 ms p99 for others' live messages meanwhile; 50 → 1,039
-#: msg/s, +73 ms; 200 → 1,400 msg/s, +220 ms; everything at once (before) → +23 s under load.
-FLUSH_CHUNK = 20
+#: Held messages released at once when their recipient comes online; the next ones are committed
+#: meanwhile, sent once the server confirms it routed these (one chunk in flight at most).
+#: bench/held_flush.py, 5,000 held, 2026-12-02 07:21 (shared machine), others' live p99 meanwhile:
+#: 3 → 7.4-7.7 ms at 808-824 msg/s; 5 → 9.5-13.1 ms at 935-1,067; 20 paced by a ping → 17.8-20.4 ms.
+FLUSH_CHUNK = 3
 
 
 class Core:
@@ -101,7 +101,7 @@ class Core:
         self.remote_held: Callable[[str, str], bool] = lambda _sender, _recipient: False
         self._tasks: set[asyncio.Task[None]] = set()
         #: Awaited between chunks of a flush: returns once the server routed what was sent
-        #: (the route plugin's settle); None: the next chunk follows the commit at once.
+        #: (the route plugin's routed); None: the next chunk follows the commit at once.
         self.pace: Callable[[], Awaitable[None]] | None = None
         self._flushing: set[str] = set()  # recipients whose flush continues after a chunk
 
@@ -185,19 +185,25 @@ class Core:
         by_reference: bool = False,
         kind: str = "",
         to: str = "",
+        sends: list[Callable[[], None]] | None = None,
     ) -> None:
         """Release hand-off *hid* (None: originate a message) once committed; kept in the
         outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile,
         in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged;
         toward a Courier peer, recipient *to*, with ``<tracked/>``).
-        *kind*: ``own`` for a message from Courier's own JID (:meth:`Originate.originate_own`)."""
+        *kind*: ``own`` for a message from Courier's own JID (:meth:`Originate.originate_own`).
+        *sends*: the send is appended there instead (a flush's chunk, sent when the server is ready)."""
         token = hid or uuid.uuid4().hex
         kind = kind or ("release" if hid else "originate")
         self.store.queue_outbox(token, kind, sender, stanza, time.time())
         if by_reference and hid is not None:
-            self._after_commit(lambda: self.transport.release_copy(hid, to))
+            send = lambda: self.transport.release_copy(hid, to)  # noqa: E731
         else:
-            self._after_commit(lambda: send_stored(self.transport, kind, token, stanza, sender))
+            send = lambda: send_stored(self.transport, kind, token, stanza, sender)  # noqa: E731
+        if sends is None:
+            self._after_commit(send)
+        else:
+            sends.append(send)
 
     # -- tracking ----------------------------------------------------------------
 
@@ -229,7 +235,7 @@ class Core:
             hop = apply(State.ACCEPTED, Event.FAIL, now, self.domain, "item-not-found: no such user")
             reason = ""
             release_at = None
-        elif release_at is None and not queue and (remote or self.online(recipient_bare)):
+        elif release_at is None and not queue and self._ready(recipient_bare, remote):
             note = "to a remote server" if remote and not self.online(recipient_bare) else "recipient online"
             hop = apply(State.ACCEPTED, Event.RELEASE, now, stanzas.domain(recipient_bare), note)
             reason = ""
@@ -264,6 +270,11 @@ class Core:
             if reason == "queued" and (remote or self.online(recipient_bare)):
                 self.flush(recipient_bare)  # older messages were waiting for a recipient who is here now
 
+    def _ready(self, recipient_bare: str, remote: bool) -> bool:
+        """A message for *recipient_bare*, with nothing queued before it, may go at once: not
+        while a flush's chunk is still to be sent."""
+        return recipient_bare not in self._flushing and (remote or self.online(recipient_bare))
+
     def _offer_sms(self, m: MessageRow) -> None:
         if self.sms is not None and m.kind == "message":
             self.sms.held_offline(m)  # it decides: the text as SMS, a notice for an encrypted one
@@ -272,17 +283,27 @@ class Core:
 
     def flush(self, recipient_bare: str) -> None:
         """Release, in order, every message for *recipient_bare* that may go now: FLUSH_CHUNK
-        at a time, the next chunk once this one is committed and the server has routed it
-        (:attr:`pace`), so that other users' live messages pass between chunks."""
-        queue = self.queues.get(recipient_bare)
-        if not queue or recipient_bare in self._flushing:
+        at a time.  The first chunk goes once committed; each next one is committed while the
+        server routes the one before, and sent once the server has routed it (:attr:`pace`): one
+        chunk in flight at most, and others' live releases committed meanwhile go before it."""
+        if recipient_bare in self._flushing or not self._take(recipient_bare, None):
             return
+        if self.queues.get(recipient_bare):
+            self._flushing.add(recipient_bare)
+            self._spawn(self._flush_next(recipient_bare))
+
+    def _take(self, recipient_bare: str, sends: list[Callable[[], None]] | None) -> int:
+        """Release up to FLUSH_CHUNK of *recipient_bare*'s queue; their sends after the commit,
+        or (*sends*) appended there.  How many were released."""
+        queue = self.queues.get(recipient_bare)
+        if not queue:
+            return 0
         released = 0
         now = time.time()
         online = self.online(recipient_bare)
         remote = stanzas.domain(recipient_bare) != self.domain
         kept: list[int] = []  # a remote recipient's messages waiting for them (remote_held): others pass
-        while queue:
+        while queue and released < FLUSH_CHUNK:
             m = self.open[queue[0]]
             if m.seq in self.sms_inflight:
                 break  # being submitted as SMS right now: it, and what follows, waits for the outcome
@@ -298,40 +319,50 @@ class Core:
                     break
                 kept.append(queue.pop(0))
                 continue
-            if released == FLUSH_CHUNK:
-                self._flushing.add(recipient_bare)
-                self._spawn(self._flush_next(recipient_bare))
-                break
-            self._release(m, now, "to a remote server" if remote and not online else "recipient online")
+            self._release(m, now, "to a remote server" if remote and not online else "recipient online", sends)
             released += 1
         if kept:
             queue[:0] = kept
             self.queues[recipient_bare] = queue
         if not queue:
             self.queues.pop(recipient_bare, None)
+        return released
+
+    async def _store_committed(self) -> None:
+        while True:
+            try:
+                return await self.store.flush()
+            except StoreUnavailable:
+                await asyncio.sleep(1.0)  # kept and retried by the store: the chunk goes later
 
     async def _flush_next(self, recipient_bare: str) -> None:
+        """The chunks after the first (:meth:`flush`); new messages for *recipient_bare* queue
+        behind them meanwhile (:meth:`_track`)."""
         try:
-            while True:
-                try:
-                    await self.store.flush()
-                    break
-                except StoreUnavailable:
-                    await asyncio.sleep(1.0)  # kept and retried by the store: the chunk goes later
-            if self.pace is not None:
-                await self.pace()
+            await self._store_committed()  # the first chunk is sent
+            routed = asyncio.ensure_future(self.pace()) if self.pace is not None else None
+            sends: list[Callable[[], None]] = []
+            while self._take(recipient_bare, sends):
+                await self._store_committed()
+                if routed is not None:
+                    await routed
+                for send in sends:
+                    send()
+                sends.clear()
+                if self.pace is not None and self.queues.get(recipient_bare):
+                    routed = asyncio.ensure_future(self.pace())
         finally:
             self._flushing.discard(recipient_bare)
         self.flush(recipient_bare)
 
-    def _release(self, m: MessageRow, now: float, note: str) -> None:
+    def _release(self, m: MessageRow, now: float, note: str, sends: list[Callable[[], None]] | None = None) -> None:
         hop = apply(m.state, Event.RELEASE, now, stanzas.domain(m.recipient_bare), note)
         m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
         self._close(m)
         self._unindex_ref(m)
         self._record(m, hop)
         self.store.queue_update(m)
-        self._send_after_commit(m.hid, m.stanza, m.sender)
+        self._send_after_commit(m.hid, m.stanza, m.sender, sends=sends)
 
     async def resend_unconfirmed(self) -> None:
         """Releases and originated messages the server never confirmed: send them again

@@ -325,8 +325,9 @@ async def test_toward_another_server_by_reference_only_where_the_server_adds_tra
 
 async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeline) -> None:
     """Issue 14, held traffic: held messages go out FLUSH_CHUNK at a time, each chunk after the
-    previous one is committed and the server has routed it (pace), so another user's live
-    message is released between chunks instead of behind all of them."""
+    server has routed the previous one (pace), so another user's live message is released
+    between chunks instead of behind all of them; a new message for the same recipient meanwhile
+    waits behind the held ones."""
     from component.delivery import core
 
     chunk = core.FLUSH_CHUNK
@@ -352,13 +353,16 @@ async def test_a_long_held_queue_is_flushed_in_chunks_paced_by_the_server(pipeli
             ET.SubElement(live, "{jabber:client}body").text = "live"
             pipeline.handoff(Handoff("live", "online", live, time.time()))
             await pipeline.store.flush()
+        elif len(released_at_pace) == 2:  # Juliet to Romeo while the last held ones wait: after them
+            pipeline.handoff(Handoff("new", "online", message("new", "new"), time.time()))
+            await pipeline.store.flush()
 
     pipeline.pace = pace
     pipeline.presence(f"{ROMEO}/orchard", True)
     await pipeline.drain()
     bodies = [r[2] for r in pipeline.recorder.releases]
-    assert released_at_pace == [chunk, 2 * chunk + 1]
-    assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(total)]  # in order, once each
+    assert released_at_pace == [chunk, 2 * chunk + 1, total + 1]  # ("new" is one more chunk)
+    assert [b for b in bodies if b != "live"] == [f"held {i}" for i in range(total)] + ["new"]  # in order, once
     assert pipeline.recorder.releases[chunk][0] == "live"  # between the first chunk and the second
 
 
