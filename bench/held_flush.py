@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sqlite3
 import sys
@@ -122,6 +123,7 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
     await one_at_a_time(live_s, live_r, "warm", 20)
     baseline = await one_at_a_time(live_s, live_r, "base", args.latency_samples)
     pids = stack.pids()
+    pids["the benchmark's clients"] = os.getpid()
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     rss0 = rss_mb(pids["courier"])
     holder_cls = type(live_r)
