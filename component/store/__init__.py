@@ -22,7 +22,7 @@ import aiosqlite
 
 from .. import metrics
 from ..delivery.states import Hop
-from .batch import DIRECT_ROWS, Segment, direct_connection, direct_transaction
+from .batch import Segment
 from .drafts import DraftStore
 from .engine import DB_ERRORS, INTEGRITY_ERRORS, Connection
 from .errors import StoreUnavailable
@@ -69,7 +69,6 @@ class Store(MessageReads):
         self.outbox = OutboxStore(conn)  # sends the server has not confirmed: store/outbox.py
         self.peers = PeerTrackStore(conn)  # messages tracked at a peer Courier: store/peers.py
         self._ckpt_conn: aiosqlite.Connection | None = None
-        self._direct: sqlite3.Connection | None = None  # small commits, on the loop (DIRECT_ROWS)
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
         self._lock: StoreLock | None = None
@@ -93,7 +92,6 @@ class Store(MessageReads):
             # Checkpoint the WAL from a second connection, off the commit path: SQLite's
             # automatic checkpoint would run inside a commit and stall that batch (p99).
             await opened.conn.execute("PRAGMA wal_autocheckpoint=0")
-            store._direct = direct_connection(opened.path, synchronous)
             store._ckpt_conn = await aiosqlite.connect(opened.path, isolation_level=None)
             store._checkpointer = asyncio.create_task(store._checkpoint_loop(), name="courier-store-checkpoint")
         return store
@@ -133,8 +131,6 @@ class Store(MessageReads):
                 log.warning("WAL checkpoint at shutdown failed: %s", exc)
             await self._ckpt_conn.close()
         await self._conn.close()
-        if self._direct is not None:
-            self._direct.close()
         if self._lock is not None:
             self._lock.release()
 
@@ -217,9 +213,6 @@ class Store(MessageReads):
             await self._wake.wait()
             self._wake.clear()
             while self._routed or any(not segment.empty for segment in self._queue):
-                # one turn of the loop first: what is ready to run (a flush, the rest of a read)
-                # joins this commit, and a direct commit (store/batch.py) never holds the loop
-                await asyncio.sleep(0)
                 if not await self._commit_batch():
                     failing_for = time.monotonic() - (self.failing_since or 0)
                     if self._closing and failing_for > self.close_patience:
@@ -318,13 +311,7 @@ class Store(MessageReads):
         """BEGIN, each statement over its rows, COMMIT.  On SQLite in one call to aiosqlite's
         thread instead of one per statement: each call is a thread round trip plus a wake-up of
         the event loop, and those were a third of Courier's CPU at full rate (bench/README.md,
-        Profile).  A small one (DIRECT_ROWS) runs on the event loop's own connection instead, when
-        no other connection is writing (store/batch.py).  An error leaves the transaction open for
-        the caller's ROLLBACK (the direct path rolls back itself)."""
-        if self._direct is not None and sum(len(rows) for _, rows in steps) <= DIRECT_ROWS and direct_transaction(
-            self._direct, steps
-        ):
-            return
+        Profile).  An error leaves the transaction open for the caller's ROLLBACK."""
         conn = self._conn
         raw = getattr(conn, "_connection", None)  # aiosqlite's sqlite3 connection (PostgreSQL: none)
         if isinstance(conn, aiosqlite.Connection) and isinstance(raw, sqlite3.Connection):

@@ -128,21 +128,16 @@ async def test_a_store_that_cannot_write_keeps_everything_and_commits_it_when_it
     callbacks run, once writing works again."""
     called: list[int] = []
     store.flush_patience = 0.3
-
-    async def query_only(on: str) -> None:  # on every connection that commits, as a read-only disk is
-        async with store._tx:
-            await store._conn.execute(f"PRAGMA query_only={on}")
-            if store._direct is not None:
-                store._direct.execute(f"PRAGMA query_only={on}")
-
-    await query_only("ON")
+    async with store._tx:
+        await store._conn.execute("PRAGMA query_only=ON")
     for seq in (1, 2):
         store.queue_message(row(seq))
         store.after_commit(lambda seq=seq: called.append(seq))
     with pytest.raises(StoreUnavailable, match="cannot store anything right now"):
         await store.flush()
     assert store.failing and called == [] and count(db, "messages") == 0
-    await query_only("OFF")
+    async with store._tx:
+        await store._conn.execute("PRAGMA query_only=OFF")
     await flush(store)
     assert called == [1, 2] and not store.failing
     assert count(db, "messages") == 2
