@@ -163,6 +163,17 @@ function R.guarded(name, fn, interval)
 	end
 end
 
+-- Every hand-off hook is guarded the same way: a bug must never lose a message, so on an
+-- error the hook returns nothing and Prosody delivers the message normally.
+function R.safely(what, fn)
+	return function(event)
+		local ok, result = pcall(fn, event);
+		if ok then return result; end
+		module:log("error", "%s failed, delivering normally: %s", what, result);
+		return nil;
+	end
+end
+
 module:require("route_pressure")(R);
 module:require("route_handoff")(R);
 module:require("route_release")(R);

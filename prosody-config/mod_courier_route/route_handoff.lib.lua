@@ -154,13 +154,7 @@ return function(R)
 		return true;
 	end
 
-	-- A bug here must never lose a message: on error, Prosody delivers it normally.
-	local function safe_intercept(event)
-		local ok, result = pcall(intercept, event);
-		if ok then return result; end
-		module:log("error", "Hand-off failed, delivering normally: %s", result);
-		return nil;
-	end
+	local safe_intercept = R.safely("Hand-off", intercept);
 
 	module:hook("pre-message/bare", safe_intercept, -2);
 	module:hook("pre-message/full", safe_intercept, -2);

@@ -120,12 +120,7 @@ return function(R)
 		return true;
 	end
 
-	local function safe_intercept_s2s(event)
-		local ok, result = pcall(intercept_s2s, event);
-		if ok then return result; end
-		module:log("error", "s2s hand-off failed, delivering normally: %s", result);
-		return nil;
-	end
+	local safe_intercept_s2s = R.safely("s2s hand-off", intercept_s2s);
 
 	-- Priority 10: before mod_mam (0), mod_carbons (-0.5) and mod_message, which
 	-- then see the message when Courier delivers it.
