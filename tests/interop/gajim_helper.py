@@ -54,14 +54,27 @@ def _showing() -> Any:
             text = node.queryText().getText(0, -1)
         except NotImplementedError:
             pass
+        except Exception:  # GLib.GError: gone between the state and the text
+            return
         yield node, role, name, text
-        for i in range(node.childCount):
-            yield from walk(node.getChildAtIndex(i))
+        try:
+            children = [node.getChildAtIndex(i) for i in range(node.childCount)]
+        except Exception:  # GLib.GError: the widget (or a child) was destroyed while walking
+            return
+        for child in children:
+            if child is not None:
+                yield from walk(child)
 
     for app in pyatspi.Registry.getDesktop(0):
-        if app is not None and app.name == "org.gajim.Gajim":
-            for i in range(app.childCount):
-                yield from walk(app.getChildAtIndex(i))
+        try:
+            if app is None or app.name != "org.gajim.Gajim":
+                continue
+            windows = [app.getChildAtIndex(i) for i in range(app.childCount)]
+        except Exception:  # GLib.GError: an application left the bus meanwhile
+            continue
+        for window in windows:
+            if window is not None:
+                yield from walk(window)
 
 
 def screen() -> None:
