@@ -24,9 +24,40 @@ def spawn(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]], what: s
     return task
 
 
+class InOrder:
+    """Steps that read the store before they record, applied in the order they began.
+
+    Two background steps that each await a read and then record a hop (a peer's report, a
+    receipt seen for the same message) would otherwise record in the order their reads
+    returned — which depends on how many reads each makes, not on which came first.  A step
+    takes its turn when it begins (:meth:`turn`), reads, then awaits its turn, records,
+    and :meth:`Turn.done` lets the next one go (always: in a ``finally``)."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def turn(self) -> Turn:
+        before, self._last = self._last, asyncio.get_running_loop().create_future()
+        return Turn(before, self._last)
+
+
+class Turn:
+    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        self._before, self._mine = before, mine
+
+    async def wait(self) -> None:
+        """Until every step that began before this one is done."""
+        if self._before is not None and not self._before.done():
+            await asyncio.shield(self._before)
+
+    def done(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+
+
 def _log_failure(task: asyncio.Task[Any], what: str) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("%s failed", what, exc_info=task.exception())
 
 
-__all__ = ["spawn"]
+__all__ = ["InOrder", "Turn", "spawn"]

@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 from .. import metrics
 from ..scheduler import Scheduler
 from ..store import MessageRow, Store, StoreUnavailable
-from ..tasks import spawn
+from ..tasks import InOrder, spawn
 from . import stanzas
 from .caches import Presence, Settings
 from .ports import Report, SmsFallback, Transport, send_stored
@@ -100,6 +100,9 @@ class Core:
         self.remote: Any = None
         self.remote_held: Callable[[str, str], bool] = lambda _sender, _recipient: False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Steps that read the store and then record a hop of a message already closed here (a
+        #: receipt seen, a peer Courier's report): recorded in the order they arrived.
+        self.in_order = InOrder()
         #: Awaited between chunks of a flush: returns once the server routed what was sent
         #: (the route plugin's routed); None: the next chunk follows the commit at once.
         self.pace: Callable[[], Awaitable[None]] | None = None

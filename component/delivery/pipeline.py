@@ -249,13 +249,18 @@ class Pipeline(Originate, SmsClaims):
     async def _note_acknowledgement(
         self, original_sender: str, recipient: str, ref: str, event: Event, now: float
     ) -> None:
-        target = await self.store.find_message(original_sender, recipient, ref)
-        if target is None:
-            return
-        live = self.open.get(target.seq)  # (cannot happen: acknowledged before release)
-        if live is not None:
-            return
-        self.record_on(target, event, stanzas.domain(recipient), f"by {recipient}", now)
+        turn = self.in_order.turn()  # (after a peer's report that came before it: its hops first)
+        try:
+            target = await self.store.find_message(original_sender, recipient, ref)
+            await turn.wait()
+            if target is None:
+                return
+            live = self.open.get(target.seq)  # (cannot happen: acknowledged before release)
+            if live is not None:
+                return
+            self.record_on(target, event, stanzas.domain(recipient), f"by {recipient}", now)
+        finally:
+            turn.done()
 
     # -- the server's fallback -----------------------------------------------------------
 

@@ -261,12 +261,19 @@ class RemoteChanges:
             for h in msg.xml.findall(f"{{{NS}}}hop")
         ]
         store = self.pipeline.store
-        rows = await store.peers.by_tokens(list({t for t, state, *_ in reports if t and state in HOP_STATES}))
-        recorded = await store.peers.recorded(list({m.seq for m in rows.values()}))
+        # (in order with the receipts and markers that came after it: the recipient's server
+        # reports "released" before the recipient's receipt can reach us, but this step reads twice)
+        turn = self.pipeline.in_order.turn()
         acks: list[str] = []
-        for token, state, at, note, report_id in reports:
-            if token and state in HOP_STATES:
-                self._on_hop(peer, rows.get(token), token, state, at, note, report_id, recorded, acks)
+        try:
+            rows = await store.peers.by_tokens(list({t for t, state, *_ in reports if t and state in HOP_STATES}))
+            recorded = await store.peers.recorded(list({m.seq for m in rows.values()}))
+            await turn.wait()
+            for token, state, at, note, report_id in reports:
+                if token and state in HOP_STATES:
+                    self._on_hop(peer, rows.get(token), token, state, at, note, report_id, recorded, acks)
+        finally:
+            turn.done()
         if acks:  # once their hops are stored (refused or known ones too: with the same commit)
             store.after_commit(lambda: self._ack(peer, acks))
 
