@@ -100,9 +100,7 @@ class Core:
         self.remote: Any = None
         self.remote_held: Callable[[str, str], bool] = lambda _sender, _recipient: False
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Steps that read the store and then record a hop of a message already closed here (a
-        #: receipt seen, a peer Courier's report): recorded in the order they arrived.
-        self.in_order = InOrder()
+        self.in_order = InOrder()  #: hops recorded after a read (receipts, peers' reports), in order
         #: Awaited between chunks of a flush: returns once the server routed what was sent
         #: (the route plugin's routed); None: the next chunk follows the commit at once.
         self.pace: Callable[[], Awaitable[None]] | None = None
