@@ -27,8 +27,9 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.types import ErrorConditions, ErrorTypes
 
 from .commands import CommandError
-from .delivery.ports import Encrypted, Invalid, NotFound, TooLate
+from .delivery.ports import Encrypted, Invalid, NotFound, PassedOn, TooLate
 from .lists.model import ListError
+from .namespaces import NS_HOPS
 from .sms.model import SmsError
 from .store.errors import StoreUnavailable
 from .when import DraftError, DraftLimit, DraftNotFound, DraftTooLate
@@ -52,6 +53,8 @@ class Failure:
     text: str  # the XMPP error's text
     etype: ErrorTypes = "cancel"
     said: str | None = None  # the sentence for a person (commands, the bot); None: *text*
+    #: an application-specific condition in courier-hops' namespace (RFC 6120 §8.4), or None
+    extension: str | None = None
 
     @property
     def sentence(self) -> str:
@@ -66,6 +69,9 @@ def failure(exc: BaseException) -> Failure | None:
         return Failure("internal-server-error", str(exc), "wait")
     if isinstance(exc, NotFound):
         return Failure("item-not-found", "no message of yours has that id", said="No message of yours has that id.")
+    if isinstance(exc, PassedOn):  # courier-hops 0.4.0: the client must not send it again
+        return Failure("not-allowed", f"{exc}: it can no longer be changed", said=f"Too late: {exc}.",
+                       extension="passed-on")  # fmt: skip
     if isinstance(exc, TooLate):
         return Failure("not-allowed", f"{exc}: it can no longer be changed", said=f"Too late: {exc}.")
     if isinstance(exc, Encrypted):
@@ -104,7 +110,13 @@ def xmpp_error(exc: BaseException) -> XMPPError:
     f = failure(exc)
     if f is None:
         return XMPPError("internal-server-error", "Courier failed; it has been logged", etype="wait")
-    return XMPPError(f.condition, f.text, etype=f.etype)
+    return _error(f, f.text)
+
+
+def _error(f: Failure, text: str) -> XMPPError:
+    if f.extension is None:
+        return XMPPError(f.condition, text, etype=f.etype)
+    return XMPPError(f.condition, text, etype=f.etype, extension=f.extension, extension_ns=NS_HOPS)
 
 
 @contextmanager
@@ -118,8 +130,7 @@ def as_xmpp_errors(not_found: str | None = None) -> Iterator[None]:
         f = failure(exc)
         if f is None:
             raise
-        raise XMPPError(f.condition, not_found if not_found and isinstance(exc, NotFound) else f.text,
-                        etype=f.etype) from None  # fmt: skip
+        raise _error(f, not_found if not_found and isinstance(exc, NotFound) else f.text) from None
 
 
 def sentence(exc: BaseException) -> str | None:

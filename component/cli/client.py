@@ -33,6 +33,7 @@ from slixmpp import JID, Message
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import InvalidJID
 
+from ..namespaces import NS_HOPS
 from .base import (
     COMMANDS,
     LOOPBACK,
@@ -191,6 +192,10 @@ async def cmd_recall(client: CourierClient, args: argparse.Namespace, out: Outpu
     except IqError as exc:
         if exc.iq["error"]["condition"] != "not-allowed" or not args.retract:
             raise
+        if passed_on(exc):  # the recipient's server had delivered it: Courier sent the retraction
+            out.emit(f"retraction sent for {args.id} by Courier: {exc.iq['error']['text']}",
+                     type="retraction-sent", id=args.id, by="courier")  # fmt: skip
+            return OK
         return await _after_release(client, args, out, "retract")
     out.emit(f"recalled {args.id}", type="recalled", id=args.id)
     return OK
@@ -202,9 +207,19 @@ async def cmd_edit(client: CourierClient, args: argparse.Namespace, out: Output,
     except IqError as exc:
         if exc.iq["error"]["condition"] != "not-allowed" or not args.correct:
             raise
+        if passed_on(exc):  # the recipient's server had delivered it: Courier sent the correction
+            out.emit(f"correction sent for {args.id} by Courier: {exc.iq['error']['text']}",
+                     type="correction-sent", id=args.id, by="courier", body=args.text)  # fmt: skip
+            return OK
         return await _after_release(client, args, out, "correct")
     out.emit(f"edited {args.id}", type="edited", id=args.id, body=args.text)
     return OK
+
+
+def passed_on(exc: IqError) -> bool:
+    """courier-hops 0.4.0: Courier passed the standard retraction / correction on itself
+    (``<passed-on/>`` in the not-allowed error): it must not be sent a second time."""
+    return exc.iq["error"].xml.find(f"{{{NS_HOPS}}}passed-on") is not None
 
 
 async def _after_release(client: CourierClient, args: argparse.Namespace, out: Output, action: str) -> int:
@@ -240,6 +255,8 @@ def explain(exc: IqError, args: argparse.Namespace) -> Problem:
         message = f"item-not-found: {NOT_RECEIVED} ({msg_id})"
     elif condition == "item-not-found" and msg_id is not None:
         message = f"item-not-found: {NOT_FOUND} ({msg_id})"
+    elif condition == "not-allowed" and passed_on(exc):
+        pass  # (the text says it: Courier passed the standard retraction / correction on)
     elif condition == "not-allowed" and args.client_command == "recall":
         message += (
             f"\nmessage {msg_id} is no longer held (it was already released), so it cannot be recalled;"

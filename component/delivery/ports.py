@@ -22,6 +22,11 @@ class TooLate(Exception):
     """The message has left the server (or was recalled): it can no longer be changed."""
 
 
+class PassedOn(TooLate):
+    """Too late at the recipient's server, and Courier passed the standard XEP-0424 retraction
+    or XEP-0308 correction on itself: the sender's client must not send it again."""
+
+
 class Invalid(ValueError):
     """A malformed request (an empty new text, an unknown receipt policy); the message says why."""
 

@@ -32,6 +32,7 @@ from ..util import parse_stamp
 from ..xep.federation import HOP_STATES, NS, XEP_CourierFederation, speaks_for
 from . import sender_copy
 from .pipeline import Encrypted, NotFound, Pipeline, TooLate, encrypted
+from .ports import PassedOn
 from .states import Event, Hop, State
 
 log = logging.getLogger(__name__)
@@ -363,7 +364,7 @@ class RemoteChanges:
         p._send_after_commit(None, ET.tostring(retraction, encoding="unicode"), m.sender)
         p.passed_on(m, Event.RETRACT, f"passed on: too late at {domain} ({late})", now)
         await p.store.flush()
-        raise TooLate(f"{domain} already delivered it ({late}); the standard retraction was passed on")
+        raise PassedOn(f"{domain} already delivered it ({late}); the standard retraction was passed on")
 
     async def edit(self, sender: str, ref: str, body: str, note: str) -> MessageRow:
         m, domain, token = await self._released_to_peer(sender, ref)
@@ -394,4 +395,4 @@ class RemoteChanges:
         p._send_after_commit(None, ET.tostring(correction, encoding="unicode"), m.sender)
         p.passed_on(m, Event.EDIT, f"passed on: too late at {domain} ({late})", now)
         await p.store.flush()
-        raise TooLate(f"{domain} already delivered it ({late}); the standard correction was passed on")
+        raise PassedOn(f"{domain} already delivered it ({late}); the standard correction was passed on")

@@ -13,9 +13,9 @@ from xml.etree import ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
-from component.namespaces import NS_FEDERATION, NS_ROUTE, TRACKED_TAG
+from component.namespaces import NS_FEDERATION, NS_HOPS, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
-from tests.conformance.helpers import eventually, states
+from tests.conformance.helpers import cli, eventually, states
 from tests.federation.conftest import corrected_and_retracted_offline, hop_labels, ours, trace
 
 
@@ -90,9 +90,37 @@ async def test_recall_after_delivery_is_too_late_and_the_retraction_is_passed_on
     except IqError as exc:
         assert exc.iq["error"]["condition"] == "not-allowed"
         assert "b.example already delivered it" in exc.iq["error"]["text"]
+        assert exc.iq["error"].xml.find(f"{{{NS_HOPS}}}passed-on") is not None  # courier-hops 0.4.0
     got = await b.next_message(timeout=15)
     assert (got["from"].bare, got["retract"]["id"]) == (alice, "d1")
     assert states(federation["a.example"].courier, alice)["d1"] == "retracted"
+
+
+async def test_courier_client_recall_retract_of_a_message_delivered_at_b_retracts_once(
+    federation, users, connect
+) -> None:
+    """``courier client recall ID --retract``: B already delivered it, so Courier A passes the
+    standard retraction on and says so (<passed-on/>); the client reports it done (exit 0) and
+    sends no second one — and the same for ``edit ID TEXT --correct``."""
+    alice, bob = users("alice@a.example", "bob@b.example")
+    a = await connect(alice)
+    b = await connect(bob)
+    a.chat(bob, "Already read", "d2")
+    a.chat(bob, "Typo hre", "d3")
+    assert [(await b.next_message(timeout=15))["body"] for _ in range(2)] == ["Already read", "Typo hre"]
+    a_example = federation["a.example"].setup
+    recall = await cli(a_example, alice, "recall", "d2", "--retract")
+    assert recall.code == 0, recall.err
+    assert recall.out.startswith("retraction sent for d2 by Courier: b.example already delivered it"), recall.out
+    edit = await cli(a_example, alice, "edit", "d3", "Typo here", "--correct")
+    assert edit.code == 0, edit.err
+    assert edit.out.startswith("correction sent for d3 by Courier: b.example already delivered it"), edit.out
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["retract"]["id"]) == (alice, "d2")
+    got = await b.next_message(timeout=15)
+    assert (got["from"].bare, got["replace"]["id"], got["body"]) == (alice, "d3", "Typo here")
+    await b.nothing_before_marker(a)  # one retraction and one correction, not two of each
+    assert states(federation["a.example"].courier, alice)["d2"] == "retracted"
 
 
 async def test_edit_by_the_bot_of_a_message_held_at_b(federation, users, connect) -> None:
