@@ -53,6 +53,9 @@ class ProsodySetup:
     route: bool = True  # False: plain Prosody, no hand-off to Courier (benchmarks' baseline)
     #: courier_sender_limit (back-pressure: hand-offs pending per sender); None: the module's default
     sender_limit: int | None = None
+    #: storage_archive_item_limit (mod_storage_internal's cap on one user's archive; Prosody's
+    #: default 10,000, past which mod_mam cleans the archive on every message); None: the default
+    archive_item_limit: int | None = None
     #: s2s (federation) on 127.0.0.1:s2s_port with dialback; None: an island (no s2s at all)
     s2s_port: int | None = None
     #: fixed s2s addresses {domain: "HOST:PORT"} (mod_courier_peers), for networks without DNS
@@ -88,6 +91,9 @@ class ProsodySetup:
             log_level=self.log_level,
             host_modules='"courier_route"' if self.route else "",
             sender_limit="" if self.sender_limit is None else f"courier_sender_limit = {self.sender_limit}",
+            archive_limit=(
+                "" if self.archive_item_limit is None else f"storage_archive_item_limit = {self.archive_item_limit}"
+            ),
             **self._s2s_options(),
         )
         self.config_file.write_text(text)
