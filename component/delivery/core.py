@@ -250,7 +250,7 @@ class Core:
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
         row = MessageRow(
             seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
-            kind, stanzas.text(inner), ET.tostring(inner, encoding="unicode"), hop.state, reason, release_at, now,
+            kind, stanzas.text(inner), stanzas.serialize(inner), hop.state, reason, release_at, now,
             now, wants_reports,
         )  # fmt: skip
         if hid is not None:

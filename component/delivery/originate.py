@@ -66,7 +66,7 @@ class Originate(Core):
         reminder), the way every message Courier originates goes: kept in the outbox with the
         next commit, sent once committed, re-sent after a reconnect until the server confirms
         it routed it.  Durable after the next commit."""
-        self._send_after_commit(None, ET.tostring(message, encoding="unicode"), message.get("from", ""), kind="own")
+        self._send_after_commit(None, stanzas.serialize(message), message.get("from", ""), kind="own")
 
     async def _committed(self, seq: int) -> MessageRow:
         await self.store.flush()
@@ -95,7 +95,7 @@ class Originate(Core):
         self.seq += 1
         row = MessageRow(
             self.seq, None, sender, sender_full.partition("/")[2], recipient, stanzas.bare(recipient), msg_id,
-            origin_id, "message", body, ET.tostring(inner, encoding="unicode"), State.ACCEPTED, "", None, now, now,
+            origin_id, "message", body, stanzas.serialize(inner), State.ACCEPTED, "", None, now, now,
             wants_reports or self.reports_on(sender),
         )  # fmt: skip
         self.store.queue_message(row)
@@ -144,6 +144,6 @@ class Originate(Core):
         receipt = ET.Element(f"{{{NS_CLIENT}}}message", {"to": m.sender, "type": "chat", "id": uuid.uuid4().hex})
         ET.SubElement(receipt, f"{{{NS_RECEIPTS}}}received", id=m.msg_id or m.origin_id)
         self.record_on(m, Event.RECEIVE, stanzas.domain(user), f"confirmed by {user}")
-        self._send_after_commit(None, ET.tostring(receipt, encoding="unicode"), user)
+        self._send_after_commit(None, stanzas.serialize(receipt), user)
         await self.store.flush()
         return m

@@ -211,7 +211,7 @@ class Pipeline(Originate, SmsClaims):
         for html in original.findall(f"{{{NS_XHTML_IM}}}html"):
             original.remove(html)
         target.body = new_body
-        target.stanza = ET.tostring(original, encoding="unicode")
+        target.stanza = stanzas.serialize(original)
         target.updated = now
         self._record(target, hop)
         self.store.queue_update(target)
@@ -223,7 +223,7 @@ class Pipeline(Originate, SmsClaims):
         original = ET.fromstring(target.stanza)
         e2ee.swap_payload(original, correction)
         target.body = stanzas.text(original)
-        target.stanza = ET.tostring(original, encoding="unicode")
+        target.stanza = stanzas.serialize(original)
         target.updated = now
         self._record(target, hop)
         self.store.queue_update(target)

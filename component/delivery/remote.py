@@ -30,7 +30,7 @@ from ..store import MessageRow
 from ..tasks import spawn
 from ..util import parse_stamp
 from ..xep.federation import HOP_STATES, NS, XEP_CourierFederation, speaks_for
-from . import sender_copy
+from . import sender_copy, stanzas
 from .pipeline import Encrypted, NotFound, Pipeline, TooLate, encrypted
 from .ports import PassedOn
 from .states import Event, Hop, State
@@ -361,7 +361,7 @@ class RemoteChanges:
         retraction = sender_copy.recalled(m)
         for only in retraction.findall(f"{{{NS_ROUTE}}}sender-only"):
             retraction.remove(only)
-        p._send_after_commit(None, ET.tostring(retraction, encoding="unicode"), m.sender)
+        p._send_after_commit(None, stanzas.serialize(retraction), m.sender)
         p.passed_on(m, Event.RETRACT, f"passed on: too late at {domain} ({late})", now)
         await p.store.flush()
         raise PassedOn(f"{domain} already delivered it ({late}); the standard retraction was passed on")
@@ -377,7 +377,7 @@ class RemoteChanges:
             text = original.find(f"{{{NS_CLIENT}}}body")
             if text is not None:
                 text.text = body
-            m.body, m.stanza, m.updated = body, ET.tostring(original, encoding="unicode"), now
+            m.body, m.stanza, m.updated = body, stanzas.serialize(original), now
             if m.seq in self.held_there:
                 self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
             # (B's time: its own report of this hop, before or after this answer, is recorded once)
@@ -392,7 +392,7 @@ class RemoteChanges:
         )
         ET.SubElement(correction, f"{{{NS_CLIENT}}}body").text = body
         ET.SubElement(correction, f"{{{NS_CORRECT}}}replace", id=m.msg_id or m.origin_id)
-        p._send_after_commit(None, ET.tostring(correction, encoding="unicode"), m.sender)
+        p._send_after_commit(None, stanzas.serialize(correction), m.sender)
         p.passed_on(m, Event.EDIT, f"passed on: too late at {domain} ({late})", now)
         await p.store.flush()
         raise PassedOn(f"{domain} already delivered it ({late}); the standard correction was passed on")

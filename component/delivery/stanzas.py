@@ -1,13 +1,14 @@
 """Reading (and composing) the stock XEPs' stanzas the pipeline acts on: message ids and
 origin-ids (XEP-0359), corrections (XEP-0308), retractions (XEP-0424, and its older
 XEP-0422 fastening form), receipts (XEP-0184) and chat markers (XEP-0333), bodies and
-end-to-end encryption; and the removal of our own namespaces' elements a client forged.
+end-to-end encryption; the removal of our own namespaces' elements a client forged; and the
+stored form of a stanza (:func:`serialize`).
 
 Pure functions on ElementTree elements: nothing here knows of the store or of state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from xml.etree import ElementTree as ET
 
 from ..namespaces import (
@@ -115,3 +116,73 @@ def chat(
     for element in extra:
         inner.append(element)
     return inner
+
+
+
+#: ElementTree's own escaping and well-known prefixes (``xml``, ``html``…): :func:`serialize`
+#: writes exactly what ``ET.tostring`` writes.
+_escape_cdata: Callable[[str], str] = ET._escape_cdata  # type: ignore[attr-defined]
+_escape_attrib: Callable[[str], str] = ET._escape_attrib  # type: ignore[attr-defined]
+_WELL_KNOWN: dict[str, str] = ET._namespace_map  # type: ignore[attr-defined]
+
+
+def serialize(element: ET.Element) -> str:
+    """The stored form of a stanza: exactly ``ET.tostring(element, encoding="unicode")`` (the
+    same ``ns0:`` prefixes in the same order, all declared on the top element, the same
+    escaping), in one pass.  ``ET.tostring`` walks the tree twice and writes through a file
+    object: about half as fast, and ~16 % of the event loop's time per hand-off
+    (bench/courier_alone.py).  Anything but elements and strings (comments, ``QName``s) is
+    left to ``ET.tostring``."""
+    out: list[str] = []
+    prefixes: dict[str, str] = {}  # namespace -> prefix, numbered in the order first used (as ET)
+    try:
+        _write(element, out, {}, prefixes)
+    except Exception:
+        return ET.tostring(element, encoding="unicode")  # what it makes of the unusual (or its error)
+    if prefixes:  # after the top element's name, before its attributes, sorted by prefix (as ET)
+        out[0] += "".join(f' xmlns:{p}="{_escape_attrib(uri)}"' for uri, p in sorted(prefixes.items(), key=_prefix))
+    return "".join(out)
+
+
+def _write(elem: ET.Element, out: list[str], names: dict[str, str], prefixes: dict[str, str]) -> None:
+    tag = elem.tag
+    if type(tag) is not str:
+        raise TypeError(tag)
+    tag = names.get(tag) or _name(tag, names, prefixes)
+    append = out.append
+    append("<" + tag)
+    for key, value in elem.items():
+        if type(value) is not str:
+            raise TypeError(value)
+        append(f' {names.get(key) or _name(key, names, prefixes)}="{_escape_attrib(value)}"')
+    text = elem.text
+    if text or len(elem):
+        append(">")
+        if text:
+            append(_escape_cdata(text))
+        for child in elem:
+            _write(child, out, names, prefixes)
+        append(f"</{tag}>")
+    else:
+        append(" />")
+    if elem.tail:
+        append(_escape_cdata(elem.tail))
+
+
+def _name(qname: str, names: dict[str, str], prefixes: dict[str, str]) -> str:
+    """``{uri}local`` as written (``ns0:local``), remembered in *names*."""
+    if qname[:1] != "{":
+        names[qname] = qname
+        return qname
+    uri, local = qname[1:].rsplit("}", 1)
+    prefix = prefixes.get(uri)
+    if prefix is None:
+        prefix = _WELL_KNOWN.get(uri) or f"ns{len(prefixes)}"
+        if prefix != "xml":
+            prefixes[uri] = prefix
+    names[qname] = written = f"{prefix}:{local}"
+    return written
+
+
+def _prefix(item: tuple[str, str]) -> str:
+    return item[1]
