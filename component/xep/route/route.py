@@ -1,18 +1,20 @@
 """The courier-route plugin: receives hand-offs and fallback notices, sends acks and releases.
 
-Events: ``route_handoff`` (the message carrying a valid ``<handoff/>``),
-``route_fallback`` (a list of hand-off ids the server delivered itself) and
-``route_bounce`` (a remote server's error to a local user's bare JID, as an Element) and
-``route_routed`` (ids of releases / originated messages the server routed).
-The server's liveness ping (XEP-0199) is answered once ``health`` (a
+Callbacks (plugin config): ``handoff(handoff, inner)`` (the ``<handoff/>`` element of a valid
+hand-off and its forwarded message) and ``routed(ids)`` (ids of releases / originated
+messages the server routed); without them, the events ``route_handoff`` (the message) and
+``route_routed`` (the ids).  Events: ``route_fallback`` (a list of hand-off ids the server
+delivered itself) and ``route_bounce`` (a remote server's error to a local user's bare JID,
+as an Element).  The server's liveness ping (XEP-0199) is answered once ``health`` (a
 coroutine function from the plugin config) returns: after a store commit.
 
 The two stanzas that come with every message — a hand-off and a ``<routed/>``
-confirmation — take a fast path: an *in* filter hands them to their handler before
-slixmpp matches the stanza against every registered handler (about 45 in Courier;
-that matching was the largest item of Courier's CPU per message, bench/README.md,
-``courier_alone.py``).  The handlers and their checks are the same as on the ordinary
-path, which still serves any other shape of these stanzas.
+confirmation — are taken off the stream as XML (:meth:`XEP_CourierRoute.take`, called by
+Courier for every stanza received before slixmpp builds a stanza object for it): no
+stanza object, no filters, no matching against every registered handler (about 45 in
+Courier).  Those were most of Courier's CPU per message (bench/README.md,
+``courier_alone.py``).  Any other shape of these stanzas, or one not from the server,
+goes the ordinary way to the handlers below, which check and answer it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from slixmpp import Iq, Message
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins import BasePlugin
 from slixmpp.plugins.xep_0199.stanza import Ping
-from slixmpp.xmlstream import StanzaBase, register_stanza_plugin
+from slixmpp.xmlstream import StanzaBase, register_stanza_plugin, tostring
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 _stream_log = logging.getLogger("slixmpp.xmlstream.xmlstream")  # slixmpp's "RECV:" lines
 
 _ITEM = f"{{{NS}}}item"
+_HANDOFF = f"{{{NS}}}handoff"
+_ROUTED = f"{{{NS}}}routed"
 _RELEASE = {"release": "true"}
 
 
@@ -60,13 +64,11 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
         self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
         self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
+        self.on_handoff: Callable[[Element, Element], None] | None = self.config.get("handoff")
+        self.on_routed: Callable[[list[str]], None] | None = self.config.get("routed")
         self._answers: list[tuple[str, dict[str, str] | None, Element | None]] = []
-        #: the fast path: a message whose one child is one of these goes straight to its handler
-        self._fast: dict[str, Callable[[StanzaBase], None]] = {
-            f"{{{NS}}}handoff": self._handoff,
-            f"{{{NS}}}routed": self._routed,
-        }
-        self.xmpp.add_filter("in", self._fast_path)
+        #: what :meth:`take` takes: a message (as the stream's namespace or jabber:client has it)
+        self._messages = {f"{{{self.xmpp.default_ns}}}message", Message.tag_name()}
         #: :meth:`routed`: the last release / deliver / originate sent, and who waits for which <routed/>
         self._last_sent: str | None = None
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
@@ -75,7 +77,6 @@ class XEP_CourierRoute(BasePlugin):
     def plugin_end(self) -> None:
         for name in ("Route hand-off", "Route fallback", "Route bounce", "Route forged", "Route routed", "Route ping"):
             self.xmpp.remove_handler(name)
-        self.xmpp.del_filter("in", self._fast_path)
         self.xmpp.del_event_handler("disconnected", self._stop_waiting)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
         self.xmpp.plugin["xep_0030"].del_feature(feature=Ping.namespace)
@@ -84,22 +85,33 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.plugin["xep_0030"].add_feature(NS)
         self.xmpp.plugin["xep_0030"].add_feature(Ping.namespace)
 
-    def _fast_path(self, stanza: StanzaBase) -> StanzaBase | None:
-        """slixmpp *in* filter: a hand-off or a routed confirmation is handled here, as its
-        registered handler would (an error it raises is answered the same way), and goes no
-        further; any other stanza passes on unchanged."""
-        xml = stanza.xml
-        if len(xml) != 1 or not isinstance(stanza, Message):
-            return stanza
-        handler = self._fast.get(xml[0].tag)
-        if handler is None:
-            return stanza
-        _stream_log.debug("RECV: %s", stanza)
+    def take(self, xml: Element) -> bool:
+        """A stanza received, before slixmpp builds a stanza object for it: a hand-off or a
+        ``<routed/>`` from the server, valid and in the shape the server writes (from its
+        address as it writes it, the element alone in the message), goes to its callback and
+        True.  False for anything else: it goes the ordinary way (a malformed or forged one is
+        answered there with its error, as before)."""
+        if len(xml) != 1 or xml.get("from") != self.server or xml.tag not in self._messages:
+            return False
+        child = xml[0]
+        if child.tag == _HANDOFF and self.on_handoff is not None:
+            handoff, inner = stanza.read_handoff(xml)
+            if not _valid(handoff, inner):
+                return False  # bad-request, on the ordinary path
+            self._received(xml, self.on_handoff, handoff, inner)
+            return True
+        if child.tag == _ROUTED and self.on_routed is not None:
+            self._received(xml, self._routed_ids, [item.get("id", "") for item in child if item.tag == _ITEM])
+            return True
+        return False
+
+    def _received(self, xml: Element, handler: Callable[..., None], *args: object) -> None:
+        if _stream_log.isEnabledFor(logging.DEBUG):
+            _stream_log.debug("RECV: %s", tostring(xml, xmlns=self.xmpp.default_ns, stream=self.xmpp))
         try:
-            handler(stanza)
+            handler(*args)
         except Exception as exc:
-            stanza.exception(exc)  # what slixmpp does with a handler's exception (an XMPPError: the error reply)
-        return None
+            Message(self.xmpp, xml, recv=True).exception(exc)  # as slixmpp answers a handler's (XMPPError: its error)
 
     def _from_server(self, msg: StanzaBase) -> bool:
         # the attribute as sent first (the server's own address, as it always writes it): parsing
@@ -111,9 +123,13 @@ class XEP_CourierRoute(BasePlugin):
             log.warning("Refused a hand-off from %s: only %s may hand off messages", msg["from"], self.server)
             raise XMPPError("forbidden", f"only {self.server} may hand off messages", etype="auth")
         handoff, inner = stanza.read_handoff(msg.xml)
-        if handoff is None or not handoff.get("id") or inner is None or not inner.get("from") or not inner.get("to"):
+        if not _valid(handoff, inner):
             raise XMPPError("bad-request", "a hand-off needs an id and a forwarded jabber:client message")
-        self.xmpp.event("route_handoff", msg)
+        assert handoff is not None and inner is not None
+        if self.on_handoff is not None:
+            self.on_handoff(handoff, inner)
+        else:
+            self.xmpp.event("route_handoff", msg)
 
     def _fallback(self, msg: StanzaBase) -> None:
         if not self._from_server(msg):
@@ -131,13 +147,18 @@ class XEP_CourierRoute(BasePlugin):
     def _routed(self, msg: StanzaBase) -> None:
         if not self._from_server(msg):
             raise XMPPError("forbidden", f"only {self.server} may confirm routing", etype="auth")
-        ids = msg["route_routed"]["ids"]
+        self._routed_ids(msg["route_routed"]["ids"])
+
+    def _routed_ids(self, ids: list[str]) -> None:
         if self._waiting:
             for hid in ids:
                 for waiter in self._waiting.pop(hid, ()):
                     if not waiter.done():
                         waiter.set_result(None)
-        self.xmpp.event("route_routed", ids)
+        if self.on_routed is not None:
+            self.on_routed(ids)
+        else:
+            self.xmpp.event("route_routed", ids)
 
     def routed(self, timeout: float = 10.0) -> Awaitable[None]:
         """Done once the server confirmed (``<routed/>``, one per turn of its loop) the last
@@ -284,3 +305,10 @@ class XEP_CourierRoute(BasePlugin):
         msg = self.xmpp.make_message(mto=self.server, mfrom=self.xmpp.boundjid.bare)
         msg.xml.append(wrapper)
         msg.send()
+
+
+def _valid(handoff: Element | None, inner: Element | None) -> bool:
+    """A hand-off has an id and forwards a message with a sender and a recipient."""
+    if handoff is None or inner is None:
+        return False
+    return bool(handoff.get("id") and inner.get("from") and inner.get("to"))

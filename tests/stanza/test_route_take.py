@@ -1,0 +1,70 @@
+"""The route plugin's :meth:`take` (component/xep/route/route.py): a hand-off or a ``<routed/>``
+from the server, as XML straight from the stream's parser, goes to its callback; anything
+else is left to slixmpp's ordinary path (its handlers check and answer it)."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+import pytest
+from slixmpp import ComponentXMPP
+
+from component.xep import route
+
+NS = route.NS
+INNER = "<message xmlns='jabber:client' from='a@localhost/r' to='b@localhost' id='m1'><body>x</body></message>"
+
+
+def handoff(sender: str = "localhost", hid: str = "h1", inner: str = INNER, extra: str = "") -> ET.Element:
+    return ET.fromstring(
+        f"<message xmlns='jabber:component:accept' from='{sender}' to='courier.localhost' id='{hid}'>"
+        f"<handoff xmlns='{NS}' id='{hid}' recipient='online' copy='kept'><forwarded xmlns='urn:xmpp:forward:0'>"
+        f"<delay xmlns='urn:xmpp:delay' stamp='2026-12-02T10:00:00Z'/>{inner}</forwarded></handoff>{extra}</message>"
+    )
+
+
+@pytest.fixture
+def plugin() -> tuple[route.XEP_CourierRoute, list[object]]:
+    got: list[object] = []
+    xmpp = ComponentXMPP("courier.localhost", "secret", "localhost", 5347)
+    xmpp.register_plugin(
+        "courier_route",
+        module=route,
+        pconfig={"server": "localhost", "handoff": lambda h, i: got.append((h, i)), "routed": got.append},
+    )
+    return xmpp.plugin["courier_route"], got
+
+
+def test_a_hand_off_from_the_server_goes_to_its_callback(plugin) -> None:
+    p, got = plugin
+    xml = handoff()
+    assert p.take(xml)
+    ((h, inner),) = got
+    assert h is xml[0] and h.get("id") == "h1" and inner.get("id") == "m1" and inner.tag == "{jabber:client}message"
+
+
+def test_routed_ids_go_to_their_callback(plugin) -> None:
+    p, got = plugin
+    xml = ET.fromstring(
+        f"<message xmlns='jabber:component:accept' from='localhost' to='courier.localhost'>"
+        f"<routed xmlns='{NS}'><item id='r1'/><item id='r2'/><other xmlns='urn:x' id='no'/></routed></message>"
+    )
+    assert p.take(xml) and got == [["r1", "r2"]]
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        handoff(sender="mallory@localhost/x"),  # forbidden, answered by the ordinary path
+        handoff(sender="LOCALHOST"),  # the server's address not as it writes it: the JID is compared there
+        handoff(hid=""),  # bad-request
+        handoff(inner="<message xmlns='jabber:client' from='a@localhost'/>"),  # no recipient
+        handoff(extra="<body xmlns='jabber:component:accept'>two children</body>"),
+        ET.fromstring(f"<message xmlns='jabber:component:accept' from='localhost'><ack xmlns='{NS}'/></message>"),
+        ET.fromstring("<iq xmlns='jabber:component:accept' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"),
+        ET.fromstring(f"<presence xmlns='jabber:component:accept' from='localhost'><routed xmlns='{NS}'/></presence>"),
+    ],
+)
+def test_anything_else_goes_the_ordinary_way(plugin, xml: ET.Element) -> None:
+    p, got = plugin
+    assert not p.take(xml) and got == []
