@@ -268,13 +268,12 @@ class Courier(ComponentXMPP):
         if not self.route.take(xml):
             super()._spawn_event(xml)
 
-    def _on_handoff(self, h: Element, inner: Element) -> None:
+    def _on_handoff(self, h: Element, inner: Element, stamp: str) -> None:
         """A valid hand-off from the server (the route plugin's callback): *h* the ``<handoff/>``."""
         metrics.handoff()
         hid, recipient, copy_kept = h.get("id", ""), h.get("recipient") or "offline", h.get("copy") == "kept"
         adds = copy_kept and h.get("adds") == "tracked"
-        handoff = Handoff(hid, recipient, inner, stamp_or_now(route.handoff_stamp(h)), copy_kept, adds)
-        self.federation.handoff(handoff)
+        self.federation.handoff(Handoff(hid, recipient, inner, stamp_or_now(stamp), copy_kept, adds))
 
     def _on_presence(self, pres: Presence) -> None:
         sender = pres["from"]

@@ -43,6 +43,8 @@ HID_MAX = 200_000
 #: correction or retraction of them is absorbed; at most REF_MAX of them (oldest forgotten first).
 REF_MEMORY = 86400.0
 REF_MAX = 100_000
+_HOPS_REQUEST, _RECEIPTS_REQUEST = f"{{{NS_HOPS}}}request", f"{{{NS_RECEIPTS}}}request"
+_NO_REQUEST = f"{{{NS_RECEIPTS_POLICY}}}no-request"
 
 
 class Pipeline(Originate, SmsClaims):
@@ -116,10 +118,11 @@ class Pipeline(Originate, SmsClaims):
         sender = bare(sender_full)
         recipient = inner.get("to", "")
         recipient_bare = bare(recipient)
-        asked = inner.find(f"{{{NS_HOPS}}}request") is not None or inner.find(f"{{{NS_RECEIPTS}}}request") is not None
-        declined = inner.find(f"{{{NS_RECEIPTS_POLICY}}}no-request") is not None
+        local_sender = stanzas.domain(sender) == self.domain
+        asked = inner.find(_HOPS_REQUEST) is not None or inner.find(_RECEIPTS_REQUEST) is not None
+        declined = inner.find(_NO_REQUEST) is not None
         wants_reports = not declined and (asked or self.reports_on(sender))
-        strip_ours(inner, TRACKED_TAG if stanzas.domain(sender) != self.domain else "")
+        strip_ours(inner, "" if local_sender else TRACKED_TAG)
         self.seen.hint(recipient_bare, h.recipient)
 
         body = stanzas.body(inner)
@@ -143,7 +146,7 @@ class Pipeline(Originate, SmsClaims):
         changed = kind == "message" and self.receipts.strip_refused(inner, sender, recipient_bare, asked_receipt, now)
         # by reference where the release adds nothing, or toward another server (where
         # courier-federation may add <tracked/>) where the server adds the <tracked/> given
-        outward = stanzas.domain(sender) == self.domain and stanzas.domain(recipient_bare) != self.domain
+        outward = local_sender and stanzas.domain(recipient_bare) != self.domain
         by_reference = h.copy_kept and not changed and (h.adds_tracked or not outward)
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
                     wants_reports, now, by_reference=by_reference)  # fmt: skip

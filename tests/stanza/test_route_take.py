@@ -30,7 +30,7 @@ def plugin() -> tuple[route.XEP_CourierRoute, list[object]]:
     xmpp.register_plugin(
         "courier_route",
         module=route,
-        pconfig={"server": "localhost", "handoff": lambda h, i: got.append((h, i)), "routed": got.append},
+        pconfig={"server": "localhost", "handoff": lambda *handoff: got.append(handoff), "routed": got.append},
     )
     return xmpp.plugin["courier_route"], got
 
@@ -39,8 +39,9 @@ def test_a_hand_off_from_the_server_goes_to_its_callback(plugin) -> None:
     p, got = plugin
     xml = handoff()
     assert p.take(xml)
-    ((h, inner),) = got
+    ((h, inner, stamp),) = got
     assert h is xml[0] and h.get("id") == "h1" and inner.get("id") == "m1" and inner.tag == "{jabber:client}message"
+    assert stamp == "2026-12-02T10:00:00Z"
 
 
 def test_routed_ids_go_to_their_callback(plugin) -> None:

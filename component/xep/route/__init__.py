@@ -14,7 +14,6 @@ from .stanza import (
     Originate,
     Release,
     Routed,
-    handoff_stamp,
     read_handoff,
 )
 
@@ -22,5 +21,5 @@ register_plugin(XEP_CourierRoute)
 
 __all__ = [
     "NS", "Ack", "AckItem", "Bounce", "Fallback", "FallbackItem", "Handoff", "Originate", "Release", "Routed",
-    "XEP_CourierRoute", "handoff_stamp", "read_handoff",
+    "XEP_CourierRoute", "read_handoff",
 ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The courier-route plugin: receives hand-offs and fallback notices, sends acks and releases.
 
-Callbacks (plugin config): ``handoff(handoff, inner)`` (the ``<handoff/>`` element of a valid
-hand-off and its forwarded message) and ``routed(ids)`` (ids of releases / originated
+Callbacks (plugin config): ``handoff(handoff, inner, stamp)`` (the ``<handoff/>`` element of a
+valid hand-off, its forwarded message and its delay stamp, '' without) and ``routed(ids)`` (ids of releases / originated
 messages the server routed); without them, the events ``route_handoff`` (the message) and
 ``route_routed`` (the ids).  Events: ``route_fallback`` (a list of hand-off ids the server
 delivered itself) and ``route_bounce`` (a remote server's error to a local user's bare JID,
@@ -64,7 +64,7 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
         self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
         self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
-        self.on_handoff: Callable[[Element, Element], None] | None = self.config.get("handoff")
+        self.on_handoff: Callable[[Element, Element, str], None] | None = self.config.get("handoff")
         self.on_routed: Callable[[list[str]], None] | None = self.config.get("routed")
         self._answers: list[tuple[str, dict[str, str] | None, Element | None]] = []
         #: what :meth:`take` takes: a message (as the stream's namespace or jabber:client has it)
@@ -95,10 +95,10 @@ class XEP_CourierRoute(BasePlugin):
             return False
         child = xml[0]
         if child.tag == _HANDOFF and self.on_handoff is not None:
-            handoff, inner = stanza.read_handoff(xml)
+            handoff, inner, stamp = stanza.read_handoff(xml)
             if not _valid(handoff, inner):
                 return False  # bad-request, on the ordinary path
-            self._received(xml, self.on_handoff, handoff, inner)
+            self._received(xml, self.on_handoff, handoff, inner, stamp)
             return True
         if child.tag == _ROUTED and self.on_routed is not None:
             self._received(xml, self._routed_ids, [item.get("id", "") for item in child if item.tag == _ITEM])
@@ -122,12 +122,12 @@ class XEP_CourierRoute(BasePlugin):
         if not self._from_server(msg):
             log.warning("Refused a hand-off from %s: only %s may hand off messages", msg["from"], self.server)
             raise XMPPError("forbidden", f"only {self.server} may hand off messages", etype="auth")
-        handoff, inner = stanza.read_handoff(msg.xml)
+        handoff, inner, stamp = stanza.read_handoff(msg.xml)
         if not _valid(handoff, inner):
             raise XMPPError("bad-request", "a hand-off needs an id and a forwarded jabber:client message")
         assert handoff is not None and inner is not None
         if self.on_handoff is not None:
-            self.on_handoff(handoff, inner)
+            self.on_handoff(handoff, inner, stamp)
         else:
             self.xmpp.event("route_handoff", msg)
 

@@ -24,7 +24,7 @@ class Handoff(ElementBase):
 
     def get_inner(self) -> Element | None:
         """The forwarded ``jabber:client`` message, as an ElementTree element."""
-        return self.xml.find(_INNER)
+        return read_forwarded(self.xml)[0]
 
     def set_inner(self, message: Element) -> None:
         self.del_inner()
@@ -37,7 +37,7 @@ class Handoff(ElementBase):
             self.xml.remove(forwarded)
 
     def get_stamp(self) -> str:
-        return handoff_stamp(self.xml)
+        return read_forwarded(self.xml)[1]
 
     def set_stamp(self, value: str) -> None:
         forwarded = self.xml.find(f"{{{NS_FORWARD}}}forwarded")
@@ -57,23 +57,36 @@ class Handoff(ElementBase):
                 forwarded.remove(delay)
 
 
-def read_handoff(message: Element) -> tuple[Element | None, Element | None]:
-    """The ``<handoff/>`` of a received message and its forwarded ``jabber:client`` message
-    (each None if absent), read from the XML itself: the per-message path, where slixmpp's
-    stanza interfaces (``msg["route_handoff"]["id"]``) cost more than the reading."""
-    handoff = message.find(_HANDOFF)
-    return handoff, handoff.find(_INNER) if handoff is not None else None
+def read_handoff(message: Element) -> tuple[Element | None, Element | None, str]:
+    """The ``<handoff/>`` of a received message, its forwarded ``jabber:client`` message (each
+    None if absent) and its delay stamp ('' without), read from the XML itself: the
+    per-message path, where slixmpp's stanza interfaces (``msg["route_handoff"]["id"]``) and
+    ElementTree's path searches cost more than the reading."""
+    for handoff in message:
+        if handoff.tag == _HANDOFF:
+            return handoff, *read_forwarded(handoff)
+    return None, None, ""
 
 
-def handoff_stamp(handoff: Element) -> str:
-    """The ``<delay stamp/>`` of a hand-off element ('' when it has none)."""
-    delay = handoff.find(_DELAY)
-    return delay.get("stamp", "") if delay is not None else ""
+def read_forwarded(handoff: Element) -> tuple[Element | None, str]:
+    """A hand-off element's forwarded ``jabber:client`` message (None if absent) and its
+    ``<delay stamp/>`` ('' without), the first of each, in one walk of its children."""
+    inner: Element | None = None
+    stamp: str | None = None
+    for forwarded in handoff:
+        if forwarded.tag == _FORWARDED:
+            for child in forwarded:
+                if child.tag == _MESSAGE:
+                    inner = child if inner is None else inner
+                elif child.tag == _DELAY and stamp is None:
+                    stamp = child.get("stamp", "")
+    return inner, stamp or ""
 
 
 _HANDOFF = f"{{{NS}}}handoff"
-_INNER = f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message"
-_DELAY = f"{{{NS_FORWARD}}}forwarded/{{{NS_DELAY}}}delay"
+_FORWARDED = f"{{{NS_FORWARD}}}forwarded"
+_MESSAGE = f"{{{NS_CLIENT}}}message"
+_DELAY = f"{{{NS_DELAY}}}delay"
 
 
 class AckItem(ElementBase):
