@@ -1,6 +1,7 @@
-"""The route plugin's :meth:`take` (component/xep/route/route.py): a hand-off or a ``<routed/>``
-from the server, as XML straight from the stream's parser, goes to its callback; anything
-else is left to slixmpp's ordinary path (its handlers check and answer it)."""
+"""The route plugin's per-message path (component/xep/route/route.py): :meth:`take` — a
+hand-off or a ``<routed/>`` from the server, as XML straight from the stream's parser, goes
+to its callback; anything else is left to slixmpp's ordinary path (its handlers check and
+answer it) — and the batched ``<ack/>``, written as text."""
 
 from __future__ import annotations
 
@@ -69,3 +70,22 @@ def test_routed_ids_go_to_their_callback(plugin) -> None:
 def test_anything_else_goes_the_ordinary_way(plugin, xml: ET.Element) -> None:
     p, got = plugin
     assert not p.take(xml) and got == []
+
+
+def test_the_batched_answers_are_one_ack_written_as_text(plugin) -> None:
+    p, _ = plugin
+    sent: list[object] = []
+    p.xmpp.send = sent.append
+    p.xmpp.new_id = lambda: "s1"
+    p.ack("h1")
+    p.release_copy('h"2&')
+    p.release_copy("h3", ET.Element("{https://courier.chat/ns/federation/0}tracked", token="t"))
+    p.flush_answers()
+    p.flush_answers()  # nothing more to send
+    assert sent == [
+        f'<message to="localhost" from="courier.localhost" id="s1"><ack xmlns="{NS}"><item id="h1" />'
+        '<item release="true" id="h&quot;2&amp;" /><item release="true" id="h3">'
+        '<tracked xmlns="https://courier.chat/ns/federation/0" token="t" /></item></ack></message>'
+    ]
+    ack = ET.fromstring(str(sent[0]))[0]
+    assert [(i.get("id"), i.get("release")) for i in ack] == [("h1", None), ('h"2&', "true"), ("h3", "true")]
