@@ -154,7 +154,9 @@ def _write(elem: ET.Element, out: list[str], names: dict[str, str], prefixes: di
     for key, value in elem.items():
         if type(value) is not str:
             raise TypeError(value)
-        append(f' {names.get(key) or _name(key, names, prefixes)}="{_escape_attrib(value)}"')
+        if key[:1] == "{":  # most attributes have no namespace: written as they are
+            key = names.get(key) or _name(key, names, prefixes)
+        append(f' {key}="{_escape_attrib(value)}"')
     text = elem.text
     if text or len(elem):
         append(">")
