@@ -79,10 +79,16 @@ class Federation:
     def __init__(self, courier: Any) -> None:
         pipeline: Pipeline = courier.pipeline
         self.inbound = Inbound(pipeline, courier, courier.config["federation.resend_after"])
-        # the releases of a commit go before its hop reports: the server routes them first
-        pconfig = {"service": self.inbound, "before_reports": courier.route.flush_answers}
+        # the releases of a commit go before its hop reports: the server routes them first;
+        # the reports' coalescing timers are on the one scheduler
+        pconfig = {
+            "service": self.inbound, "before_reports": courier.route.flush_answers, "scheduler": pipeline.scheduler,
+        }  # fmt: skip
         courier.register_plugin("courier_federation", module=xep_federation, pconfig=pconfig)
         self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
+        # a local user's receipt or marker goes after the reports waiting for its peer (the
+        # hop it follows, e.g. "released", reaches the sender's Courier first)
+        pipeline.before_acknowledgement = self.plugin.flush_hops
         route = courier.route
         self.peers = Peers(courier, pipeline.domain, route.release, route.originate, route.release_copy)
         self.remote = RemoteChanges(pipeline, self.plugin, self.peers)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from xml.etree import ElementTree as ET
 
 from .. import metrics
@@ -49,6 +49,10 @@ _NO_REQUEST = f"{{{NS_RECEIPTS_POLICY}}}no-request"
 
 class Pipeline(Originate, SmsClaims):
     """Tracked messages from hand-off to release."""
+
+    #: Called before a local user's receipt or marker to another server's user is passed on
+    #: (federation sets it: the hop reports waiting for that server's Courier go first).
+    before_acknowledgement: Callable[[], None] | None = None
 
     # -- start-up ---------------------------------------------------------
 
@@ -243,6 +247,8 @@ class Pipeline(Originate, SmsClaims):
             return
         # It goes on at once: nothing of the acknowledgement needs to wait for the store.
         self.known_hids[h.hid] = (now, 0)
+        if self.before_acknowledgement is not None and stanzas.domain(recipient_bare) != self.domain:
+            self.before_acknowledgement()
         if h.copy_kept:
             self.transport.release_copy(h.hid)
         else:

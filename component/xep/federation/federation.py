@@ -2,18 +2,22 @@
 
 Both roles live in every Courier.  As the *recipient's* Courier it answers ``<recall/>``
 and ``<edit/>`` from the sender's Courier (``pconfig={"service": FederationService}``),
-sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hops`, batched: one message per
-peer and event-loop turn, after what ``pconfig["before_reports"]`` sends) and fires
+sends ``<hop/>`` reports (:meth:`XEP_CourierFederation.send_hops`, coalesced: at most one
+message per peer every :data:`HOPS_EVERY` seconds, after what ``pconfig["before_reports"]``
+sends; :meth:`~XEP_CourierFederation.flush_hops` sends what waits at once) and fires
 ``federation_acked`` (peer, report ids) for every ``<acked/>``.  As the *sender's* Courier
 it asks (:meth:`XEP_CourierFederation.change`), fires ``federation_hop`` for every
 ``<hop/>`` that arrives and acknowledges reports (:meth:`XEP_CourierFederation.ack`,
-batched: one ``<acked/>`` per peer and event-loop turn).  Who may ask and report is judged by the service, which
-knows the messages; this plugin only checks the shape (xeps/courier-federation.xml).
+coalesced: at most one ``<acked/>`` per peer every :data:`ACKS_EVERY` seconds).  The
+coalescing timers are on the one scheduler (``pconfig["scheduler"]``).  Who may ask and
+report is judged by the service, which knows the messages; this plugin only checks the
+shape (xeps/courier-federation.xml).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 from xml.sax.saxutils import escape, quoteattr
@@ -32,6 +36,21 @@ log = logging.getLogger(__name__)
 
 #: At most this many ``<hop/>`` reports in one message (a burst's reports go in few stanzas).
 HOPS_PER_MESSAGE = 100
+#: ... and at most this many report ids in one ``<acked/>``.
+ACKS_PER_MESSAGE = 500
+#: Coalescing (courier-federation 0.3): a peer gets at most one message of ``<hop/>`` reports
+#: every HOPS_EVERY seconds and one ``<acked/>`` every ACKS_EVERY seconds; what comes meanwhile
+#: waits for it (the first after a quiet spell goes at once).
+HOPS_EVERY, ACKS_EVERY = 0.05, 0.25
+_HINTS = "<no-store xmlns='urn:xmpp:hints'/>"  # XEP-0334
+
+
+class Timers(Protocol):
+    """What the plugin needs of the one scheduler (component/scheduler.py)."""
+
+    def at(self, when: float, key: Any, job: Callable[[], object], *, earliest: bool = False) -> None: ...
+
+    def cancel(self, key: Any) -> bool: ...
 
 
 class TooLateError(Exception):
@@ -72,10 +91,16 @@ class XEP_CourierFederation(BasePlugin):
             self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._change))
         self.xmpp.register_handler(Callback("Federation hop", StanzaPath("message/fed_hop"), self._hop))
         self.xmpp.register_handler(Callback("Federation acked", StanzaPath("message/fed_acked"), self._acked))
-        self._acks: dict[str, list[str]] = {}  # peer -> report ids to acknowledge this turn
-        self._hops: dict[str, list[str]] = {}  # peer -> <hop/> reports to send this turn
+        #: the coalescing timers' scheduler (keys ("federation", "hops" | "acked", peer))
+        self.timers: Timers | None = self.config.get("scheduler")
+        self._acks: dict[str, list[str]] = {}  # peer -> report ids waiting to be acknowledged
+        self._hops: dict[str, list[str]] = {}  # peer -> <hop/> reports waiting to be sent
+        self._sent: dict[tuple[str, str], float] = {}  # (kind, peer) -> when its last message went
 
     def plugin_end(self) -> None:
+        if self.timers is not None:
+            for kind, peer in [("hops", p) for p in self._hops] + [("acked", p) for p in self._acks]:
+                self.timers.cancel(("federation", kind, peer))
         for name in ("Federation recall", "Federation edit", "Federation hop", "Federation acked"):
             self.xmpp.remove_handler(name)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
@@ -117,26 +142,37 @@ class XEP_CourierFederation(BasePlugin):
         return f"<hop xmlns='{NS}' {attrs}>{escape(note)}</hop>" if note else f"<hop xmlns='{NS}' {attrs}/>"
 
     def send_hops(self, peer: str, hops: list[str]) -> None:
-        """Queue ``<hop/>`` reports (:meth:`hop_xml`) to the sender's Courier *peer*: sent in
-        the next event-loop turn, up to :data:`HOPS_PER_MESSAGE` in one headline."""
-        if not self._hops:
-            self.xmpp.loop.call_soon(self._send_hops)
+        """Queue ``<hop/>`` reports (:meth:`hop_xml`) to the sender's Courier *peer*: sent at
+        most every :data:`HOPS_EVERY` seconds, up to :data:`HOPS_PER_MESSAGE` in one headline."""
         self._hops.setdefault(peer, []).extend(hops)
+        self._coalesce("hops", peer, HOPS_EVERY, self._send_hops)
 
-    def _send_hops(self) -> None:
-        batches, self._hops = self._hops, {}
+    def flush_hops(self) -> None:
+        """Send every waiting report now (before a receipt or marker they precede goes out)."""
+        for peer in list(self._hops):
+            if self.timers is not None:
+                self.timers.cancel(("federation", "hops", peer))
+            self._send_hops(peer)
+
+    def _coalesce(self, kind: str, peer: str, every: float, send: Callable[[str], None]) -> None:
+        if self.timers is None:  # (a plugin without the scheduler: at once, next turn)
+            self.xmpp.loop.call_soon(send, peer)
+            return
+        when = self._sent.get((kind, peer), 0.0) + every
+        self.timers.at(when, ("federation", kind, peer), lambda: send(peer), earliest=True)
+
+    def _send_hops(self, peer: str) -> None:
+        hops = self._hops.pop(peer, None)
+        if not hops:
+            return
+        self._sent[("hops", peer)] = time.time()
         if self.before_reports is not None:
             self.before_reports()
-        sender = quoteattr(self.xmpp.boundjid.bare)
-        for peer, hops in batches.items():
-            for start in range(0, len(hops), HOPS_PER_MESSAGE):
-                # through slixmpp's send queue (not send_raw, which would pass the stanzas
-                # queued before it: the releases above)
-                self.xmpp.send(
-                    f"<message from={sender} to={quoteattr(peer)} type='headline'>"
-                    + "".join(hops[start : start + HOPS_PER_MESSAGE])
-                    + "<no-store xmlns='urn:xmpp:hints'/></message>"  # XEP-0334
-                )
+        head = f"<message from={quoteattr(self.xmpp.boundjid.bare)} to={quoteattr(peer)} type='headline'>"
+        for start in range(0, len(hops), HOPS_PER_MESSAGE):
+            # through slixmpp's send queue (not send_raw, which would pass the stanzas
+            # queued before it: the releases above)
+            self.xmpp.send(head + "".join(hops[start : start + HOPS_PER_MESSAGE]) + _HINTS + "</message>")
 
     def _acked(self, msg: StanzaBase) -> None:
         self.xmpp.event("federation_acked", (str(msg["from"]), msg["fed_acked"]["ids"]))
@@ -147,18 +183,21 @@ class XEP_CourierFederation(BasePlugin):
         self.xmpp.event("federation_hop", msg)
 
     def ack(self, peer: str, report: str) -> None:
-        """Acknowledge hop report *report* of *peer*: batched, one ``<acked/>`` per turn."""
-        if not self._acks:
-            self.xmpp.loop.call_soon(self._send_acks)
+        """Acknowledge hop report *report* of *peer*: at most one ``<acked/>`` per peer every
+        :data:`ACKS_EVERY` seconds."""
         self._acks.setdefault(peer, []).append(report)
+        self._coalesce("acked", peer, ACKS_EVERY, self._send_acks)
 
-    def _send_acks(self) -> None:
-        acks, self._acks = self._acks, {}
-        for peer, reports in acks.items():
-            msg = self.xmpp.make_message(mto=peer, mfrom=self.xmpp.boundjid.bare, mtype="headline")
-            msg["fed_acked"]["ids"] = reports
-            msg.enable("no-store")  # XEP-0334
-            msg.send()
+    def _send_acks(self, peer: str) -> None:
+        reports = self._acks.pop(peer, None)
+        if not reports:
+            return
+        self._sent[("acked", peer)] = time.time()
+        # written as text: no stanza objects built for a list of ids
+        head = f"<message from={quoteattr(self.xmpp.boundjid.bare)} to={quoteattr(peer)} type='headline'>"
+        for start in range(0, len(reports), ACKS_PER_MESSAGE):
+            items = "".join(f"<item id={quoteattr(r)}/>" for r in reports[start : start + ACKS_PER_MESSAGE])
+            self.xmpp.send(f"{head}<acked xmlns='{NS}'>{items}</acked>{_HINTS}</message>")
 
     async def change(
         self, peer: str, token: str, sender: str, to: str, ref: str, body: str | None = None, timeout: float = 10
