@@ -16,6 +16,7 @@ from xml.etree import ElementTree as ET
 
 from ..namespaces import NS_CLIENT, NS_STANZAS
 from ..store import MessageRow
+from ..tasks import spawn
 from ..xep import federation as xep_federation
 from ..xep.federation import XEP_CourierFederation
 from .inbound import Inbound
@@ -83,6 +84,7 @@ class Federation:
         # the reports' coalescing timers are on the one scheduler
         pconfig = {
             "service": self.inbound, "before_reports": courier.route.flush_answers, "scheduler": pipeline.scheduler,
+            "reads_lists": self._reads_lists,
         }  # fmt: skip
         courier.register_plugin("courier_federation", module=xep_federation, pconfig=pconfig)
         self.plugin: XEP_CourierFederation = courier.plugin["courier_federation"]
@@ -102,6 +104,19 @@ class Federation:
         courier.add_event_handler("presence_available", self.presence.on_presence)
         courier.add_event_handler("presence_unavailable", self.presence.on_presence)
         self._pipeline = pipeline
+        self._tasks: set[Any] = set()
+
+    def _reads_lists(self, peer: str) -> bool:
+        """Whether the sender's Courier *peer* (``courier.<domain>``) reads ``<hops/>``
+        (courier-federation 0.4): its disco#info, asked (in the background) when not known now;
+        ``<hop/>`` elements until then."""
+        domain = peer.removeprefix("courier.")
+        if domain == peer or "@" in peer or "/" in peer:
+            return False
+        if self.peers.speaks(domain) is None:
+            spawn(self.peers.discovered(domain), self._tasks, "Federation discovery")
+            return False
+        return domain in self.peers.lists
 
     async def _connected(self, _event: object) -> None:
         await self.remote.load()  # which messages peers hold (peer_tracks), once

@@ -119,10 +119,10 @@ class Inbound:
     def _report(self, peer: str, token: str, word: str, hop: Hop) -> None:
         """Keep the report in the outbox in this hop's commit; send it after the commit."""
         report = uuid.uuid4().hex
-        xml = self.plugin.hop_xml(token, word, stamp(hop.at), hop.note, report)
+        line = self.plugin.hop_line(report, token, word, stamp(hop.at), hop.note)
         store = self.pipeline.store
-        store.queue_outbox(report, "hop", peer, xml, time.time())
-        store.after_commit(lambda: self.plugin.send_hops(peer, [xml]))
+        store.queue_outbox(report, "hop", peer, line, time.time())
+        store.after_commit(lambda: self.plugin.send_hops(peer, [line]))
 
     def on_acked(self, acked: tuple[str, list[str]]) -> None:
         """``<acked/>`` from a peer: those reports are done (a report id is unguessable, so only

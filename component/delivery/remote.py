@@ -29,7 +29,7 @@ from ..namespaces import NS_CLIENT, NS_CORRECT, NS_ROUTE, TRACKED_TAG
 from ..store import MessageRow
 from ..tasks import spawn
 from ..util import parse_stamp
-from ..xep.federation import HOP_STATES, NS, XEP_CourierFederation, speaks_for
+from ..xep.federation import HOP_STATES, NS, NS_LISTS, XEP_CourierFederation, read_reports, speaks_for
 from . import sender_copy, stanzas
 from .pipeline import Encrypted, NotFound, Pipeline, TooLate, encrypted
 from .ports import PassedOn
@@ -72,6 +72,7 @@ class Peers:
         #: domain -> sends waiting for its discovery, in order (each told whether it speaks)
         self.waiting: dict[str, list[Callable[[bool], None]]] = {}
         self._answered: dict[str, asyncio.Event] = {}  # domain -> set when its discovery ends
+        self.lists: set[str] = set()  # domains whose Courier reads <hops/> and <acks/> (0.4)
         self._tasks: set[Any] = set()
 
     def speaks(self, domain: str) -> bool | None:
@@ -164,15 +165,17 @@ class Peers:
         self._after_discovery(domain, send)
 
     async def _discover(self, domain: str) -> None:
-        speaks = False
+        speaks = lists = False
         try:
             info = await self.xmpp.plugin["xep_0030"].get_info(
                 jid=peer_jid(domain), ifrom=self.xmpp.boundjid.bare, timeout=DISCO_TIMEOUT, cached=False
             )
-            speaks = NS in info["disco_info"]["features"]
+            features = info["disco_info"]["features"]
+            speaks, lists = NS in features, NS_LISTS in features
         except (IqError, IqTimeout) as exc:
             log.debug("No courier-federation at %s: %s", peer_jid(domain), exc)
         finally:
+            (self.lists.add if lists else self.lists.discard)(domain)
             self.known[domain] = (speaks, time.monotonic() + (KNOWN_TTL if speaks else UNKNOWN_TTL))
             log.info("%s %s courier-federation", peer_jid(domain), "speaks" if speaks else "does not speak")
             for send in self.waiting.pop(domain, []):
@@ -257,10 +260,7 @@ class RemoteChanges:
     async def on_hop(self, msg: Any) -> None:
         """A message of ``<hop/>`` reports from a peer (one or more: the peer batches them)."""
         peer = str(msg["from"])
-        reports = [
-            (h.get("id", ""), h.get("state", ""), h.get("at", ""), h.text or "", h.get("report", ""))
-            for h in msg.xml.findall(f"{{{NS}}}hop")
-        ]
+        reports = read_reports(msg.xml)  # <hop/> and <hops/> (0.4) alike
         store = self.pipeline.store
         # (in order with the receipts and markers that came after it: the recipient's server
         # reports "released" before the recipient's receipt can reach us, but this step reads twice)

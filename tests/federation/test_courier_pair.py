@@ -13,8 +13,9 @@ from xml.etree import ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
-from component.namespaces import NS_FEDERATION, NS_HOPS, NS_ROUTE, TRACKED_TAG
+from component.namespaces import NS_HOPS, NS_ROUTE, TRACKED_TAG
 from component.xep import receipts
+from component.xep.federation import read_reports
 from tests.conformance.helpers import cli, eventually, states
 from tests.federation.conftest import corrected_and_retracted_offline, hop_labels, ours, trace
 
@@ -178,7 +179,7 @@ async def test_a_message_to_a_peer_is_released_by_reference_with_tracked(federat
     # B sent its release to b.example before its report of that release went to A
     kinds = [
         "release" if m.find(f"{{{NS_ROUTE}}}ack/{{{NS_ROUTE}}}item[@release='true']") is not None
-        else "report" if m.find(f"{{{NS_FEDERATION}}}hop[@state='released']") is not None
+        else "report" if [r for r in read_reports(m) if r[1] == "released"]  # <hop/> or <hops/> (0.4)
         else None
         for m in sent_by(courier_b)[before_b:]
     ]  # fmt: skip

@@ -3,11 +3,11 @@
 from slixmpp.plugins.base import register_plugin
 
 from .federation import FederationService, TooLateError, XEP_CourierFederation, peer_of
-from .stanza import HOP_STATES, NS, Edit, HopReport, Recall, TooLate, Tracked, speaks_for
+from .stanza import HOP_STATES, NS, NS_LISTS, Edit, HopReport, Recall, TooLate, Tracked, read_reports, speaks_for
 
 register_plugin(XEP_CourierFederation)
 
 __all__ = [
-    "HOP_STATES", "NS", "Edit", "FederationService", "HopReport", "Recall", "TooLate", "TooLateError", "Tracked",
-    "XEP_CourierFederation", "peer_of", "speaks_for",
+    "HOP_STATES", "NS", "NS_LISTS", "Edit", "FederationService", "HopReport", "Recall", "TooLate", "TooLateError",
+    "Tracked", "XEP_CourierFederation", "peer_of", "read_reports", "speaks_for",
 ]  # fmt: skip

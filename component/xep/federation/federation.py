@@ -30,7 +30,7 @@ from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from . import stanza
-from .stanza import NS, speaks_for
+from .stanza import HOP_TAG, NS, NS_LISTS, hop_line, quote, read_hops, speaks_for
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,12 @@ class XEP_CourierFederation(BasePlugin):
                            ("Federation edit", "iq@type=set/fed_edit")):  # fmt: skip
             self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), self._change))
         self.xmpp.register_handler(Callback("Federation hop", StanzaPath("message/fed_hop"), self._hop))
+        self.xmpp.register_handler(Callback("Federation hops", StanzaPath("message/fed_hops"), self._hops_in))
         self.xmpp.register_handler(Callback("Federation acked", StanzaPath("message/fed_acked"), self._acked))
+        self.xmpp.register_handler(Callback("Federation acks", StanzaPath("message/fed_acks"), self._acks_in))
+        #: whether the sender's Courier *peer* reads <hops/> (0.4: its disco#info says so)
+        self.reads_lists: Callable[[str], bool] = self.config.get("reads_lists") or (lambda _peer: False)
+        self._lists_from: set[str] = set()  # peers that sent <hops/>: acknowledged with <acks/>
         #: the coalescing timers' scheduler (keys ("federation", "hops" | "acked", peer))
         self.timers: Timers | None = self.config.get("scheduler")
         self._acks: dict[str, list[str]] = {}  # peer -> report ids waiting to be acknowledged
@@ -101,12 +106,15 @@ class XEP_CourierFederation(BasePlugin):
         if self.timers is not None:
             for kind, peer in [("hops", p) for p in self._hops] + [("acked", p) for p in self._acks]:
                 self.timers.cancel(("federation", kind, peer))
-        for name in ("Federation recall", "Federation edit", "Federation hop", "Federation acked"):
+        for name in ("Federation recall", "Federation edit", "Federation hop", "Federation hops", "Federation acked",
+                     "Federation acks"):  # fmt: skip
             self.xmpp.remove_handler(name)
         self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+        self.xmpp.plugin["xep_0030"].del_feature(feature=NS_LISTS)
 
     def session_bind(self, jid: Any) -> None:
         self.xmpp.plugin["xep_0030"].add_feature(NS)
+        self.xmpp.plugin["xep_0030"].add_feature(NS_LISTS)
 
     # -- the recipient's Courier --------------------------------------------------
 
@@ -135,15 +143,19 @@ class XEP_CourierFederation(BasePlugin):
     @staticmethod
     def hop_xml(token: str, state: str, at: str, note: str, report: str = "") -> str:
         """The ``<hop/>`` of one hop of tracked message *token* (*report*: this report's id), as
-        XML text: what the outbox keeps and :meth:`send_hops` sends."""
+        XML text (what a 0.2/0.3 outbox kept; toward a peer that does not read ``<hops/>``)."""
         attrs = f"id={quoteattr(token)} state={quoteattr(state)} at={quoteattr(at)}"
         if report:
             attrs += f" report={quoteattr(report)}"
         return f"<hop xmlns='{NS}' {attrs}>{escape(note)}</hop>" if note else f"<hop xmlns='{NS}' {attrs}/>"
 
+    #: One report as the outbox keeps it (a line of ``<hops/>``; older outboxes: a ``<hop/>``).
+    hop_line = staticmethod(hop_line)
+
     def send_hops(self, peer: str, hops: list[str]) -> None:
-        """Queue ``<hop/>`` reports (:meth:`hop_xml`) to the sender's Courier *peer*: sent at
-        most every :data:`HOPS_EVERY` seconds, up to :data:`HOPS_PER_MESSAGE` in one headline."""
+        """Queue reports (:meth:`hop_line`, or :meth:`hop_xml`) to the sender's Courier *peer*:
+        sent at most every :data:`HOPS_EVERY` seconds, up to :data:`HOPS_PER_MESSAGE` in one
+        headline: as ``<hops/>`` when the peer reads it, else as ``<hop/>`` elements."""
         self._hops.setdefault(peer, []).extend(hops)
         self._coalesce("hops", peer, HOPS_EVERY, self._send_hops)
 
@@ -169,18 +181,36 @@ class XEP_CourierFederation(BasePlugin):
         if self.before_reports is not None:
             self.before_reports()
         head = f"<message from={quoteattr(self.xmpp.boundjid.bare)} to={quoteattr(peer)} type='headline'>"
-        for start in range(0, len(hops), HOPS_PER_MESSAGE):
+        lines = [h for h in hops if not h.startswith("<")]
+        elements = [h for h in hops if h.startswith("<")]  # (kept by a 0.3 outbox: re-sent as they are)
+        if lines and not self.reads_lists(peer):
+            elements += [self.hop_xml(*fields) for fields in read_hops("\n".join(lines))]
+            lines = []
+        for start in range(0, len(elements), HOPS_PER_MESSAGE):
             # through slixmpp's send queue (not send_raw, which would pass the stanzas
             # queued before it: the releases above)
-            self.xmpp.send(head + "".join(hops[start : start + HOPS_PER_MESSAGE]) + _HINTS + "</message>")
+            self.xmpp.send(head + "".join(elements[start : start + HOPS_PER_MESSAGE]) + _HINTS + "</message>")
+        for start in range(0, len(lines), HOPS_PER_MESSAGE):
+            text = escape("\n".join(lines[start : start + HOPS_PER_MESSAGE]))
+            self.xmpp.send(f"{head}<hops xmlns='{NS}'>{text}</hops>{_HINTS}</message>")
 
     def _acked(self, msg: StanzaBase) -> None:
         self.xmpp.event("federation_acked", (str(msg["from"]), msg["fed_acked"]["ids"]))
 
+    def _acks_in(self, msg: StanzaBase) -> None:
+        self.xmpp.event("federation_acked", (str(msg["from"]), msg["fed_acks"]["ids"]))
+
     # -- the sender's Courier ------------------------------------------------------
 
     def _hop(self, msg: StanzaBase) -> None:
+        """A message of reports (``<hop/>``, ``<hops/>`` or both: the service reads them all)."""
+        if msg.xml.find(f"{{{NS}}}hops") is not None:
+            self._lists_from.add(str(msg["from"]))
         self.xmpp.event("federation_hop", msg)
+
+    def _hops_in(self, msg: StanzaBase) -> None:
+        if msg.xml.find(HOP_TAG) is None:  # (one with <hop/> too: that handler takes it)
+            self._hop(msg)
 
     def ack(self, peer: str, report: str) -> None:
         """Acknowledge hop report *report* of *peer*: at most one ``<acked/>`` per peer every
@@ -193,10 +223,16 @@ class XEP_CourierFederation(BasePlugin):
         if not reports:
             return
         self._sent[("acked", peer)] = time.time()
-        # written as text: no stanza objects built for a list of ids
+        # written as text: no stanza objects built for a list of ids; <acks/> to a peer that
+        # sent <hops/> (0.4), <acked/> to the others
         head = f"<message from={quoteattr(self.xmpp.boundjid.bare)} to={quoteattr(peer)} type='headline'>"
         for start in range(0, len(reports), ACKS_PER_MESSAGE):
-            items = "".join(f"<item id={quoteattr(r)}/>" for r in reports[start : start + ACKS_PER_MESSAGE])
+            chunk = reports[start : start + ACKS_PER_MESSAGE]
+            if peer in self._lists_from:
+                ids = escape(" ".join(map(quote, chunk)))
+                self.xmpp.send(f"{head}<acks xmlns='{NS}'>{ids}</acks>{_HINTS}</message>")
+                continue
+            items = "".join(f"<item id={quoteattr(r)}/>" for r in chunk)
             self.xmpp.send(f"{head}<acked xmlns='{NS}'>{items}</acked>{_HINTS}</message>")
 
     async def change(

@@ -6,12 +6,18 @@
   or more in a message): one hop of tracked message *id* at the recipient's server; *report*
   names this report, which the recipient's Courier re-sends until *by* answers
   ``<acked><item id/></acked>``.
+- ``<hops>`` (0.4, to a peer that advertises :data:`NS_LISTS`): the same reports as text, one a
+  line, ``REPORT ID STATE AT[ NOTE]`` (:func:`hop_line`, :func:`read_hops`), answered by
+  ``<acks>REPORT REPORT…</acks>``: one element for many reports instead of one each.
 - ``<recall id sender to message/>`` / ``<edit …>text</edit>`` IQ set from *by* to the
   recipient's Courier: withdraw or change the message while it is held there.  An empty
   result means done; ``<not-allowed/>`` with ``<too-late state/>`` means already delivered.
 """
 
 from __future__ import annotations
+
+import urllib.parse
+from xml.etree import ElementTree as ET
 
 from slixmpp import JID
 from slixmpp.stanza import Iq, Message
@@ -21,6 +27,9 @@ from ...namespaces import NS_FEDERATION
 from .. import TextBody
 
 NS = NS_FEDERATION
+#: The disco#info feature of a Courier that reads ``<hops/>`` and ``<acks/>`` (0.4).
+NS_LISTS = NS + "#lists"
+HOP_TAG, HOPS_TAG = f"{{{NS}}}hop", f"{{{NS}}}hops"
 
 #: The hop states a recipient's Courier reports (courier-hops words; received and read reach
 #: the sender's server as the recipient's own receipts and markers).
@@ -51,6 +60,69 @@ class HopReport(TextBody, ElementBase):
     name = "hop"
     plugin_attrib = "fed_hop"
     interfaces = {"id", "state", "at", "report", "body"}
+
+
+class Hops(ElementBase):
+    """``<hops>`` (0.4): hop reports as text, one a line (:func:`hop_line`)."""
+
+    namespace = NS
+    name = "hops"
+    plugin_attrib = "fed_hops"
+
+
+class Acks(ElementBase):
+    """``<acks>REPORT …</acks>`` (0.4): the ``<acked/>`` of reports that came in ``<hops/>``."""
+
+    namespace = NS
+    name = "acks"
+    plugin_attrib = "fed_acks"
+    interfaces = {"ids"}
+
+    def get_ids(self) -> list[str]:
+        return [unquote(r) for r in (self.xml.text or "").split()]
+
+
+#: In the text forms every field is percent-encoded where it holds "%" or white space.
+_QUOTE = str.maketrans({"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D"})
+
+
+def quote(field: str) -> str:
+    return field.translate(_QUOTE)
+
+
+def unquote(field: str) -> str:
+    return urllib.parse.unquote(field) if "%" in field else field
+
+
+def hop_line(report: str, token: str, state: str, at: str, note: str = "") -> str:
+    """One report as a line of ``<hops/>``: ``REPORT ID STATE AT[ NOTE]`` (not XML-escaped)."""
+    line = f"{quote(report)} {quote(token)} {state} {at}"
+    return f"{line} {quote(note)}" if note else line
+
+
+def read_hops(text: str) -> list[tuple[str, str, str, str, str]]:
+    """The reports of a ``<hops/>`` text: (id, state, at, note, report) each, in order; a line
+    that is not a report is skipped."""
+    found = []
+    for line in text.split("\n"):
+        fields = line.split()
+        if 4 <= len(fields) <= 5:
+            report, token, state, at = map(unquote, fields[:4])
+            found.append((token, state, at, unquote(fields[4]) if len(fields) == 5 else "", report))
+    return found
+
+
+def read_reports(message: ET.Element) -> list[tuple[str, str, str, str, str]]:
+    """Every report of a message, ``<hop/>`` and ``<hops/>`` alike, in document order:
+    (id, state, at, note, report) each."""
+    found = []
+    for child in message:
+        if child.tag == HOP_TAG:
+            found.append((child.get("id", ""), child.get("state", ""), child.get("at", ""), child.text or "",
+                          child.get("report", "")))  # fmt: skip
+        elif child.tag == HOPS_TAG:
+            found += read_hops(child.text or "")
+    return found
 
 
 class AckedItem(ElementBase):
@@ -118,6 +190,8 @@ def register() -> None:
     register_stanza_plugin(Message, Tracked)
     register_stanza_plugin(Message, HopReport)
     register_stanza_plugin(Message, Acked)
+    register_stanza_plugin(Message, Hops)
+    register_stanza_plugin(Message, Acks)
     register_stanza_plugin(Acked, AckedItem, iterable=True)
     register_stanza_plugin(Iq, HopReport)  # in the result of a recall / edit: the hop recorded
     register_stanza_plugin(Iq, Recall)
