@@ -110,19 +110,22 @@ class Inbound:
         tracking = self._tracking(m)
         if tracking is not None:
             if word in HOP_STATES:
-                self._report(tracking[0], tracking[1], word, hop)
+                self._report(m, tracking[0], tracking[1], word, hop)
         elif m.reports:
             self.pipeline.store.after_commit(lambda: self._report_directly(m, hop, word))
 
     # -- durable reports to the tracker ---------------------------------------------
 
-    def _report(self, peer: str, token: str, word: str, hop: Hop) -> None:
+    def _report(self, m: MessageRow, peer: str, token: str, word: str, hop: Hop) -> None:
         """Keep the report in the outbox in this hop's commit; send it after the commit."""
         report = uuid.uuid4().hex
         line = self.plugin.hop_line(report, token, word, stamp(hop.at), hop.note)
         store = self.pipeline.store
         store.queue_outbox(report, "hop", peer, line, time.time())
-        store.after_commit(lambda: self.plugin.send_hops(peer, [line]))
+        # the release of a message that waited here (its recipient just came online): the receipt
+        # may follow at once, so its report does not wait for the coalescing (xeps: hop reports)
+        at_once = word == "released" and hop.at - m.created > 0.05
+        store.after_commit(lambda: self.plugin.send_hops(peer, [line], at_once))
 
     def on_acked(self, acked: tuple[str, list[str]]) -> None:
         """``<acked/>`` from a peer: those reports are done (a report id is unguessable, so only

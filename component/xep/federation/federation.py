@@ -152,12 +152,13 @@ class XEP_CourierFederation(BasePlugin):
     #: One report as the outbox keeps it (a line of ``<hops/>``; older outboxes: a ``<hop/>``).
     hop_line = staticmethod(hop_line)
 
-    def send_hops(self, peer: str, hops: list[str]) -> None:
+    def send_hops(self, peer: str, hops: list[str], at_once: bool = False) -> None:
         """Queue reports (:meth:`hop_line`, or :meth:`hop_xml`) to the sender's Courier *peer*:
         sent at most every :data:`HOPS_EVERY` seconds, up to :data:`HOPS_PER_MESSAGE` in one
-        headline: as ``<hops/>`` when the peer reads it, else as ``<hop/>`` elements."""
+        headline: as ``<hops/>`` when the peer reads it, else as ``<hop/>`` elements.  *at_once*:
+        with what waits, without waiting for the 50 ms (a receipt may follow at once)."""
         self._hops.setdefault(peer, []).extend(hops)
-        self._coalesce("hops", peer, HOPS_EVERY, self._send_hops)
+        self._coalesce("hops", peer, 0.0 if at_once else HOPS_EVERY, self._send_hops)
 
     def flush_hops(self) -> None:
         """Send every waiting report now (before a receipt or marker they precede goes out)."""
@@ -170,7 +171,7 @@ class XEP_CourierFederation(BasePlugin):
         if self.timers is None:  # (a plugin without the scheduler: at once, next turn)
             self.xmpp.loop.call_soon(send, peer)
             return
-        when = self._sent.get((kind, peer), 0.0) + every
+        when = self._sent.get((kind, peer), 0.0) + every if every else time.time()
         self.timers.at(when, ("federation", kind, peer), lambda: send(peer), earliest=True)
 
     def _send_hops(self, peer: str) -> None:
