@@ -45,6 +45,19 @@ class Converse:
         await self.page.js(f"courier.api.chats.open({json.dumps(jid)}, {{}}, true).then(() => true)")
         await self.page.wait_for(f"!!{self._textarea(jid)}", 10, f"the chat with {jid}")
 
+    async def look_at(self, jid: str) -> dict[str, Any]:
+        """The user looks at the open chat with *jid*, scrolled to its end.  Converse marks a
+        message displayed as it arrives only if the chat is not hidden or scrolled up at that
+        moment (``isHidden``); otherwise it counts it unread and marks it when the user looks
+        (``clearUnreadMsgCounter``), which on a loaded machine, while the chat paints, happens.
+        Returns what Converse saw (unread count, scrolled, hidden), for a failing test to say."""
+        chat = f"courier.chat({json.dumps(jid)})"
+        return await self.page.js(
+            f"(async () => {{ const c = {chat}; const seen = {{unread: c.get('num_unread'), "
+            f"scrolled: !!c.ui.get('scrolled'), hidden: !!c.get('hidden') || document.hidden}}; "
+            f"c.ui.set('scrolled', false); await c.clearUnreadMsgCounter(); return seen; }})()"
+        )
+
     async def key(self, key: str) -> None:
         for kind in ("keyDown", "keyUp"):
             await self.page.send(
