@@ -31,7 +31,7 @@ def parse_stamp(text: str) -> float:
     try:
         moment = xep_0082.parse(text)
     except ValueError:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()

@@ -16,7 +16,6 @@ from xml.etree import ElementTree as ET
 
 from ..namespaces import NS_CLIENT, NS_STANZAS
 from ..store import MessageRow
-from ..tasks import spawn
 from ..xep import federation as xep_federation
 from ..xep.federation import XEP_CourierFederation
 from .inbound import Inbound
@@ -104,7 +103,6 @@ class Federation:
         courier.add_event_handler("presence_available", self.presence.on_presence)
         courier.add_event_handler("presence_unavailable", self.presence.on_presence)
         self._pipeline = pipeline
-        self._tasks: set[Any] = set()
 
     def _reads_lists(self, peer: str) -> bool:
         """Whether the sender's Courier *peer* (``courier.<domain>``) reads ``<hops/>``
@@ -114,7 +112,7 @@ class Federation:
         if domain == peer or "@" in peer or "/" in peer:
             return False
         if self.peers.speaks(domain) is None:
-            spawn(self.peers.discovered(domain), self._tasks, "Federation discovery")
+            self.peers.after_discovery(domain, lambda _speaks: None)  # asked once, in the background
             return False
         return domain in self.peers.lists
 

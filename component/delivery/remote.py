@@ -94,7 +94,7 @@ class Peers:
         await answered.wait()
         return bool(self.speaks(domain))
 
-    def _after_discovery(self, domain: str, send: Callable[[bool], None]) -> None:
+    def after_discovery(self, domain: str, send: Callable[[bool], None]) -> None:
         if domain in self.waiting:
             self.waiting[domain].append(send)
             return
@@ -119,7 +119,7 @@ class Peers:
                 inner.append(self._tracked(hid))
             self.send(hid, inner, sender_bare)
 
-        self._after_discovery(domain, send)
+        self.after_discovery(domain, send)
 
     def _tracked(self, hid: str) -> ET.Element:
         return ET.Element(TRACKED_TAG, {"by": self.xmpp.boundjid.bare, "id": hid})
@@ -137,7 +137,7 @@ class Peers:
             assert self.send_copy is not None
             self.send_copy(hid, self._tracked(hid) if tracked else None)
 
-        self._after_discovery(domain, send)
+        self.after_discovery(domain, send)
 
     def originate(self, inner: ET.Element, sender_bare: str, token: str | None = None) -> None:
         """A message Courier composed: one toward a remote domain that carries our own
@@ -162,7 +162,7 @@ class Peers:
             assert self.send_originated is not None
             self.send_originated(inner, sender_bare, token)
 
-        self._after_discovery(domain, send)
+        self.after_discovery(domain, send)
 
     async def _discover(self, domain: str) -> None:
         speaks = lists = False

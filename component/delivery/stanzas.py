@@ -118,7 +118,6 @@ def chat(
     return inner
 
 
-
 #: ElementTree's own escaping and well-known prefixes (``xml``, ``html``…): :func:`serialize`
 #: writes exactly what ``ET.tostring`` writes.
 _escape_cdata: Callable[[str], str] = ET._escape_cdata  # type: ignore[attr-defined]

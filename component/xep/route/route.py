@@ -1,12 +1,12 @@
 """The courier-route plugin: receives hand-offs and fallback notices, sends acks and releases.
 
-Callbacks (plugin config): ``handoff(handoff, inner, stamp)`` (the ``<handoff/>`` element of a
-valid hand-off, its forwarded message and its delay stamp, '' without) and ``routed(ids)`` (ids of releases / originated
-messages the server routed); without them, the events ``route_handoff`` (the message) and
-``route_routed`` (the ids).  Events: ``route_fallback`` (a list of hand-off ids the server
-delivered itself) and ``route_bounce`` (a remote server's error to a local user's bare JID,
-as an Element).  The server's liveness ping (XEP-0199) is answered once ``health`` (a
-coroutine function from the plugin config) returns: after a store commit.
+Callbacks (plugin config, required): ``handoff(handoff, inner, stamp)`` (the ``<handoff/>``
+element of a valid hand-off, its forwarded message and its delay stamp, '' without) and
+``routed(ids)`` (ids of releases / originated messages the server routed).  Events:
+``route_fallback`` (a list of hand-off ids the server delivered itself) and ``route_bounce``
+(a remote server's error to a local user's bare JID, as an Element).  The server's liveness
+ping (XEP-0199) is answered once ``health`` (a coroutine function from the plugin config)
+returns: after a store commit.
 
 The two stanzas that come with every message — a hand-off and a ``<routed/>``
 confirmation — are taken off the stream as XML (:meth:`XEP_CourierRoute.take`, called by
@@ -65,8 +65,8 @@ class XEP_CourierRoute(BasePlugin):
         self.xmpp.register_handler(Callback("Route routed", StanzaPath("message/route_routed"), self._routed))
         self.xmpp.register_handler(CoroutineCallback("Route ping", StanzaPath("iq@type=get/ping"), self._ping))
         self.health: Callable[[], Awaitable[None]] | None = self.config.get("health")
-        self.on_handoff: Callable[[Element, Element, str], None] | None = self.config.get("handoff")
-        self.on_routed: Callable[[list[str]], None] | None = self.config.get("routed")
+        self.on_handoff: Callable[[Element, Element, str], None] = self.config["handoff"]
+        self.on_routed: Callable[[list[str]], None] = self.config["routed"]
         self._answers: list[tuple[str, bool, Element | None]] = []  # (hand-off id, release, <tracked/>)
         #: what :meth:`take` takes: a message (as the stream's namespace or jabber:client has it)
         self._messages = {f"{{{self.xmpp.default_ns}}}message", Message.tag_name()}
@@ -95,13 +95,13 @@ class XEP_CourierRoute(BasePlugin):
         if len(xml) != 1 or xml.get("from") != self.server or xml.tag not in self._messages:
             return False
         child = xml[0]
-        if child.tag == _HANDOFF and self.on_handoff is not None:
+        if child.tag == _HANDOFF:
             handoff, inner, stamp = stanza.read_handoff(xml)
             if not _valid(handoff, inner):
                 return False  # bad-request, on the ordinary path
             self._received(xml, self.on_handoff, handoff, inner, stamp)
             return True
-        if child.tag == _ROUTED and self.on_routed is not None:
+        if child.tag == _ROUTED:
             self._received(xml, self._routed_ids, [item.get("id", "") for item in child if item.tag == _ITEM])
             return True
         return False
@@ -127,10 +127,7 @@ class XEP_CourierRoute(BasePlugin):
         if not _valid(handoff, inner):
             raise XMPPError("bad-request", "a hand-off needs an id and a forwarded jabber:client message")
         assert handoff is not None and inner is not None
-        if self.on_handoff is not None:
-            self.on_handoff(handoff, inner, stamp)
-        else:
-            self.xmpp.event("route_handoff", msg)
+        self.on_handoff(handoff, inner, stamp)
 
     def _fallback(self, msg: StanzaBase) -> None:
         if not self._from_server(msg):
@@ -156,10 +153,7 @@ class XEP_CourierRoute(BasePlugin):
                 for waiter in self._waiting.pop(hid, ()):
                     if not waiter.done():
                         waiter.set_result(None)
-        if self.on_routed is not None:
-            self.on_routed(ids)
-        else:
-            self.xmpp.event("route_routed", ids)
+        self.on_routed(ids)
 
     def routed(self, timeout: float = 10.0) -> Awaitable[None]:
         """Done once the server confirmed (``<routed/>``, one per turn of its loop) the last
