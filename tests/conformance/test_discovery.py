@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from component.xep.route.stanza import NS as ROUTE
 
 
@@ -12,6 +15,10 @@ async def test_disco_info_advertises_courier_and_its_namespaces(courier, stack, 
     features = set(info["disco_info"]["features"])
     assert ROUTE in features
     assert "http://jabber.org/protocol/disco#info" in features
+    # every namespace the README says Courier advertises (SMS off here: its two are not)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    said = readme.split("Courier's disco#info advertises", 1)[1].split(", and\nwith `sms.enabled`", 1)[0]
+    assert set(re.findall(r"`([^`]+)`", said)) <= features
     assert ("component", "generic", None, "Courier") in set(info["disco_info"]["identities"])
 
 
