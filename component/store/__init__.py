@@ -33,6 +33,7 @@ from .opening import connect
 from .outbox import OutboxStore
 from .peers import PeerTrackStore
 from .retention import RetentionStore
+from .shared import INLINE_ROWS, SharedConnection
 from .sms import SmsStore
 from .stats import StatsStore
 
@@ -69,6 +70,7 @@ class Store(MessageReads):
         self.outbox = OutboxStore(conn)  # sends the server has not confirmed: store/outbox.py
         self.peers = PeerTrackStore(conn)  # messages tracked at a peer Courier: store/peers.py
         self._ckpt_conn: aiosqlite.Connection | None = None
+        self._shared: SharedConnection | None = None  # small commits on the loop (store/shared.py)
         self._checkpointer: asyncio.Task[None] | None = None
         self.commits = 0  # for tests and benchmarks: how many transactions
         self._lock: StoreLock | None = None
@@ -87,6 +89,8 @@ class Store(MessageReads):
         opened = await connect(target, synchronous)
         store = cls(opened.conn, batch_max, opened.engine)
         store._lock = opened.lock
+        if isinstance(opened.conn, aiosqlite.Connection):
+            store._shared = SharedConnection(opened.conn)
         store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
         if opened.path:
             # Checkpoint the WAL from a second connection, off the commit path: SQLite's
@@ -224,6 +228,8 @@ class Store(MessageReads):
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._stopping.wait(), self._retry_delay)
                     self._retry_delay = min(self._retry_delay * 2, 2.0)
+                else:  # one loop turn between commits (an inline one does not yield: store/shared.py)
+                    await asyncio.sleep(0)
             if self._closing:
                 return
 
@@ -296,6 +302,8 @@ class Store(MessageReads):
             ("INSERT INTO peer_tracks (token, message_seq, held_since) VALUES (?, ?, ?) ON CONFLICT(token) "
              "DO UPDATE SET held_since=excluded.held_since", peer_tracks),
         ) if rows]  # fmt: skip
+        if not steps:  # callbacks alone: what was queued before them is committed already
+            return None
         try:
             await self._transaction(steps)
             self.commits += 1
@@ -311,18 +319,21 @@ class Store(MessageReads):
         """BEGIN, each statement over its rows, COMMIT.  On SQLite in one call to aiosqlite's
         thread instead of one per statement: each call is a thread round trip plus a wake-up of
         the event loop, and those were a third of Courier's CPU at full rate (bench/README.md,
-        Profile).  An error leaves the transaction open for the caller's ROLLBACK."""
-        conn = self._conn
-        raw = getattr(conn, "_connection", None)  # aiosqlite's sqlite3 connection (PostgreSQL: none)
-        if isinstance(conn, aiosqlite.Connection) and isinstance(raw, sqlite3.Connection):
+        Profile).  A small one (INLINE_ROWS) runs on the event loop itself, on the same
+        connection, when aiosqlite's thread is not using it (store/shared.py).  An error leaves
+        the transaction open for the caller's ROLLBACK."""
+        conn, shared = self._conn, self._shared
+        if shared is not None:
 
-            def run() -> None:
+            def run(raw: sqlite3.Connection) -> None:
                 raw.execute("BEGIN")
                 for sql, rows in steps:
                     raw.executemany(sql, rows)
                 raw.execute("COMMIT")
 
-            await conn._execute(run)
+            if sum(len(rows) for _, rows in steps) <= INLINE_ROWS and shared.try_run(run):
+                return
+            await conn._execute(run, shared.raw)  # type: ignore[union-attr]
             return
         await conn.execute("BEGIN")
         for sql, rows in steps:

@@ -67,7 +67,8 @@ async def connect(target: str | Path, synchronous: str = "normal") -> Opened:
         Path(where).parent.mkdir(parents=True, exist_ok=True)
         lock = StoreLock(where)
         lock.acquire()  # StoreLocked: another Courier has it
-    conn = await aiosqlite.connect(where, isolation_level=None)
+    # check_same_thread=False: small commits also run on the event loop (store/shared.py)
+    conn = await aiosqlite.connect(where, isolation_level=None, check_same_thread=False)
     await conn.execute("PRAGMA journal_mode=WAL")
     await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     await conn.execute("PRAGMA foreign_keys=ON")
