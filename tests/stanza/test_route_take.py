@@ -89,3 +89,38 @@ def test_the_batched_answers_are_one_ack_written_as_text(plugin) -> None:
     ]
     ack = ET.fromstring(str(sent[0]))[0]
     assert [(i.get("id"), i.get("release")) for i in ack] == [("h1", None), ('h"2&', "true"), ("h3", "true")]
+
+
+class Wire:
+    """What reaches the socket (the stream's transport)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_the_ack_goes_straight_to_the_socket_only_when_nothing_waits_in_the_send_queue(plugin) -> None:
+    """Order on the stream is the order of the sends: with a release still in slixmpp's send
+    queue the ack goes behind it; with the queue idle it is written at once."""
+    p, _ = plugin
+    wire = Wire()
+    p.xmpp.transport = wire
+    p.xmpp._session_started = True
+    p.xmpp.new_id = lambda: "s1"
+    p.xmpp.send("<message id='queued-release'/>")  # queued: not written yet
+    p.ack("h1")
+    p.flush_answers()
+    assert wire.written == []
+    queue = p.xmpp.waiting_queue
+    assert [queue.get_nowait()[0] for _ in range(queue.qsize())] == [
+        "<message id='queued-release'/>",
+        f'<message to="localhost" from="courier.localhost" id="s1"><ack xmlns="{NS}"><item id="h1" /></ack></message>',
+    ]
+    for _ in range(2):
+        queue.task_done()  # as slixmpp's send loop does once it wrote them
+    p.ack("h2")
+    p.flush_answers()
+    ack = f'<message to="localhost" from="courier.localhost" id="s1"><ack xmlns="{NS}"><item id="h2" /></ack></message>'
+    assert wire.written == [ack.encode()]
