@@ -4,10 +4,11 @@ A commit through aiosqlite's thread is two thread switches: the loop hands the w
 thread, the thread wakes the loop with the result.  On a busy machine either wake-up can be
 late (measured on this project's 2-core machine, one message at a time across two servers:
 80-180 us each at the median, milliseconds at p99; the commit's own SQLite work ~200 us;
-the store's commit histogram, ``courier_store_commit_seconds``, shows it).  A small commit (``INLINE_ROWS``: a message or
-two, the latency case) therefore runs on the event loop itself, on the *same* sqlite3
-connection, whenever aiosqlite's thread is not using it at that moment; larger commits
-(bursts) still go to the thread, where SQLite runs beside the parsing of the next stanzas.
+the store's commit histogram, ``courier_store_commit_seconds``, shows it).  A small commit
+(``INLINE_ROWS``: a message or two, the latency case) therefore runs on the event loop
+itself, on the *same* sqlite3 connection, whenever aiosqlite's thread is not using it at
+that moment; larger commits (bursts) still go to the thread, where SQLite runs beside the
+parsing of the next stanzas.
 
 One connection, not two: a second writer connection was tried (and reverted) — in WAL mode a
 write on one connection fails at once with 'database is locked' while the other holds a read
