@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -61,7 +61,7 @@ class Core:
         self.domain = domain
         self.seq = 0
         self.open: dict[int, MessageRow] = {}
-        self.queues: defaultdict[str, list[int]] = defaultdict(list)
+        self.queues: defaultdict[str, deque[int]] = defaultdict(deque)
         # (sender, recipient_bare, id or origin-id) -> seq, for held and recalled messages
         self.by_ref: dict[tuple[str, str, str], int] = {}
         self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
@@ -318,12 +318,12 @@ class Core:
                     self._offer_sms(m)
                 if not remote:
                     break
-                kept.append(queue.pop(0))
+                kept.append(queue.popleft())
                 continue
             self._release(m, now, "to a remote server" if remote and not online else "recipient online", sends)
             released += 1
         if kept:
-            queue[:0] = kept
+            queue.extendleft(reversed(kept))
             self.queues[recipient_bare] = queue
         if not queue:
             self.queues.pop(recipient_bare, None)
