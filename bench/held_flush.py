@@ -9,9 +9,11 @@ it stores hand-offs for an offline recipient (``Pipeline.handoff`` with
 ``recipient='offline'``: tracked, ``held``, reason ``recipient-offline``).  The
 Courier process then starts on that store and indexes them.  A live pair
 (``s1`` -> ``r1``) logs in and sends M one-at-a-time messages: the baseline.
-Then ``r0`` logs in; from its initial presence on, Courier releases the N held
-messages, while ``s1`` keeps sending one-at-a-time messages to ``r1`` until
-the last held message has arrived.  Reported: the flush rate (N / login to the
+Then ``r0`` logs in — from a process of its own (``bench/held_receiver.py``), as
+from a device of its own: in this one its client would parse the flush in the
+live pair's event loop — and from its initial presence on, Courier releases the
+N held messages, while ``s1`` keeps sending one-at-a-time messages to ``r1``
+until the last held message has arrived.  Reported: the flush rate (N / login to the
 N-th arrival), the time to the first one, and the live latency during the
 flush against the baseline; target (issue #14): added p99 <= +5 ms.  Every
 held message must arrive exactly once and in order, every live one too, no
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sqlite3
@@ -123,27 +126,43 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
     await one_at_a_time(live_s, live_r, "warm", 20)
     baseline = await one_at_a_time(live_s, live_r, "base", args.latency_samples)
     pids = stack.pids()
-    pids["the benchmark's clients"] = os.getpid()
-    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-    rss0 = rss_mb(pids["courier"])
-    holder_cls = type(live_r)
-    held_r = holder_cls(f"r0@{DOMAIN}/bench", "bench-pw", stack.setup.c2s_port)
-    stack.clients.append(held_r)
-    held_r.expect(n)
-    stop = asyncio.Event()
-    t_login = time.perf_counter()
-    live = asyncio.ensure_future(live_loop(live_s, live_r, stop, "live"))
-    await held_r.start()  # logs in and sends its initial presence: Courier starts the flush
-    t_online = time.perf_counter()
+    pids["the live pair's clients"] = os.getpid()
+    # r0 on a device of its own (bench/held_receiver.py): in this process its client would parse
+    # the flush in the live pair's event loop, and the live latency would measure that
+    held = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.held_receiver", f"r0@{DOMAIN}/bench", "bench-pw",
+        str(stack.setup.c2s_port), str(n), str(args.settle),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert held.stdin is not None and held.stdout is not None
     try:
-        await held_r.wait_target(30, "held flush")
+        if (await asyncio.wait_for(held.stdout.readline(), 30)).strip() != b"ready":
+            raise BenchFailure("the held recipient's client did not start")
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        rss0 = rss_mb(pids["courier"])
+        stop = asyncio.Event()
+        live = asyncio.ensure_future(live_loop(live_s, live_r, stop, "live"))
+        held.stdin.write(b"go\n")  # it logs in: its initial presence starts the flush
+        try:
+            line = await held.stdout.readline()  # "done": the N-th held message arrived
+        finally:
+            stop.set()
+        during = await live
+        if line.strip() == b"done":
+            line = await held.stdout.readline()  # its checks, after the settle for late duplicates
+        cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        result = json.loads(line or b'{"error": "the held recipient\'s client exited"}')
+        if result["error"]:
+            raise BenchFailure(str(result["error"]))
+        cpu["the held recipient's client"] = result["cpu"]
+        held.stdin.write(b"stop\n")
+        await asyncio.wait_for(held.wait(), 10)
     finally:
-        stop.set()
-    during = await live
-    cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
-    t_first, t_last = held_r.arrivals[0][0], held_r.arrivals[n - 1][0]
-    await asyncio.sleep(args.settle)  # late duplicates
-    verify([b for _, b in held_r.arrivals], [body_for("held", i) for i in range(n)], "held flush")
+        if held.returncode is None:
+            held.kill()
+            await held.wait()
+    t_login, t_online = result["t_login"], result["t_online"]
+    t_first, t_last = result["t_first"], result["t_last"]
     stack.check_alive()
     rss1 = rss_mb(pids["courier"])
     flush_s = t_last - t_login
@@ -163,7 +182,7 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
         f"Courier RSS: {rss0:.1f} MB before the flush, {rss1:.1f} MB after",
         "Checks: every held message arrived exactly once and in order; every live message too.",
     ]
-    for client in (live_s, live_r, held_r):
+    for client in (live_s, live_r):
         await client.stop()
     await asyncio.sleep(0.2)
     return out
