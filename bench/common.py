@@ -3,6 +3,7 @@ the machine line and the report helpers (the two stacks are in :mod:`bench.stack
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import math
@@ -180,6 +181,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+#: Prosody's GC mode for every Prosody a benchmark starts ("": Prosody's default, incremental);
+#: ``--prosody-gc`` of the benchmarks that start Prosody (:func:`add_gc_option`).
+PROSODY_GC = ""
+
+
+def add_gc_option(p: argparse.ArgumentParser) -> None:
+    """``--prosody-gc``: the GC mode of every Prosody the benchmark starts, plain and Courier alike."""
+    p.add_argument(
+        "--prosody-gc",
+        choices=("default", *prosody.GC_MODES),
+        default="default",
+        help="Lua GC mode of every Prosody started, plain and Courier alike (default: Prosody's own, incremental)",
+    )
+
+
+def use_gc_option(args: argparse.Namespace) -> None:
+    global PROSODY_GC
+    PROSODY_GC = "" if args.prosody_gc == "default" else args.prosody_gc
+
+
 def machine_line() -> str:
     """CPU model, cores, versions, kernel, load and the date: printed by every benchmark."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -187,7 +208,8 @@ def machine_line() -> str:
     return (
         f"machine: {os.cpu_count()} cores ({cpu_model()}), Linux {platform.release()}, "
         f"Prosody {package_version('prosody')}, slixmpp {slixmpp.__version__}, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}; load average {load}; {now}"
+        f"SQLite {sqlite3.sqlite_version}; Prosody GC {PROSODY_GC or 'default (incremental)'}; "
+        f"load average {load}; {now}"
     )
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from component import prosody
 from tests.conformance.xmpp import CourierProcess
 
+from . import common
 from .common import BenchClient, body_for, cpu_seconds, one_at_a_time, percentile, stanza_for, verify
 
 PASSWORD = "bench-pw"
@@ -65,6 +66,7 @@ class Federation:
                 route=self.route,
                 s2s_port=s2s[d],
                 peers={o: f"127.0.0.1:{p}" for o, p in s2s.items() if o != d},
+                gc=common.PROSODY_GC,
             )
             setup.render()
             self.setups.append(setup)
@@ -196,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    common.add_gc_option(p)
     args = p.parse_args(argv)
+    common.use_gc_option(args)
+    print(common.machine_line(), flush=True)
     root = Path(tempfile.mkdtemp(prefix="courier-bench-fed-"))
     feds = {
         "plain": Federation("plain", False, root / "plain", ("pa.example", "pb.example")),

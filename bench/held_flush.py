@@ -40,6 +40,7 @@ from component.store import Store
 
 from .common import (
     BenchFailure,
+    add_gc_option,
     body_for,
     cpu_seconds,
     exit_on_sigterm,
@@ -50,6 +51,7 @@ from .common import (
     percentile,
     rss_mb,
     stanza_for,
+    use_gc_option,
     verdict,
     verify,
 )
@@ -139,7 +141,7 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
         if (await asyncio.wait_for(held.stdout.readline(), 30)).strip() != b"ready":
             raise BenchFailure("the held recipient's client did not start")
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-        rss0 = rss_mb(pids["courier"])
+        rss0, prosody_rss0 = rss_mb(pids["courier"]), rss_mb(pids["prosody"])
         stop = asyncio.Event()
         live = asyncio.ensure_future(live_loop(live_s, live_r, stop, "live"))
         held.stdin.write(b"go\n")  # it logs in: its initial presence starts the flush
@@ -164,7 +166,7 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
     t_login, t_online = result["t_login"], result["t_online"]
     t_first, t_last = result["t_first"], result["t_last"]
     stack.check_alive()
-    rss1 = rss_mb(pids["courier"])
+    rss1, prosody_rss1 = rss_mb(pids["courier"]), rss_mb(pids["prosody"])
     flush_s = t_last - t_login
     b99, d99 = percentile(baseline, 99), percentile(during, 99)
     out = [
@@ -179,7 +181,8 @@ async def measure(args: argparse.Namespace, stack: Stack) -> list[str]:
         f"p99 {d99:.2f} max {max(during):.2f}",
         f"added live p99 during the flush: {d99 - b99:+.2f} ms   target <= +{TARGET_ADDED_P99_MS:g} ms   "
         f"{verdict(d99 - b99 <= TARGET_ADDED_P99_MS)}",
-        f"Courier RSS: {rss0:.1f} MB before the flush, {rss1:.1f} MB after",
+        f"RSS before / after the flush: Courier {rss0:.1f} / {rss1:.1f} MB, Prosody {prosody_rss0:.1f} / "
+        f"{prosody_rss1:.1f} MB",
         "Checks: every held message arrived exactly once and in order; every live message too.",
     ]
     for client in (live_s, live_r):
@@ -208,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=0.5, help="seconds to wait for late duplicates")
     p.add_argument("--max-seconds", type=float, default=900, help="abort the whole run after this long")
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs, Courier's store)")
+    add_gc_option(p)
     args = p.parse_args(argv)
+    use_gc_option(args)
     if args.held < 1 or args.latency_samples < 1:
         p.error("--held and --latency-samples must be at least 1")
     exit_on_sigterm()

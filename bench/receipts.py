@@ -44,11 +44,13 @@ from typing import cast
 
 from .common import (
     BenchFailure,
+    add_gc_option,
     body_for,
     cpu_seconds,
     fmt_spread,
     own_cpu_seconds,
     percentile,
+    use_gc_option,
     verdict,
     verify,
 )
@@ -309,7 +311,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=300, help="abort the whole run after this long (default 300)")
     p.add_argument("--stall", type=float, default=15, help="fail a burst after this many seconds without progress")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, Courier's store)")
+    add_gc_option(p)
     args = p.parse_args(argv)
+    use_gc_option(args)
     for name in ("messages", "latency_samples", "repeat"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

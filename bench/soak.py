@@ -48,6 +48,7 @@ from .common import (
     PASSWORD,
     BenchClient,
     BenchFailure,
+    add_gc_option,
     body_for,
     exit_on_sigterm,
     failed_run,
@@ -55,6 +56,7 @@ from .common import (
     machine_line,
     rss_mb,
     stanza_for,
+    use_gc_option,
     verdict,
     verify,
 )
@@ -329,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bot-commands", type=int, default=5000, help="bot commands after the soak (0: none)")
     p.add_argument("--max-seconds", type=float, default=1800, help="abort the whole run after this long")
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs, Courier's store)")
+    add_gc_option(p)
     args = p.parse_args(argv)
+    use_gc_option(args)
     if args.messages < 1 or args.round < 10:
         p.error("--messages must be at least 1 and --round at least 10")
     exit_on_sigterm()

@@ -25,6 +25,7 @@ from component import prosody
 from tests import pgserver, storeview
 from tests.conformance.xmpp import CourierProcess
 
+from . import common
 from .common import (
     FALLBACK_LINE,
     PASSWORD,
@@ -54,7 +55,7 @@ class Stack:
     clients: list[BenchClient] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.setup = prosody.ProsodySetup(data=self.root / self.name.lower(), route=self.route)
+        self.setup = prosody.ProsodySetup(data=self.root / self.name.lower(), route=self.route, gc=common.PROSODY_GC)
 
     def start(self, ports: tuple[int, int]) -> None:
         self.setup.c2s_port, self.setup.component_port = ports

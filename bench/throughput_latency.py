@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from .common import (
+    add_gc_option,
     body_for,
     cpu_seconds,
     fmt_spread,
@@ -43,6 +44,7 @@ from .common import (
     own_cpu_seconds,
     percentile,
     stanza_for,
+    use_gc_option,
     verdict,
     verify,
 )
@@ -234,7 +236,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, Courier's store)")
     p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
                    help="Courier's store: its SQLite file (default) or a PostgreSQL of its own (fsync on)")
+    add_gc_option(p)
     args = p.parse_args(argv)
+    use_gc_option(args)
     for name in ("messages", "latency_samples", "repeat"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -244,6 +244,37 @@ async def test_courier_up_honours_log_level_and_serves_metrics(tmp_path) -> None
             proc.wait()
 
 
+async def test_courier_up_prosody_gc_is_applied_and_kept(tmp_path) -> None:
+    """`courier up --prosody-gc generational`: Prosody runs with that GC mode (its config says so, Prosody
+    accepted it), the choice is kept for the next `courier up`, and a mode Prosody lacks is refused."""
+    data = tmp_path / "var"
+    ports = ["--c2s-port", str(prosody.free_port()), "--component-port", str(prosody.free_port())]
+    argv = [sys.executable, "-m", "component", "up", "--data", str(data), "--domain", "localhost", *ports]
+    bad = await asyncio.to_thread(
+        subprocess.run, [*argv, "--prosody-gc", "stop-the-world"], capture_output=True, text=True, cwd=REPO
+    )
+    assert bad.returncode == 2 and "invalid choice: 'stop-the-world'" in bad.stderr
+
+    for extra in (["--prosody-gc", "generational"], []):  # the second run: kept from the first
+        output = tmp_path / f"up{len(extra)}.log"
+        with output.open("wb") as out:
+            proc = subprocess.Popen([*argv, *extra], stdout=out, stderr=out, cwd=REPO, start_new_session=True)
+        try:
+            await eventually(
+                lambda output=output: "connected to" in output.read_text(), timeout=30, what="courier up connected"
+            )
+            assert "GC generational" in output.read_text()
+            assert 'gc = { mode = "generational" }' in (data / "prosody.cfg.lua").read_text()
+            log = (data / "prosody.log").read_text()
+            assert "Failed to apply GC configuration" not in log and "GC mode not supported" not in log
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 20) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 async def test_drafts_and_list_copies_are_counted(ops, stack, users, connect) -> None:
     alice, bob, carol = users("alice", "bob", "carol")
     a = await connect(alice)
