@@ -190,7 +190,7 @@ def add_gc_option(p: argparse.ArgumentParser) -> None:
     """``--prosody-gc``: the GC mode of every Prosody the benchmark starts, plain and Courier alike."""
     p.add_argument(
         "--prosody-gc",
-        choices=("default", *prosody.GC_MODES),
+        choices=prosody.GC_CHOICES,
         default="default",
         help="Lua GC mode of every Prosody started, plain and Courier alike (default: Prosody's own, incremental)",
     )
@@ -198,7 +198,19 @@ def add_gc_option(p: argparse.ArgumentParser) -> None:
 
 def use_gc_option(args: argparse.Namespace) -> None:
     global PROSODY_GC
-    PROSODY_GC = "" if args.prosody_gc == "default" else args.prosody_gc
+    PROSODY_GC = prosody.gc_mode(args.prosody_gc)
+
+
+def fallbacks_in(log_file: Path) -> Counter[str]:
+    """Hand-offs a Prosody delivered itself (mod_courier_route's fallback warnings in its log), by reason.
+
+    One log line per message: "<reason>: delivering <hid> (<from> -> <to>) normally".
+    """
+    try:
+        log = log_file.read_text(errors="replace")
+    except OSError:
+        return Counter()
+    return Counter(m.group(1) for m in FALLBACK_LINE.finditer(log))
 
 
 def machine_line() -> str:

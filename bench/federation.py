@@ -121,13 +121,7 @@ class Federation:
 
     def fallbacks(self) -> int:
         """Hand-offs a Courier side's Prosody delivered itself (mod_courier_route's fallback warnings)."""
-        found = 0
-        for setup in self.setups:
-            try:
-                found += len(common.FALLBACK_LINE.findall(setup.log_file.read_text(errors="replace")))
-            except OSError:
-                pass
-        return found
+        return sum(common.fallbacks_in(setup.log_file).total() for setup in self.setups)
 
     def stop(self) -> None:
         for courier in self.couriers:

@@ -42,6 +42,7 @@ from pathlib import Path
 from . import common
 from .common import (
     BODY_PREFIX,
+    BenchClient,
     BenchFailure,
     body_for,
     exit_on_sigterm,
@@ -192,6 +193,26 @@ def report(name: str, result: tuple[dict[str, list[float]], int], count: int) ->
     return lines
 
 
+async def trace(
+    name: str,
+    clients: tuple[BenchClient, BenchClient],
+    ports: list[int],
+    steps: list[Step],
+    root: Path,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Warm up, then capture *ports* while one message at a time goes from sender to recipient;
+    the report of the legs, *steps*, and the clients stopped."""
+    sender, recipient = clients
+    await one_at_a_time(sender, recipient, "w", args.warmup)
+    pcap = root / f"{name}.pcap"
+    await capture(ports, pcap, partial(one_at_a_time, sender, recipient, TAG, args.messages))
+    lines = report(name, legs(read_capture(pcap), steps, args.messages), args.messages)
+    await sender.stop()
+    await recipient.stop()
+    return lines
+
+
 async def measure_local(args: argparse.Namespace, root: Path) -> list[str]:
     out = []
     ports = free_ports(4)
@@ -199,18 +220,12 @@ async def measure_local(args: argparse.Namespace, root: Path) -> list[str]:
         stack = Stack(name, route, root, 1)
         stack.start((ports[2 * i], ports[2 * i + 1]))
         try:
-            sender, recipient = await stack.pair()
-            await one_at_a_time(sender, recipient, "w", args.warmup)
             c2s, comp = stack.setup.c2s_port, stack.setup.component_port
             steps: list[Step] = [("c2s in", to(c2s))]
             if route:
                 steps += [("hand-off", handoff(comp, "h")), ("ack", ack(comp, "h"))]
             steps.append(("c2s out", out_of(c2s)))
-            pcap = root / f"{name}.pcap"
-            await capture([c2s, comp], pcap, partial(one_at_a_time, sender, recipient, TAG, args.messages))
-            out += report(name, legs(read_capture(pcap), steps, args.messages), args.messages)
-            await sender.stop()
-            await recipient.stop()
+            out += await trace(name, await stack.pair(), [c2s, comp], steps, root, args)
         finally:
             stack.stop()
     return out
@@ -223,8 +238,6 @@ async def measure_federation(args: argparse.Namespace, root: Path) -> list[str]:
         fed = Federation(name, route, root / name, domains)
         fed.start(1)
         try:
-            sender, recipient = await fed.pair()
-            await one_at_a_time(sender, recipient, "w", args.warmup)
             a, b = fed.setups
             assert b.s2s_port is not None
             steps: list[Step] = [("c2s in", to(a.c2s_port))]
@@ -235,11 +248,7 @@ async def measure_federation(args: argparse.Namespace, root: Path) -> list[str]:
                 steps += [("hand-off B", handoff(b.component_port, "b")), ("ack B", ack(b.component_port, "b"))]
             steps.append(("c2s out", out_of(b.c2s_port)))
             ports = [a.c2s_port, a.component_port, b.s2s_port, b.component_port, b.c2s_port]
-            pcap = root / f"{name}.pcap"
-            await capture(ports, pcap, partial(one_at_a_time, sender, recipient, TAG, args.messages))
-            out += report(name, legs(read_capture(pcap), steps, args.messages), args.messages)
-            await sender.stop()
-            await recipient.stop()
+            out += await trace(name, await fed.pair(), ports, steps, root, args)
         finally:
             fed.stop()
     return out

@@ -27,7 +27,6 @@ from tests.conformance.xmpp import CourierProcess
 
 from . import common
 from .common import (
-    FALLBACK_LINE,
     PASSWORD,
     BenchClient,
     BenchFailure,
@@ -107,15 +106,8 @@ class Stack:
             prosody.stop(self.proc)
 
     def fallbacks(self) -> Counter[str]:
-        """Hand-offs Prosody delivered itself (mod_courier_route's fallback warnings), by reason.
-
-        One log line per message: "<reason>: delivering <hid> (<from> -> <to>) normally".
-        """
-        try:
-            log = self.setup.log_file.read_text(errors="replace")
-        except OSError:
-            return Counter()
-        return Counter(m.group(1) for m in FALLBACK_LINE.finditer(log))
+        """Hand-offs Prosody delivered itself, by reason (:func:`~bench.common.fallbacks_in`)."""
+        return common.fallbacks_in(self.setup.log_file)
 
 
 def run_side_by_side(

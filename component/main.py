@@ -30,7 +30,7 @@ def _setup_for(data: Path, args: argparse.Namespace | None = None) -> prosody.Pr
         if getattr(args, "peer", None):
             values["peers"] = dict(_peer(p) for p in args.peer)
         if getattr(args, "prosody_gc", None) is not None:
-            values["gc"] = "" if args.prosody_gc == "default" else args.prosody_gc
+            values["gc"] = prosody.gc_mode(args.prosody_gc)
     values.setdefault("secret", secrets.token_urlsafe(24))
     setup = prosody.ProsodySetup(data=data, **values)  # type: ignore[arg-type]
     data.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--sms", action="store_true", help="also run a local Kannel with a fake SMSC: the SMS sandbox")
     up.add_argument(
         "--prosody-gc",
-        choices=("default", *prosody.GC_MODES),
+        choices=prosody.GC_CHOICES,
         default=None,
         help="Prosody's Lua garbage collector: generational measured at 25-55 %% less Prosody CPU per "
         "message, for more memory (bench/README.md); default: Prosody's own (incremental); kept in "

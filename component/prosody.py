@@ -126,6 +126,13 @@ class ProsodySetup:
 #: Prosody CPU per message than its default, incremental mode, without its 1.5-2 ms pauses, for
 #: more memory.
 GC_MODES = ("incremental", "generational")
+#: what ``--prosody-gc`` takes: a mode, or "default" (Prosody's own: no ``gc`` line)
+GC_CHOICES = ("default", *GC_MODES)
+
+
+def gc_mode(choice: str) -> str:
+    """``ProsodySetup.gc`` for a ``--prosody-gc`` choice."""
+    return "" if choice == "default" else choice
 
 
 def _gc_option(mode: str) -> str:
