@@ -8,6 +8,7 @@ local st = require "util.stanza";
 local jid_bare = require "util.jid".bare;
 local jid_split = require "util.jid".split;
 local monotonic = require "util.time".monotonic;
+local idset = module:require("route_idset");
 
 return function(R)
 	local NS, host, courier_host = R.NS, R.host, R.courier_host;
@@ -17,22 +18,23 @@ return function(R)
 
 	-- Released hids and originated ids, remembered for release_memory to
 	-- 2 * release_memory seconds so that a duplicate (a re-send) is dropped: two
-	-- generations, rotated.
-	local released, released_old, released_rotated = {}, {}, monotonic();
+	-- generations, rotated; each a set that the garbage collector hardly sees
+	-- (route_idset.lib.lua: a busy server remembers hundreds of thousands).
+	local released, released_old, released_rotated = idset.new(), idset.new(), monotonic();
 
 	local function was_released(hid)
-		return released[hid] or released_old[hid];
+		return released:has(hid) or released_old:has(hid);
 	end
 	R.was_released = was_released;
 
 	local function mark_released(hid)
-		released[hid] = true;
+		released:add(hid);
 	end
 	R.mark_released = mark_released;
 
 	function R.rotate_released(now)
 		if now - released_rotated > R.release_memory then
-			released, released_old, released_rotated = {}, released, now;
+			released, released_old, released_rotated = idset.new(), released, now;
 		end
 	end
 
