@@ -317,7 +317,7 @@ async def measure(args: argparse.Namespace, stack: Stack, phase: list[str]) -> l
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--messages", type=int, default=200000, help="messages in all, retractions included (default 200000)"
+        "--messages", type=int, default=300000, help="messages in all, retractions included (default 300000)"
     )
     p.add_argument("--round", type=int, default=2000, help="messages per round (default 2000)")
     p.add_argument("--sample-seconds", type=float, default=2.0, help="RSS sampling interval (default 2)")
