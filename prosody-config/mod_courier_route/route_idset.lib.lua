@@ -64,32 +64,28 @@ local function in_chunk(self, c, id)
 	return false;
 end
 
--- (the hash of the id asked last: a release asks has(), then add()s the same id)
+-- The hash of id, or nil for an id with a NUL (never in XML), which is kept as itself so
+-- that the chunks stay unambiguous.  Memoised: a release asks has(), then add()s the same id.
 local function key_of(self, id)
 	if self.last_id ~= id then
-		self.last_id, self.last_key = id, self.key(id);
+		self.last_id = id;
+		self.last_key = not find(id, "\0", 1, true) and self.key(id) or nil;
 	end
 	return self.last_key;
 end
 
 function idset:has(id)
 	if self.exact[id] then return true; end
-	local c = self.index[key_of(self, id)];
-	return c ~= nil and in_chunk(self, c, id);
+	local k = key_of(self, id);
+	local c = k ~= nil and self.index[k];
+	return c and in_chunk(self, c, id) or false;
 end
 
 -- Add id; true if it was not in the set.
 function idset:add(id)
-	if find(id, "\0", 1, true) then -- (never in XML: kept as itself, the chunks stay unambiguous)
-		if self.exact[id] then return false; end
-		self.exact[id] = true;
-		self.size = self.size + 1;
-		return true;
-	end
+	if self:has(id) then return false; end
 	local k = key_of(self, id);
-	local c = self.index[k];
-	if c ~= nil then
-		if in_chunk(self, c, id) or self.exact[id] then return false; end
+	if k == nil or self.index[k] ~= nil then -- (a NUL, or a hash another id took)
 		self.exact[id] = true;
 	else
 		local buffer = self.buffer;
@@ -108,4 +104,4 @@ function idset:__tostring()
 	return format("idset(%d ids, %d chunks)", self.size, #self.chunks);
 end
 
-return { new = new, hash = hash, CHUNK = CHUNK };
+return { new = new, CHUNK = CHUNK };

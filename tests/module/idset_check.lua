@@ -53,4 +53,16 @@ elseif case == "heap" then
 	local set_b, set_ms = measure(function() local s = lib.new(); for i = 1, n do s:add(uuid(i)); end return s; end);
 	local table_b, table_ms = measure(function() local t = {}; for i = 1, n do t[uuid(i)] = true; end return t; end);
 	print(string.format("%d %.0f %.0f %.3f %.3f", n, set_b, table_b, set_ms, table_ms));
+elseif case == "speed" then
+	-- what a release pays: has() then add() of a new id, in µs, against the plain table
+	local n = tonumber(arg[3]);
+	local ids = {};
+	for i = 1, n do ids[i] = uuid(i); end
+	local s, t = lib.new(), {};
+	local t0 = os.clock();
+	for i = 1, n do if not s:has(ids[i]) then s:add(ids[i]); end end
+	local t1 = os.clock();
+	for i = 1, n do if not t[ids[i]] then t[ids[i]] = true; end end
+	local t2 = os.clock();
+	print(string.format("%d %.2f %.2f", n, (t1 - t0) / n * 1e6, (t2 - t1) / n * 1e6));
 end
