@@ -70,6 +70,12 @@ COMMIT_LATENCY = Histogram(
     registry=REGISTRY,
 )
 COMMIT_FAILURES = Counter("courier_store_commit_failures", "Group commits that failed.", registry=REGISTRY)
+WAL_CATCH_UPS = Histogram(
+    "courier_store_wal_checkpoint_seconds",
+    "A checkpoint the store's writer ran itself because SQLite's write-ahead log passed its limit.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
 DRAFTS_PENDING = Gauge("courier_drafts_pending", "Drafts waiting for their trigger.", registry=REGISTRY)
 DRAFTS_FIRED = Counter("courier_drafts_fired", "Drafts sent by their trigger (or by hand).", registry=REGISTRY)
 FANOUT_COPIES = Counter("courier_fanout_copies", "Individual copies of broadcast-list messages.", registry=REGISTRY)
@@ -148,6 +154,10 @@ def commit(seconds: float, ok: bool) -> None:
     COMMIT_LATENCY.observe(seconds)
     if not ok:
         COMMIT_FAILURES.inc()
+
+
+def wal_catch_up(seconds: float) -> None:
+    WAL_CATCH_UPS.observe(seconds)
 
 
 def sms_moved(state: str) -> None:
