@@ -13,7 +13,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -37,23 +36,12 @@ from .retention import RetentionStore
 from .shared import INLINE_ROWS, SharedConnection
 from .sms import SmsStore
 from .stats import StatsStore
+from .wal import WalKeeper
 
 log = logging.getLogger(__name__)
 
 #: How long the server's <routed/> confirmations may wait for a commit to go with (seconds).
 ROUTED_DELAY = 0.05
-
-#: The size the SQLite write-ahead log may reach before the writer checkpoints it itself
-#: (bytes).  The checkpoint connection copies the log into the database every second, but the
-#: log only starts over when a checkpoint has copied *every* frame at the moment the next
-#: transaction begins: under sustained traffic, commits keep landing while the checkpoint
-#: runs, and the log grew without bound (measured: 318 MB after 9 s of one-at-a-time
-#: hand-offs; each commit then extended the file, and the kernel's zeroing of the new pages
-#: alone was 11 % of Courier's CPU).  Past this size the writer runs the checkpoint between
-#: two of its commits, when no frame can be added meanwhile; the next commit starts the log
-#: over, and SQLite's journal_size_limit truncates the file back to this size.
-WAL_LIMIT = 64 << 20
-
 
 class Store(MessageReads):
     """Facade over the database: SQLite (WAL mode) or PostgreSQL (store/engine.py)."""
@@ -81,13 +69,8 @@ class Store(MessageReads):
         self.stats = StatsStore(conn, self._tx)  # counts for metrics and status: store/stats.py
         self.outbox = OutboxStore(conn)  # sends the server has not confirmed: store/outbox.py
         self.peers = PeerTrackStore(conn)  # messages tracked at a peer Courier: store/peers.py
-        self._ckpt_conn: aiosqlite.Connection | None = None
         self._shared: SharedConnection | None = None  # small commits on the loop (store/shared.py)
-        self._checkpointer: asyncio.Task[None] | None = None
-        self._wal_file = ""  # SQLite's write-ahead log (a file store only): see WAL_LIMIT
-        self.wal_limit = WAL_LIMIT
-        self._wal_threshold = WAL_LIMIT  # raised after a catch-up while the log could not start over
-        self.wal_catch_ups = 0  # checkpoints the writer ran itself (tests, benchmarks)
+        self.wal: WalKeeper | None = None  # SQLite's write-ahead log, a file store only (store/wal.py)
         self.commits = 0  # for tests and benchmarks: how many transactions
         self._lock: StoreLock | None = None
         # Commit failures: queued work is kept and retried, never dropped (see _commit_batch).
@@ -109,26 +92,10 @@ class Store(MessageReads):
             store._shared = SharedConnection(opened.conn)
         store._writer = asyncio.create_task(store._write_loop(), name="courier-store-writer")
         if opened.path:
-            # Checkpoint the WAL from a second connection, off the commit path: SQLite's
-            # automatic checkpoint would run inside a commit and stall that batch (p99).
-            await opened.conn.execute("PRAGMA wal_autocheckpoint=0")
-            store._wal_file = f"{opened.path}-wal"
-            await store.limit_wal(WAL_LIMIT)
-            store._ckpt_conn = await aiosqlite.connect(opened.path, isolation_level=None)
-            store._checkpointer = asyncio.create_task(store._checkpoint_loop(), name="courier-store-checkpoint")
+            assert isinstance(opened.conn, aiosqlite.Connection)
+            store.wal = WalKeeper(opened.conn, opened.path, store._tx)
+            await store.wal.start(lambda: store.commits)
         return store
-
-    async def _checkpoint_loop(self, interval: float = 1.0) -> None:
-        assert self._ckpt_conn is not None
-        done = 0
-        while not self._closing:
-            await asyncio.sleep(interval)
-            if self.commits != done:
-                done = self.commits
-                try:
-                    await self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except DB_ERRORS as exc:
-                    log.warning("WAL checkpoint failed (will retry): %s", exc)
 
     async def close(self) -> None:
         """Commit what is queued, then close."""
@@ -140,18 +107,8 @@ class Store(MessageReads):
         self._wake.set()
         if self._writer:
             await self._writer
-        if self._checkpointer:
-            self._checkpointer.cancel()
-            try:
-                await self._checkpointer
-            except asyncio.CancelledError:
-                pass
-        if self._ckpt_conn is not None:
-            try:
-                await self._ckpt_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except DB_ERRORS as exc:  # a full or read-only disk: the WAL stays, and is replayed at start
-                log.warning("WAL checkpoint at shutdown failed: %s", exc)
-            await self._ckpt_conn.close()
+        if self.wal is not None:
+            await self.wal.close()
         await self._conn.close()
         if self._lock is not None:
             self._lock.release()
@@ -290,45 +247,9 @@ class Store(MessageReads):
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
-        if self._wal_file:
-            await self._bound_wal()
+        if self.wal is not None:
+            await self.wal.after_commit()
         return True
-
-    async def limit_wal(self, size: int) -> None:
-        """Keep SQLite's write-ahead log to about *size* bytes (:data:`WAL_LIMIT`)."""
-        self.wal_limit = self._wal_threshold = size
-        await self._conn.execute(f"PRAGMA journal_size_limit={int(size)}")
-
-    async def _bound_wal(self) -> None:
-        """Past :data:`WAL_LIMIT`, checkpoint the log on the writer's own connection (in
-        aiosqlite's thread: the event loop goes on parsing meanwhile; this waits, between two
-        commits, so that no frame is added while it runs and the log can start over)."""
-        try:
-            size = os.stat(self._wal_file).st_size
-        except OSError:
-            return
-        if size <= self._wal_threshold:
-            if size <= self.wal_limit:
-                self._wal_threshold = self.wal_limit
-            return
-        started = time.perf_counter()
-        async with self._tx:
-            try:
-                async with self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-                    row = await cur.fetchone()
-            except DB_ERRORS as exc:
-                log.warning("WAL checkpoint by the writer failed (will retry): %s", exc)
-                return
-        busy, frames, copied = row if row else (1, -1, -1)
-        if busy:  # the checkpoint connection's pass is running: the next commit tries again
-            return
-        self.wal_catch_ups += 1
-        metrics.wal_catch_up(time.perf_counter() - started)
-        if frames != copied:
-            log.info("WAL at %d bytes: %d of %d frames checkpointed (a read holds the rest)", size, copied, frames)
-        # Not again before the log has grown by another quarter, should it not start over (a
-        # read on an older snapshot holds it): every commit would checkpoint meanwhile.
-        self._wal_threshold = size + self.wal_limit // 4
 
     async def _write(
         self,

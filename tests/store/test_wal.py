@@ -1,4 +1,4 @@
-"""SQLite's write-ahead log stays bounded under sustained commits (component/store, WAL_LIMIT).
+"""SQLite's write-ahead log stays bounded under sustained commits (component/store/wal.py).
 
 The checkpoint connection alone cannot start the log over while commits keep landing during
 its pass; the writer checkpoints it itself, between two commits, once it passes the limit."""
@@ -38,7 +38,8 @@ async def commit_one(s: Store, seq: int) -> None:
 async def test_one_commit_after_another_keeps_the_log_near_its_limit_and_loses_nothing(db: Path) -> None:
     s = await Store.open(db)
     try:
-        await s.limit_wal(LIMIT)
+        assert s.wal is not None
+        await s.wal.set_limit(LIMIT)
         await commit_one(s, 1)  # the first commit also carries the schema's creation
         largest = 0
         for seq in range(2, 601):  # some 24 MB of log without the bound
@@ -46,7 +47,7 @@ async def test_one_commit_after_another_keeps_the_log_near_its_limit_and_loses_n
             largest = max(largest, wal_size(db))
         # the limit, the quarter it may grow by before a second try, and the commit that crossed it
         assert largest < LIMIT + LIMIT // 4 + (64 << 10), largest
-        assert s.wal_catch_ups >= 3
+        assert s.wal.catch_ups >= 3
     finally:
         await s.close()
     with storeview.connect(db) as conn:
@@ -62,7 +63,8 @@ async def test_a_read_holding_the_log_does_not_make_every_commit_checkpoint(
     s = await Store.open(db)
     reader = sqlite3.connect(db, isolation_level=None)
     try:
-        await s.limit_wal(LIMIT)
+        assert s.wal is not None
+        await s.wal.set_limit(LIMIT)
         await commit_one(s, 1)
         reader.execute("BEGIN")
         reader.execute("SELECT COUNT(*) FROM messages").fetchone()  # a snapshot held from here on
@@ -71,14 +73,14 @@ async def test_a_read_holding_the_log_does_not_make_every_commit_checkpoint(
                 await commit_one(s, seq)
         grown = wal_size(db)
         assert grown > 2 * LIMIT  # held: the log could not start over
-        tries = s.wal_catch_ups
+        tries = s.wal.catch_ups
         assert 1 <= tries <= (grown - LIMIT) // (LIMIT // 4) + 1
         assert any("a read holds the rest" in r.getMessage() for r in caplog.records)
         reader.execute("COMMIT")
         for seq in range(202, 262):
             await commit_one(s, seq)
         assert wal_size(db) < LIMIT + LIMIT // 4 + (64 << 10)
-        assert s.wal_catch_ups > tries
+        assert s.wal.catch_ups > tries
     finally:
         reader.close()
         await s.close()
