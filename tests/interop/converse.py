@@ -45,18 +45,33 @@ class Converse:
         await self.page.js(f"courier.api.chats.open({json.dumps(jid)}, {{}}, true).then(() => true)")
         await self.page.wait_for(f"!!{self._textarea(jid)}", 10, f"the chat with {jid}")
 
-    async def look_at(self, jid: str) -> dict[str, Any]:
+    async def look_at(self, jid: str, displayed: str | None = None, timeout: float = 15) -> dict[str, Any]:
         """The user looks at the open chat with *jid*, scrolled to its end.  Converse marks a
         message displayed as it arrives only if the chat is not hidden or scrolled up at that
         moment (``isHidden``); otherwise it counts it unread and marks it when the user looks
         (``clearUnreadMsgCounter``), which on a loaded machine, while the chat paints, happens.
-        Returns what Converse saw (unread count, scrolled, hidden), for a failing test to say."""
+        Converse decides between the two only after the message is in the chat (an awaited
+        ``afterMessageCreated`` hook lies between), so a look at that moment finds nothing
+        unread and the message is counted unread just after: with *displayed* (a message id)
+        the user keeps looking until Converse has sent its "displayed" marker for it.
+        Returns what Converse saw at the first look (unread count, scrolled, hidden), for a
+        failing test to say."""
         chat = f"courier.chat({json.dumps(jid)})"
-        return await self.page.js(
-            f"(async () => {{ const c = {chat}; const seen = {{unread: c.get('num_unread'), "
+        look = "c.ui.set('scrolled', false); c.clearUnreadMsgCounter();"
+        seen = await self.page.js(
+            f"(() => {{ const c = {chat}; const seen = {{unread: c.get('num_unread'), "
             f"scrolled: !!c.ui.get('scrolled'), hidden: !!c.get('hidden') || document.hidden}}; "
-            f"c.ui.set('scrolled', false); await c.clearUnreadMsgCounter(); return seen; }})()"
+            f"{look} return seen; }})()"
         )
+        if displayed is not None:
+            marker = json.dumps(f'id="{displayed}"')
+            await self.page.wait_for(
+                f"(() => {{ if (courier.sent.some(x => x.startsWith('<message ') && x.includes('<displayed ')"
+                f" && x.includes({marker}))) return true; const c = {chat}; {look} return false; }})()",
+                timeout,
+                f"Converse marking {displayed} displayed (first look: {seen})",
+            )
+        return seen
 
     async def key(self, key: str) -> None:
         for kind in ("keyDown", "keyUp"):
