@@ -1,6 +1,6 @@
 """Where a message's latency goes: each leg of its path, from a capture of the loopback traffic.
 
-    python -m bench.legs [--federation] [--messages N] [--warmup W] [--prosody-gc MODE] [--keep]
+    python -m bench.legs [--federation] [--inside] [--messages N] [--warmup W] [--prosody-gc MODE] [--keep]
 
 One message at a time (each sent once the previous one arrived), as the latency
 part of ``throughput_latency.py`` and ``federation.py``, through a plain stack and
@@ -21,12 +21,17 @@ Prosody steps is Prosody's work (and its waits), one between a hand-off and its
 acknowledgement is Courier's.  A diagnostic, not a benchmark with targets: it needs
 ``tcpdump`` (Debian's package of that name) and the right to capture (root, or
 CAP_NET_RAW), which the rest of bench/ does not.
+
+``--inside`` also splits Courier's leg by Courier's own clock (parse, decide, commit, write…:
+bench/inside.py), which costs Courier a few microseconds a step: the legs on the wire are
+then those of a slightly slower Courier.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from . import common
+from . import common, inside
 from .common import (
     BODY_PREFIX,
     BenchClient,
@@ -259,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--federation", action="store_true", help="across two servers (s2s), Courier on both")
     p.add_argument("--messages", type=int, default=300, help="messages one at a time (default 300)")
     p.add_argument("--warmup", type=int, default=30, help="messages before the capture (default 30)")
+    p.add_argument("--inside", action="store_true", help="also split Courier's leg by its own clock")
     p.add_argument("--keep", action="store_true", help="keep the work directory (the captures)")
     common.add_gc_option(p)
     args = p.parse_args(argv)
@@ -269,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="courier-legs-"))
     print(f"courier bench (legs); work dir {root}\n{machine_line()}", flush=True)
+    if args.inside:  # (the environment of the processes started from here on: Courier's)
+        os.environ.update(inside.environment(root / "inside"))
     try:
         measure = measure_federation if args.federation else measure_local
         lines = asyncio.run(measure(args, root))
@@ -278,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     path = "a.example -> b.example over s2s" if args.federation else "one server"
     print(f"\nLegs of one message at a time ({path}), {args.messages} messages, ms:")
     print("\n".join(lines))
+    if args.inside:
+        print("\n".join(inside.report(root / "inside", args.warmup)))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0
