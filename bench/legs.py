@@ -223,8 +223,8 @@ async def measure_local(args: argparse.Namespace, root: Path) -> list[str]:
     ports = free_ports(4)
     for i, (name, route) in enumerate((("plain", False), ("Courier", True))):
         stack = Stack(name, route, root, 1)
-        stack.start((ports[2 * i], ports[2 * i + 1]))
-        try:
+        try:  # (a Courier that fails to start: its Prosody is stopped too)
+            stack.start((ports[2 * i], ports[2 * i + 1]))
             c2s, comp = stack.setup.c2s_port, stack.setup.component_port
             steps: list[Step] = [("c2s in", to(c2s))]
             if route:
@@ -241,8 +241,8 @@ async def measure_federation(args: argparse.Namespace, root: Path) -> list[str]:
     for name, route, domains in (("plain", False, ("pa.example", "pb.example")),
                                  ("Courier", True, ("ca.example", "cb.example"))):  # fmt: skip
         fed = Federation(name, route, root / name, domains)
-        fed.start(1)
         try:
+            fed.start(1)
             a, b = fed.setups
             assert b.s2s_port is not None
             steps: list[Step] = [("c2s in", to(a.c2s_port))]

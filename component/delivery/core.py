@@ -15,7 +15,9 @@ on it (originate, SMS claims) and the hand-off reader."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import time
 import uuid
 from collections import OrderedDict, defaultdict, deque
@@ -62,11 +64,12 @@ class Core:
         self.seq = 0
         self.open: dict[int, MessageRow] = {}
         self.queues: defaultdict[str, deque[int]] = defaultdict(deque)
-        # (sender, recipient_bare, id or origin-id) -> seq, for held and recalled messages
+        # (sender, recipient_bare, id or origin-id) -> seq, of held and recalled messages (JIDs interned)
         self.by_ref: dict[tuple[str, str, str], int] = {}
         self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        #: closed messages whose refs are still in by_ref: seq -> (closed at, the by_ref keys)
-        self.closed_refs: OrderedDict[int, tuple[float, list[tuple[str, str, str]]]] = OrderedDict()
+        #: closed messages whose refs are still in by_ref: seq -> (closed at, sender, recipient, id,
+        #: origin-id), flat: the keys' own tuples were a third of their memory (REF_MAX, for a day)
+        self.closed_refs: OrderedDict[int, tuple[float, str, str, str, str]] = OrderedDict()
         #: The caches and the receipt policy (services of their own), and their methods under the
         #: names the commands and the XMPP glue call on the pipeline.
         self.seen = Presence()
@@ -124,9 +127,8 @@ class Core:
             self._release_timer(m)
 
     def _index_ref(self, m: MessageRow) -> None:
-        for ref in (m.msg_id, m.origin_id):
-            if ref:
-                self.by_ref[(m.sender, m.recipient_bare, ref)] = m.seq
+        sender, recipient = sys.intern(m.sender), sys.intern(m.recipient_bare)
+        self.by_ref.update({(sender, recipient, ref): m.seq for ref in (m.msg_id, m.origin_id) if ref})
 
     def _unindex_ref(self, m: MessageRow) -> None:
         """A released message: later corrections and retractions of it are passed on."""
@@ -140,15 +142,13 @@ class Core:
         until :meth:`_forget_closed_refs` or :meth:`_unindex_ref`)."""
         self.open.pop(m.seq, None)
         self.scheduler.cancel(("release", m.seq))
-        keys = [(m.sender, m.recipient_bare, ref) for ref in (m.msg_id, m.origin_id) if ref]
-        if keys:
-            self.closed_refs[m.seq] = (time.time(), keys)
+        if m.msg_id or m.origin_id:  # (the pair's JIDs: the interned ones of by_ref's keys)
+            pair = sys.intern(m.sender), sys.intern(m.recipient_bare)
+            self.closed_refs[m.seq] = (time.time(), *pair, m.msg_id, m.origin_id)
         queue = self.queues.get(m.recipient_bare)
         if queue is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 queue.remove(m.seq)
-            except ValueError:
-                pass
             if not queue:
                 del self.queues[m.recipient_bare]
 

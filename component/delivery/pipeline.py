@@ -83,12 +83,13 @@ class Pipeline(Originate, SmsClaims):
     def _forget_closed_refs(self, now: float) -> None:
         """Bound by_ref: refs of closed messages older than REF_MEMORY, or beyond REF_MAX, go."""
         while self.closed_refs:
-            seq, (t, keys) = next(iter(self.closed_refs.items()))
+            seq, (t, sender, recipient, msg_id, origin_id) = next(iter(self.closed_refs.items()))
             if now - t < REF_MEMORY and len(self.closed_refs) <= REF_MAX:
                 break
             self.closed_refs.popitem(last=False)
-            for key in keys:
-                if self.by_ref.get(key) == seq:
+            for ref in (msg_id, origin_id):
+                key = (sender, recipient, ref)
+                if ref and self.by_ref.get(key) == seq:
                     del self.by_ref[key]
 
     # -- presence ------------------------------------------------------------
