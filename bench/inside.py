@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import json
 import os
 import re
@@ -74,11 +75,14 @@ def install(out: str) -> None:
                 dump()
             marks.clear()
 
-    def dump() -> None:
+    @functools.cache
+    def domain() -> str:  # (read once, at the first dump: sys.argv is Courier's by then)
         config = next((a for a in sys.argv if a.endswith(".toml")), "")
         text = Path(config).read_text() if config else ""
-        domain = m[1] if (m := re.search(r'domain = "([^"]+)"', text)) else "?"
-        Path(out, f"{os.getpid()}.json").write_text(json.dumps({"domain": domain, "cycles": cycles}))
+        return m[1] if (m := re.search(r'domain = "([^"]+)"', text)) else "?"
+
+    def dump() -> None:
+        Path(out, f"{os.getpid()}.json").write_text(json.dumps({"domain": domain(), "cycles": cycles}))
 
     wrap(Courier, "data_received", read)
     wrap(Courier, "_on_handoff", lambda _a: mark("handoff", "read"), lambda _a: mark("decided", "handoff"))
@@ -94,7 +98,7 @@ def wrap(
     after: Callable[[tuple[Any, ...]], None] | None = None,
 ) -> None:
     original = getattr(cls, name)
-    if hasattr(original, "__code__") and original.__code__.co_flags & 0x80:  # a coroutine function
+    if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def clocked_async(*args: Any, **kwargs: Any) -> Any:
