@@ -143,6 +143,7 @@ class Courier(ComponentXMPP):
         )
         self.route: route.XEP_CourierRoute = self.plugin["courier_route"]  # type: ignore[typeddict-item]
         self.pipeline.pace = self.route.routed  # held messages flushed at login, a chunk at a time
+        store.after_callbacks = self.route.flush_answers  # a commit's acks written at once
         self.register_plugin(
             "courier_hops",
             module=hops,

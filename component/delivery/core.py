@@ -130,19 +130,17 @@ class Core:
         sender, recipient = sys.intern(m.sender), sys.intern(m.recipient_bare)
         self.by_ref.update({(sender, recipient, ref): m.seq for ref in (m.msg_id, m.origin_id) if ref})
 
-    def _unindex_ref(self, m: MessageRow) -> None:
-        """A released message: later corrections and retractions of it are passed on."""
-        for ref in (m.msg_id, m.origin_id):
-            if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
-                del self.by_ref[(m.sender, m.recipient_bare, ref)]
-        self.closed_refs.pop(m.seq, None)
-
-    def _close(self, m: MessageRow) -> None:
-        """Take *m* off the open set and its recipient's queue (its refs stay, for late edits,
-        until :meth:`_forget_closed_refs` or :meth:`_unindex_ref`)."""
+    def _close(self, m: MessageRow, keep_refs: bool = True) -> None:
+        """Take *m* off the open set and its recipient's queue.  Its refs stay for late edits (until
+        :meth:`_forget_closed_refs`), or go at once with *keep_refs* false (a released message)."""
         self.open.pop(m.seq, None)
         self.scheduler.cancel(("release", m.seq))
-        if m.msg_id or m.origin_id:  # (the pair's JIDs: the interned ones of by_ref's keys)
+        if not keep_refs:  # released: its later corrections and retractions are passed on
+            for ref in (m.msg_id, m.origin_id):
+                if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
+                    del self.by_ref[(m.sender, m.recipient_bare, ref)]
+            self.closed_refs.pop(m.seq, None)
+        elif m.msg_id or m.origin_id:  # (the pair's JIDs: the interned ones of by_ref's keys)
             pair = sys.intern(m.sender), sys.intern(m.recipient_bare)
             self.closed_refs[m.seq] = (time.time(), *pair, m.msg_id, m.origin_id)
         queue = self.queues.get(m.recipient_bare)
@@ -359,8 +357,7 @@ class Core:
     def _release(self, m: MessageRow, now: float, note: str, sends: list[Callable[[], None]] | None = None) -> None:
         hop = apply(m.state, Event.RELEASE, now, stanzas.domain(m.recipient_bare), note)
         m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
-        self._close(m)
-        self._unindex_ref(m)
+        self._close(m, keep_refs=False)
         self._record(m, hop)
         self.store.queue_update(m)
         self._send_after_commit(m.hid, m.stanza, m.sender, sends=sends)

@@ -291,8 +291,7 @@ class Pipeline(Originate, SmsClaims):
                 note = "delivered by the server (fallback: Courier was late)"
                 hop = apply(m.state, Event.RELEASE, now, self.domain, note)
                 m.state, m.updated, m.hold_reason, m.release_at = hop.state, now, "", None
-                self._close(m)
-                self._unindex_ref(m)
+                self._close(m, keep_refs=False)
                 self._record(m, hop)
                 self.store.queue_update(m)
                 self.flush(m.recipient_bare)

@@ -72,6 +72,9 @@ class Store(MessageReads):
         self._shared: SharedConnection | None = None  # small commits on the loop (store/shared.py)
         self.wal: WalKeeper | None = None  # SQLite's write-ahead log, a file store only (store/wal.py)
         self.commits = 0  # for tests and benchmarks: how many transactions
+        #: Run once after a commit's callbacks (the route's flush of batched acknowledgements:
+        #: they go out in this turn of the loop instead of the next one).
+        self.after_callbacks: Callable[[], None] | None = None
         self._lock: StoreLock | None = None
         # Commit failures: queued work is kept and retried, never dropped (see _commit_batch).
         self.failing_since: float | None = None  # monotonic start of the current episode
@@ -247,6 +250,11 @@ class Store(MessageReads):
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+        if callbacks and self.after_callbacks is not None:
+            try:
+                self.after_callbacks()
+            except Exception:
+                log.exception("after-commit flush failed")
         if self.wal is not None:
             await self.wal.after_commit()
         return True
