@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,37 @@ async def test_after_commit_waits_for_every_batch_queued_before_it(db: Path) -> 
     finally:
         await s.close()
     assert seen == [25]
+
+
+async def test_after_callbacks_runs_once_after_a_commits_callbacks_and_not_for_other_commits(
+    store: Store, db: Path
+) -> None:
+    """The route's flush of batched acknowledgements (app.py) is hooked here: it must come
+    after every callback of the commit (they queue the acks), once, and only for commits
+    that had callbacks."""
+    seen: list[str] = []
+    store.after_callbacks = lambda: seen.append(f"flush after {count(db, 'messages')} rows")
+
+    async def committed(*callbacks: Callable[[], None]) -> None:
+        done = asyncio.Event()
+        for callback in callbacks:
+            store.after_commit(callback)
+        store.after_commit(done.set)
+        await asyncio.wait_for(done.wait(), TIMEOUT)
+
+    store.queue_message(row(1))
+    store.queue_message(row(2))
+    await committed(lambda: seen.append("ack 1"), lambda: seen.append("ack 2"))
+    assert seen == ["ack 1", "ack 2", "flush after 2 rows"]
+    seen.clear()
+    store.queue_message(row(3))  # a commit without callbacks: no flush for it
+    for _ in range(200):
+        if count(db, "messages") == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert count(db, "messages") == 3
+    await committed()  # a commit of a callback alone, after row 3's
+    assert seen == ["flush after 3 rows"]
 
 
 async def test_a_refused_operation_is_dropped_alone_and_the_valid_ones_are_kept(store: Store, db: Path) -> None:
