@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from component.xep.hops.stanza import read_reports
+
 from .common import BenchClient, BenchFailure, body_for
 
 NS_RECEIPTS = "urn:xmpp:receipts"
@@ -18,7 +20,6 @@ NS_RECEIPTS_POLICY = "https://courier.chat/ns/receipts/0"
 MESSAGE = "{jabber:client}message"
 BODY = "{jabber:client}body"
 RECEIVED = f"{{{NS_RECEIPTS}}}received"
-REPORT = f"{{{NS_HOPS}}}report"
 #: The hop reports a stock client's message gets when its receipt comes back.
 REPORT_STATES = ("sent", "released", "received")
 
@@ -58,10 +59,10 @@ class ReceiptClient(BenchClient):
                 if len(self.receipts) >= self.receipt_target:
                     self.receipts_reached.set()
                 return None
-            reports = xml.findall(REPORT)  # one or more (courier-hops 0.3: a commit's hops together)
+            reports = read_reports(xml)  # one or more (a commit's hops together: <reports/>, courier-hops 0.5)
             if reports:
                 now = time.perf_counter()
-                self.hop_reports.extend((now, r.get("id", ""), r.get("state", "")) for r in reports)
+                self.hop_reports.extend((now, r["id"], r["state"]) for r in reports)
                 self.report_messages += 1
                 return None
         before = len(self.arrivals)

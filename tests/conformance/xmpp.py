@@ -70,8 +70,8 @@ class Client(ClientXMPP):
         if msg.xml.find("{urn:xmpp:privilege:2}privilege") is not None:
             self.privilege_notices.append(msg)  # mod_privilege's advertisement: meant for components only
             return
-        if msg.xml.find(f"{{{hops.NS}}}report") is not None:
-            self.report_messages.append(msg)  # as they came: several hops may share one (courier-hops 0.3)
+        if msg.xml.find(f"{{{hops.NS}}}report") is not None or msg.xml.find(f"{{{hops.NS}}}reports") is not None:
+            self.report_messages.append(msg)  # as they came: several hops may share one (courier-hops 0.3, 0.5)
             self.reports.extend(hops.split_reports(msg))  # one entry per hop
             return
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from xml.etree import ElementTree as ET
 
 from slixmpp import JID
@@ -25,6 +24,8 @@ from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
 from ...namespaces import NS_FEDERATION
 from .. import TextBody
+from .. import quote_field as quote
+from .. import unquote_field as unquote
 
 NS = NS_FEDERATION
 #: The disco#info feature of a Courier that reads ``<hops/>`` and ``<acks/>`` (0.4).
@@ -80,18 +81,6 @@ class Acks(ElementBase):
 
     def get_ids(self) -> list[str]:
         return [unquote(r) for r in (self.xml.text or "").split()]
-
-
-#: In the text forms every field is percent-encoded where it holds "%" or white space.
-_QUOTE = str.maketrans({"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D"})
-
-
-def quote(field: str) -> str:
-    return field.translate(_QUOTE)
-
-
-def unquote(field: str) -> str:
-    return urllib.parse.unquote(field) if "%" in field else field
 
 
 def hop_line(report: str, token: str, state: str, at: str, note: str = "") -> str:

@@ -4,9 +4,10 @@ Component side (``pconfig={"service": HopsService}``): answers ``<trace/>``,
 ``<pending/>``, ``<recall/>`` and ``<edit/>`` for the requesting user only, and
 sends reports (:meth:`XEP_CourierHops.queue_report`): the reports queued in one
 turn of the event loop (the effects of one store commit) go to each sender in one
-message carrying several ``<report/>`` elements (courier-hops 0.3).
+message: one ``<report/>``, or the lines of one ``<reports/>`` for two or more
+(courier-hops 0.5).
 Client side: :meth:`XEP_CourierHops.get_trace` and friends, and the
-``hops_report`` event for every ``<report/>`` that arrives, one event each
+``hops_report`` event for every report that arrives, in either form, one event each
 (:func:`split_reports`), so that a handler reads ``msg["hops_report"]`` as before.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from copy import deepcopy
 from typing import Any, Protocol, TypeVar
+from xml.sax.saxutils import escape, quoteattr
 
 from slixmpp import JID, Iq, Message
 from slixmpp.exceptions import XMPPError
@@ -25,28 +28,46 @@ from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from . import stanza
-from .stanza import NS
+from .stanza import NS, NS_LISTS, REPORT_TAG, REPORTS_TAG, read_reports, report_line
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=StanzaBase)
 
-#: At most this many ``<report/>`` elements in one message (about 250 bytes each).
-REPORTS_PER_MESSAGE = 50
+#: At most this many reports in one message: the lines of one ``<reports/>`` (about 130
+#: bytes each, courier-hops 0.5).
+REPORTS_PER_MESSAGE = 100
+
+_HINTS = "<no-store xmlns='urn:xmpp:hints'/>"  # XEP-0334
+#: The ``<report/>`` attributes, by interface.
+_ATTRIBUTES = (("id", "id"), ("origin_id", "origin-id"), ("to", "to"), ("state", "state"), ("at", "at"),
+               ("place", "place"))  # fmt: skip
+
+
+def report_xml(fields: Mapping[str, str]) -> str:
+    """One ``<report/>`` (*fields*: its interfaces) as XML text."""
+    attrs = " ".join(f"{name}={quoteattr(fields[key])}" for key, name in _ATTRIBUTES if fields.get(key))
+    note = fields.get("note")
+    return f"<report xmlns='{NS}' {attrs}>{escape(note)}</report>" if note else f"<report xmlns='{NS}' {attrs}/>"
 
 
 def split_reports(msg: S) -> list[S]:
-    """*msg* once per ``<report/>`` it carries: copies with only that one (*msg* itself if one)."""
-    elements = msg.xml.findall(f"{{{NS}}}report")
-    if len(elements) < 2:
+    """*msg* once per report it carries (``<report/>`` elements and the lines of ``<reports/>``):
+    copies with one ``<report/>`` each (*msg* itself if it has just one ``<report/>``)."""
+    children = [c for c in msg.xml if c.tag in (REPORT_TAG, REPORTS_TAG)]
+    if len(children) < 2 and all(c.tag == REPORT_TAG for c in children):
         return [msg]
+    base = deepcopy(msg.xml)
+    for child in [c for c in base if c.tag in (REPORT_TAG, REPORTS_TAG)]:
+        base.remove(child)
     parts = []
-    for keep in range(len(elements)):
-        xml = deepcopy(msg.xml)
-        for i, element in enumerate(xml.findall(f"{{{NS}}}report")):
-            if i != keep:
-                xml.remove(element)
-        parts.append(msg.__class__(xml=xml, stream=msg.stream))  # its plugins from this xml
+    for fields in read_reports(msg.xml):
+        part = msg.__class__(xml=deepcopy(base), stream=msg.stream)  # its plugins from this xml
+        report = part["hops_report"]
+        for key, value in fields.items():
+            if value:
+                report[key] = value
+        parts.append(part)
     return parts
 
 
@@ -86,14 +107,17 @@ class XEP_CourierHops(BasePlugin):
                 self.xmpp.register_handler(CoroutineCallback(name, StanzaPath(path), handler))
         else:
             self.xmpp.register_handler(Callback("Hops report", StanzaPath("message/hops_report"), self._report))
+            self.xmpp.register_handler(Callback("Hops reports", StanzaPath("message/hops_reports"), self._report))
 
     def plugin_end(self) -> None:
-        for name in ("Hops trace", "Hops pending", "Hops recall", "Hops edit", "Hops report"):
+        for name in ("Hops trace", "Hops pending", "Hops recall", "Hops edit", "Hops report", "Hops reports"):
             self.xmpp.remove_handler(name)
-        self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+        for feature in (NS, NS_LISTS):
+            self.xmpp.plugin["xep_0030"].del_feature(feature=feature)
 
     def session_bind(self, jid: Any) -> None:
-        self.xmpp.plugin["xep_0030"].add_feature(NS)
+        for feature in (NS, NS_LISTS):  # (NS_LISTS: reads and sends <reports/>, 0.5)
+            self.xmpp.plugin["xep_0030"].add_feature(feature)
 
     # -- component side -------------------------------------------------------
 
@@ -159,15 +183,14 @@ class XEP_CourierHops(BasePlugin):
     def _send_queued(self) -> None:
         queued, self._queued = self._queued, {}
         for to, reports in queued.items():
+            head = f"<message from={quoteattr(self.xmpp.boundjid.bare)} to={quoteattr(to)} type='headline'>"
             for start in range(0, len(reports), REPORTS_PER_MESSAGE):
-                msg = self.xmpp.make_message(mto=to, mfrom=self.xmpp.boundjid.bare, mtype="headline")
-                for fields in reports[start : start + REPORTS_PER_MESSAGE]:
-                    report = stanza.Report()
-                    for key, value in fields.items():
-                        report[key] = value
-                    msg.append(report)
-                msg.enable("no-store")  # XEP-0334, slixmpp's xep_0334
-                msg.send()
+                chunk = reports[start : start + REPORTS_PER_MESSAGE]
+                if len(chunk) == 1:
+                    payload = report_xml(chunk[0])
+                else:  # one element for all: what the server parses, routes and collects (0.5)
+                    payload = f"<reports xmlns='{NS}'>{escape(chr(10).join(map(report_line, chunk)))}</reports>"
+                self.xmpp.send(head + payload + _HINTS + "</message>")  # (slixmpp's send queue, in order)
 
     # -- client side ------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 - ``<request/>`` on a message: the sender wants a report at every hop.
 - ``<report/>`` in a message from Courier to the sender: one hop happened.
+- ``<reports/>`` (0.5) instead, for two or more hops: one a line of text (:func:`report_line`);
+  :func:`read_reports` reads both forms.
 - ``<trace id/>`` IQ get: the whole route record of one of your messages.
 - ``<pending/>`` IQ get: your messages still held at the server.
 - ``<recall id/>`` / ``<edit id>text</edit>`` IQ set: change a held message.
@@ -9,15 +11,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
 from ...namespaces import NS_HOPS
-from .. import TextBody
+from .. import TextBody, quote_field, unquote_field
 
 NS = NS_HOPS
+#: Courier's report messages may carry ``<reports/>`` (0.5, advertised in disco#info).
+NS_LISTS = NS + "#lists"
+REPORT_TAG, REPORTS_TAG = f"{{{NS}}}report", f"{{{NS}}}reports"
 
 #: The states a report or trace names, in the order a message can pass them.
 REPORT_STATES = (
@@ -79,6 +85,71 @@ class Report(_HopFields):
         self.xml.attrib.pop("origin-id", None)
 
 
+#: The fields of a ``<reports/>`` line, in order; the note (the seventh) only when there is one.
+LINE_FIELDS = ("id", "origin_id", "to", "state", "at", "place", "note")
+
+
+def _quote(value: str) -> str:
+    return quote_field(value) if value != "-" else "%2D"
+
+
+def report_line(fields: Mapping[str, str]) -> str:
+    """One report (the ``<report/>`` interfaces: id, origin_id, to, state, at, place, note) as
+    a line of ``<reports/>``: ``ID ORIGIN-ID TO STATE AT PLACE[ NOTE]``, "-" for an empty field
+    (not XML-escaped)."""
+    line = " ".join(_quote(fields.get(key) or "") or "-" for key in LINE_FIELDS[:6])
+    note = fields.get("note")
+    return f"{line} {_quote(note)}" if note else line
+
+
+def read_lines(text: str) -> list[dict[str, str]]:
+    """The reports of a ``<reports/>`` text, in order (every key of :data:`LINE_FIELDS`); a line
+    of fewer than six or more than seven fields is skipped."""
+    found = []
+    for line in text.split("\n"):
+        parts = line.split()
+        if 6 <= len(parts) <= 7:
+            fields = dict.fromkeys(LINE_FIELDS, "")
+            for key, part in zip(LINE_FIELDS, parts, strict=False):
+                fields[key] = "" if part == "-" else unquote_field(part)
+            found.append(fields)
+    return found
+
+
+def read_reports(message: Any) -> list[dict[str, str]]:
+    """Every report of a message element, ``<report/>`` and ``<reports/>`` alike, in document
+    order (every key of :data:`LINE_FIELDS`)."""
+    found = []
+    for child in message:
+        if child.tag == REPORT_TAG:
+            found.append({
+                "id": child.get("id", ""), "origin_id": child.get("origin-id", ""), "to": child.get("to", ""),
+                "state": child.get("state", ""), "at": child.get("at", ""), "place": child.get("place", ""),
+                "note": child.text or "",
+            })  # fmt: skip
+        elif child.tag == REPORTS_TAG:
+            found += read_lines(child.text or "")
+    return found
+
+
+class Reports(ElementBase):
+    """``<reports>line…</reports>`` (0.5): two or more hops, one a line (:func:`report_line`)."""
+
+    namespace = NS
+    name = "reports"
+    plugin_attrib = "hops_reports"
+    interfaces = {"reports"}
+
+    def get_reports(self) -> list[dict[str, str]]:
+        return read_lines(self.xml.text or "")
+
+    def set_reports(self, reports: list[Mapping[str, str]]) -> None:
+        self.xml.text = "\n".join(map(report_line, reports)) or None
+
+    def del_reports(self) -> None:
+        self.xml.text = None
+
+
 class Hop(_HopFields):
     """``<hop state at place>note</hop>`` inside a trace."""
 
@@ -135,6 +206,7 @@ class Edit(TextBody, ElementBase):
 def register() -> None:
     register_stanza_plugin(Message, Request)
     register_stanza_plugin(Message, Report)
+    register_stanza_plugin(Message, Reports)
     register_stanza_plugin(Iq, Trace)
     register_stanza_plugin(Trace, Hop, iterable=True)
     register_stanza_plugin(Iq, Pending)
