@@ -139,7 +139,6 @@ class Core:
             for ref in (m.msg_id, m.origin_id):
                 if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
                     del self.by_ref[(m.sender, m.recipient_bare, ref)]
-            self.closed_refs.pop(m.seq, None)
         elif m.msg_id or m.origin_id:  # (the pair's JIDs: the interned ones of by_ref's keys)
             pair = sys.intern(m.sender), sys.intern(m.recipient_bare)
             self.closed_refs[m.seq] = (time.time(), *pair, m.msg_id, m.origin_id)

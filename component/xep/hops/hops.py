@@ -28,7 +28,7 @@ from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from . import stanza
-from .stanza import NS, NS_LISTS, REPORT_TAG, REPORTS_TAG, read_reports, report_line
+from .stanza import NS, NS_LISTS, REPORT_ATTRIBUTES, REPORT_TAG, REPORTS_TAG, read_reports, report_line
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,11 @@ S = TypeVar("S", bound=StanzaBase)
 REPORTS_PER_MESSAGE = 100
 
 _HINTS = "<no-store xmlns='urn:xmpp:hints'/>"  # XEP-0334
-#: The ``<report/>`` attributes, by interface.
-_ATTRIBUTES = (("id", "id"), ("origin_id", "origin-id"), ("to", "to"), ("state", "state"), ("at", "at"),
-               ("place", "place"))  # fmt: skip
 
 
 def report_xml(fields: Mapping[str, str]) -> str:
     """One ``<report/>`` (*fields*: its interfaces) as XML text."""
-    attrs = " ".join(f"{name}={quoteattr(fields[key])}" for key, name in _ATTRIBUTES if fields.get(key))
+    attrs = " ".join(f"{name}={quoteattr(fields[key])}" for key, name in REPORT_ATTRIBUTES if fields.get(key))
     note = fields.get("note")
     return f"<report xmlns='{NS}' {attrs}>{escape(note)}</report>" if note else f"<report xmlns='{NS}' {attrs}/>"
 

@@ -85,8 +85,11 @@ class Report(_HopFields):
         self.xml.attrib.pop("origin-id", None)
 
 
+#: The ``<report/>`` attributes, by interface, in the order of a ``<reports/>`` line's fields.
+REPORT_ATTRIBUTES = (("id", "id"), ("origin_id", "origin-id"), ("to", "to"), ("state", "state"), ("at", "at"),
+                     ("place", "place"))  # fmt: skip
 #: The fields of a ``<reports/>`` line, in order; the note (the seventh) only when there is one.
-LINE_FIELDS = ("id", "origin_id", "to", "state", "at", "place", "note")
+LINE_FIELDS = (*(key for key, _ in REPORT_ATTRIBUTES), "note")
 
 
 def _quote(value: str) -> str:
@@ -122,11 +125,7 @@ def read_reports(message: Any) -> list[dict[str, str]]:
     found = []
     for child in message:
         if child.tag == REPORT_TAG:
-            found.append({
-                "id": child.get("id", ""), "origin_id": child.get("origin-id", ""), "to": child.get("to", ""),
-                "state": child.get("state", ""), "at": child.get("at", ""), "place": child.get("place", ""),
-                "note": child.text or "",
-            })  # fmt: skip
+            found.append({key: child.get(name, "") for key, name in REPORT_ATTRIBUTES} | {"note": child.text or ""})
         elif child.tag == REPORTS_TAG:
             found += read_lines(child.text or "")
     return found
