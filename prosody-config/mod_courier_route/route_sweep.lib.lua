@@ -5,6 +5,7 @@
 local st = require "util.stanza";
 local uuid = require "util.uuid".generate;
 local monotonic = require "util.time".monotonic; -- every timeout
+local poller = require "util.poll";
 
 return function(R)
 	local host, courier_host = R.host, R.courier_host;
@@ -46,6 +47,25 @@ return function(R)
 		return component_session() ~= nil and now - last_heard < ack_timeout;
 	end
 
+	-- Whether Courier's connection has input this Prosody has not read yet.  After a pause of
+	-- Prosody itself (SIGSTOP, a VM paused, swap, an overloaded host) its loop runs the timers,
+	-- this sweep among them, before it reads the sockets: Courier's answers may be waiting there
+	-- while last_heard says it has been silent.  A zero-timeout poll of the one descriptor.
+	local probe; -- util.poll state, made on first use
+	local function unread_input(session)
+		local conn = session.conn;
+		local fd = conn and conn.getfd and conn:getfd();
+		if type(fd) ~= "number" or fd < 0 then return false; end
+		probe = probe or poller.new();
+		if not probe or not probe:add(fd, true, false) then return false; end
+		local ready = probe:wait(0);
+		probe:del(fd);
+		return ready == fd;
+	end
+	-- The last_heard a fall-back was put off for: once each.  The loop turn after this sweep
+	-- reads what is waiting; if that holds no answer, the next sweep falls back as before.
+	local put_off_for = nil;
+
 	-- The session we last saw; a new one means Courier (re)connected.
 	local seen_session = nil;
 
@@ -73,6 +93,13 @@ return function(R)
 			ping_courier(now);
 		end
 		local alive = courier_alive(now);
+		if not alive and session and R.pending_count > 0 and put_off_for ~= last_heard and unread_input(session) then
+			put_off_for = last_heard;
+			alive = true;
+			module:log("warn", "Courier's answers are waiting unread: nothing read from it for %.1fs, but its "
+				.. "connection has input (this server was paused or is behind); %d hand-offs pending stay with Courier",
+				now - last_heard, R.pending_count);
+		end
 		local expired, overdue = {}, {};
 		for hid, entry in pairs(pending) do
 			local age = now - entry.first_sent;

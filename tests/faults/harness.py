@@ -93,6 +93,7 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self.swallow = False
         self.swallowed = bytearray()
+        self.upward: asyncio.StreamWriter | None = None
 
     async def start(self) -> Proxy:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -101,6 +102,7 @@ class Proxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers += [writer, up_writer]
+        self.upward = up_writer
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upward: bool) -> None:
             try:
@@ -116,6 +118,14 @@ class Proxy:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    async def pass_swallowed(self) -> None:
+        """Stop swallowing; send on what was swallowed (held in transit, not lost)."""
+        assert self.upward is not None
+        self.swallow = False
+        data, self.swallowed = bytes(self.swallowed), bytearray()
+        self.upward.write(data)
+        await self.upward.drain()
 
     def cut(self) -> None:
         for w in self.writers:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections import Counter
 
 from tests.conformance.helpers import eventually
+from tests.conformance.xmpp import CourierProcess
 
-from .harness import Proxy, Stack, account, burst, collect_until, fallbacks, settle, stored_ids
+from .harness import Proxy, Stack, account, burst, collect_until, deliver_all, fallbacks, settle, stored_ids
 
 
 async def _drain(client_queue_owner, seen: Counter[str]) -> None:  # type: ignore[no-untyped-def]
@@ -156,3 +158,41 @@ async def test_courier_frozen_messages_fall_back_once_and_late_releases_are_drop
     _, duplicated, lost = account("courier frozen (connected, silent)", sent, seen)
     assert (duplicated, lost) == (0, 0)
     assert s.prosody_log().count("Courier has not answered for") == 20
+
+
+def _released(courier: CourierProcess, sender: str) -> int:
+    from tests import storeview
+
+    with storeview.connect(courier.db, read_only=True) as db:
+        return db.execute("SELECT count(*) FROM messages WHERE sender=? AND state='released'", (sender,)).fetchone()[0]
+
+
+async def test_prosody_paused_while_courier_answers_falls_nothing_back(fault_stack: Stack) -> None:
+    """Prosody stopped past its ack timeout (a VM pause, swap, an overloaded host) with Courier's
+    answers on their way: they wait unread in Prosody's socket, and on waking Prosody runs its
+    timers before it reads them.  Courier did answer: nothing may be delivered around it."""
+    s = fault_stack
+    proxy = await Proxy(s.setup.component_port).start()  # to have the answers in flight at the pause
+    try:
+        courier = await asyncio.to_thread(s.start_courier, proxy.port)
+        alice, bob = s.adduser("alice", "bob")
+        a, b = await s.connect(alice), await s.connect(bob)
+        assert s.proc is not None
+        proxy.swallow = True  # Courier's answers held in transit (well within the ack timeout) ...
+        started = time.monotonic()
+        sent = burst(a, bob, 50, "pp")
+        await eventually(lambda: _released(courier, alice) == 50, 10, "Courier's releases of all 50")
+        os.kill(s.proc.pid, signal.SIGSTOP)  # ... Prosody pauses ...
+        try:
+            await proxy.pass_swallowed()  # ... and the answers reach its socket, unread
+            await asyncio.sleep(max(0.0, started + s.setup.ack_timeout + 1.5 - time.monotonic()))  # the pause
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        _, duplicated, lost = await deliver_all("prosody paused while Courier answers", b, a, bob, sent, "pp")
+    finally:
+        proxy.close()
+    log = s.prosody_log()
+    # (Usually Prosody's first sweep after the pause finds the answers waiting and says so; when the
+    # stop fell between its timers and its poll, it reads them first.  Either way: no fall-back.)
+    print("prosody's sweep put the fall-back off:", "Courier's answers are waiting unread" in log)
+    assert (duplicated, lost, fallbacks(log)) == (0, 0, 0)
