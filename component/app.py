@@ -336,6 +336,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     if http is not None:
         await http.start()
     await courier.pipeline.start()
+    await courier.federation.start()
     await courier.chat_reports.start()
     await courier.drafts.start()
     await courier.lists.start()

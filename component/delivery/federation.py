@@ -116,8 +116,13 @@ class Federation:
             return False
         return domain in self.peers.lists
 
+    async def start(self) -> None:
+        """Before the first connect: which messages peers hold (peer_tracks), so that a sender's
+        "pending" lists them from the first command on."""
+        await self.remote.load()
+
     async def _connected(self, _event: object) -> None:
-        await self.remote.load()  # which messages peers hold (peer_tracks), once
+        await self.remote.load()  # (once: start() has, unless run without it)
         self.inbound.start()  # hop reports not acknowledged: sent again now, then periodically
 
     async def _bounce(self, error: ET.Element) -> None:
