@@ -30,7 +30,7 @@ from ..scheduler import Scheduler
 from ..store import MessageRow, Store, StoreUnavailable
 from ..tasks import InOrder, spawn
 from . import stanzas
-from .caches import Presence, Settings
+from .caches import ClosedRefs, Presence, Settings
 from .ports import Report, SmsFallback, Transport, send_stored
 from .receipts import ReceiptPolicy
 from .states import Event, Hop, State, accept, apply, hop_word
@@ -64,12 +64,11 @@ class Core:
         self.seq = 0
         self.open: dict[int, MessageRow] = {}
         self.queues: defaultdict[str, deque[int]] = defaultdict(deque)
-        # (sender, recipient_bare, id or origin-id) -> seq, of held and recalled messages (JIDs interned)
+        # (sender, recipient_bare, id or origin-id) -> seq, of held messages (JIDs interned)
         self.by_ref: dict[tuple[str, str, str], int] = {}
         self.known_hids: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        #: closed messages whose refs are still in by_ref: seq -> (closed at, sender, recipient, id,
-        #: origin-id), flat: the keys' own tuples were a third of their memory (REF_MAX, for a day)
-        self.closed_refs: OrderedDict[int, tuple[float, str, str, str, str]] = OrderedDict()
+        #: the same of recalled messages (and of those gone as SMS), for a day at most (REF_MAX)
+        self.closed_refs = ClosedRefs()
         #: The caches and the receipt policy (services of their own), and their methods under the
         #: names the commands and the XMPP glue call on the pipeline.
         self.seen = Presence()
@@ -128,20 +127,30 @@ class Core:
 
     def _index_ref(self, m: MessageRow) -> None:
         sender, recipient = sys.intern(m.sender), sys.intern(m.recipient_bare)
-        self.by_ref.update({(sender, recipient, ref): m.seq for ref in (m.msg_id, m.origin_id) if ref})
+        for ref in (m.msg_id, m.origin_id):
+            if ref:
+                self.by_ref[(sender, recipient, ref)] = m.seq
+                self.closed_refs.discard((sender, recipient, ref))  # (a recalled one's id, reused)
+
+    def ref_of(self, sender: str, recipient_bare: str, ref: str) -> int | None:
+        """The seq of the held or recalled message *ref* of *sender* to *recipient_bare*, if any."""
+        key = (sender, recipient_bare, ref)
+        seq = self.by_ref.get(key)
+        return self.closed_refs.get(key) if seq is None else seq
 
     def _close(self, m: MessageRow, keep_refs: bool = True) -> None:
         """Take *m* off the open set and its recipient's queue.  Its refs stay for late edits (until
         :meth:`_forget_closed_refs`), or go at once with *keep_refs* false (a released message)."""
         self.open.pop(m.seq, None)
         self.scheduler.cancel(("release", m.seq))
-        if not keep_refs:  # released: its later corrections and retractions are passed on
-            for ref in (m.msg_id, m.origin_id):
-                if ref and self.by_ref.get((m.sender, m.recipient_bare, ref)) == m.seq:
-                    del self.by_ref[(m.sender, m.recipient_bare, ref)]
-        elif m.msg_id or m.origin_id:  # (the pair's JIDs: the interned ones of by_ref's keys)
-            pair = sys.intern(m.sender), sys.intern(m.recipient_bare)
-            self.closed_refs[m.seq] = (time.time(), *pair, m.msg_id, m.origin_id)
+        kept = []  # released: its later corrections and retractions are passed on (none kept)
+        for ref in (m.msg_id, m.origin_id):
+            key = (m.sender, m.recipient_bare, ref)
+            if ref and self.by_ref.get(key) == m.seq:  # (not when a newer message took the ref)
+                del self.by_ref[key]
+                kept.append(key)
+        if keep_refs and kept:
+            self.closed_refs.add(kept, m.seq, time.time())
         queue = self.queues.get(m.recipient_bare)
         if queue is not None:
             with contextlib.suppress(ValueError):

@@ -81,16 +81,8 @@ class Pipeline(Originate, SmsClaims):
             self.known_hids.popitem(last=False)
 
     def _forget_closed_refs(self, now: float) -> None:
-        """Bound by_ref: refs of closed messages older than REF_MEMORY, or beyond REF_MAX, go."""
-        while self.closed_refs:
-            seq, (t, sender, recipient, msg_id, origin_id) = next(iter(self.closed_refs.items()))
-            if now - t < REF_MEMORY and len(self.closed_refs) <= REF_MAX:
-                break
-            self.closed_refs.popitem(last=False)
-            for ref in (msg_id, origin_id):
-                key = (sender, recipient, ref)
-                if ref and self.by_ref.get(key) == seq:
-                    del self.by_ref[key]
+        """Refs of closed messages older than REF_MEMORY, or beyond REF_MAX, go."""
+        self.closed_refs.forget(now, REF_MEMORY, REF_MAX)
 
     # -- presence ------------------------------------------------------------
 
@@ -140,7 +132,7 @@ class Pipeline(Originate, SmsClaims):
         replace_ref = None if retract_ref else stanzas.replace_ref(inner)
         ref = retract_ref or replace_ref
         if ref is not None:
-            target_seq = self.by_ref.get((sender, recipient_bare, ref))
+            target_seq = self.ref_of(sender, recipient_bare, ref)
             if target_seq is not None:
                 if self._apply_to_held(h, target_seq, retract_ref is not None, inner, sender_full, now):
                     return

@@ -19,8 +19,9 @@ from tests.delivery.test_pipeline import JULIET, Recorder, message
 
 RECALLED = 2000
 #: bytes per recalled message, both of its refs indexed (591 on 2026-12-07, `pytest -s` on this
-#: file; 915 when each closed message kept a list of key tuples of its own)
-BOUND = 700
+#: file, as tuples of strings; 915 when each closed message kept a list of key tuples of its own;
+#: see the figure in docs/reliability.md for the hashed form)
+BOUND = 300
 
 
 def deep_size(*roots: Any) -> int:
@@ -39,10 +40,12 @@ def deep_size(*roots: Any) -> int:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set)):
             stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):  # (arrays: getsizeof has their buffer)
+            stack.extend(vars(obj).values())
     return total
 
 
-async def test_a_recalled_message_costs_under_700_bytes_of_memory(tmp_path) -> None:
+async def test_a_recalled_message_costs_under_300_bytes_of_memory(tmp_path) -> None:
     store = await Store.open(pgserver.store_at(tmp_path / "c.sqlite"))
     p = Pipeline(store, Recorder(), "shakespeare.lit")
     await p.start()
@@ -59,7 +62,7 @@ async def test_a_recalled_message_costs_under_700_bytes_of_memory(tmp_path) -> N
             retraction = message(f"r{i}", None, to=held.get("to", ""), retract=held.get("id", ""))
             p.handoff(Handoff(f"r{i}", "offline", retraction, now))
         await p.drain()
-        assert not p.open and len(p.closed_refs) == RECALLED and len(p.by_ref) == 2 * RECALLED
+        assert not p.open and not p.by_ref and len(p.closed_refs) == RECALLED
         per_message = (deep_size(p.by_ref, p.closed_refs) - empty) / RECALLED
         print(f"memory of a recalled message's refs: {per_message:.0f} bytes")
         assert per_message < BOUND

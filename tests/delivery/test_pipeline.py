@@ -246,15 +246,29 @@ async def test_refs_of_recalled_messages_are_bounded_in_count_and_time(pipeline,
     # one more hand-off prunes: only the newest REF_MAX recalled messages keep their refs
     pipeline.handoff(Handoff("late", "offline", message("m5-fix", "never", replace="m5"), time.time()))
     await pipeline.drain()
-    assert len(pipeline.closed_refs) == 3
-    assert {ref for (_, _, ref) in pipeline.by_ref} == {"m3", "m4", "m5"}
+    assert len(pipeline.closed_refs) == 3 and pipeline.by_ref == {}
+    assert [i for i in range(6) if pipeline.ref_of(JULIET, ROMEO, f"m{i}") is not None] == [3, 4, 5]
     # within the bound a late correction of a recalled message is still absorbed (never delivered)
     pipeline.presence(f"{ROMEO}/orchard", True)
     await pipeline.drain()
     assert pipeline.recorder.releases == []
     # and after REF_MEMORY every ref of a closed message is forgotten
     pipeline._forget_closed_refs(time.time() + module.REF_MEMORY + 1)
-    assert pipeline.by_ref == {} and not pipeline.closed_refs
+    assert not pipeline.closed_refs and all(pipeline.ref_of(JULIET, ROMEO, f"m{i}") is None for i in range(6))
+
+
+async def test_a_reused_id_is_the_newest_messages(pipeline) -> None:
+    """A recalled message's id used again by a later one: a correction with it is the later one's."""
+    now = time.time()
+    pipeline.handoff(Handoff("h1", "offline", message("m1", "first"), now))
+    pipeline.handoff(Handoff("r1", "offline", message("m1-del", None, retract="m1"), now))  # recalled
+    pipeline.handoff(Handoff("h2", "offline", message("m1", "second"), now))  # the same id, held
+    await pipeline.drain()
+    pipeline.presence(f"{ROMEO}/orchard", True)
+    await pipeline.drain()
+    pipeline.handoff(Handoff("h3", "online", message("m1-fix", "second!", replace="m1"), time.time()))
+    await pipeline.drain()
+    assert [(r[0], r[2]) for r in pipeline.recorder.releases] == [("h2", "second"), ("h3", "second!")]
 
 
 async def test_refs_of_released_messages_are_not_kept(pipeline) -> None:
