@@ -132,12 +132,6 @@ class Core:
                 self.by_ref[(sender, recipient, ref)] = m.seq
                 self.closed_refs.discard((sender, recipient, ref))  # (a recalled one's id, reused)
 
-    def ref_of(self, sender: str, recipient_bare: str, ref: str) -> int | None:
-        """The seq of the held or recalled message *ref* of *sender* to *recipient_bare*, if any."""
-        key = (sender, recipient_bare, ref)
-        seq = self.by_ref.get(key)
-        return self.closed_refs.get(key) if seq is None else seq
-
     def _close(self, m: MessageRow, keep_refs: bool = True) -> None:
         """Take *m* off the open set and its recipient's queue.  Its refs stay for late edits (until
         :meth:`_forget_closed_refs`), or go at once with *keep_refs* false (a released message)."""

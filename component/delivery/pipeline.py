@@ -80,6 +80,12 @@ class Pipeline(Originate, SmsClaims):
                 break
             self.known_hids.popitem(last=False)
 
+    def ref_of(self, sender: str, recipient_bare: str, ref: str) -> int | None:
+        """The seq of the held or recalled message *ref* of *sender* to *recipient_bare*, if any."""
+        key = (sender, recipient_bare, ref)
+        seq = self.by_ref.get(key)
+        return self.closed_refs.get(key) if seq is None else seq
+
     def _forget_closed_refs(self, now: float) -> None:
         """Refs of closed messages older than REF_MEMORY, or beyond REF_MAX, go."""
         self.closed_refs.forget(now, REF_MEMORY, REF_MAX)
