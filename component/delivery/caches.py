@@ -83,8 +83,9 @@ class ClosedRefs:
     Kept compact, since an operator's Courier holds up to a day of them: a key is its 64-bit
     ``hash()`` (Python's string hashing is keyed per process), and the closing order lives in
     arrays: 207 bytes a message with an id and an origin-id, against 591 as tuples of strings
-    (``pytest -s tests/delivery/test_memory.py``, 2026-12-07).  Two keys of one hash would make a correction of the one
-    absorbed as the other's: at 100,000 entries about 1 in 10^14 per lookup.
+    (``pytest -s tests/delivery/test_memory.py``, 2026-12-07).  Two keys of one hash would make
+    a correction of the one absorbed as the other's: at 100,000 entries about 1 in 10^14 per
+    lookup.
     """
 
     def __init__(self) -> None:

@@ -122,7 +122,6 @@ class Federation:
         await self.remote.load()
 
     async def _connected(self, _event: object) -> None:
-        await self.remote.load()  # (once: start() has, unless run without it)
         self.inbound.start()  # hop reports not acknowledged: sent again now, then periodically
 
     async def _bounce(self, error: ET.Element) -> None:

@@ -200,13 +200,9 @@ class RemoteChanges:
         #: (seq, label, at, place) of hops from reports recorded lately, committed or not: a
         #: report sent again is recorded once (older ones are looked up in the store).
         self._recent: OrderedDict[tuple[int, str, float, str], None] = OrderedDict()
-        self._loaded = False
 
     async def load(self) -> None:
-        """Read back which messages peers hold (once, at the first connect)."""
-        if self._loaded:
-            return
-        self._loaded = True
+        """Read back which messages peers hold (at start-up, before the first connect)."""
         for token, m in await self.pipeline.store.peers.held():
             if m.state is State.RELEASED:
                 self.held_there[m.seq] = dataclasses.replace(m, hold_reason="recipient-offline")
