@@ -288,8 +288,10 @@ class Courier(ComponentXMPP):
         metrics.ack()
         self.route.ack(hid)
 
-    def release_copy(self, hid: str, to: str = "") -> None:
+    def release_copy(self, hid: str, to: str = "", now: bool = False) -> None:
         self.federation.release_copy(hid, to)
+        if now:
+            self.route.flush_answers()
 
     def release(self, hid: str, inner: Element, sender_bare: str) -> None:
         self.federation.release(hid, inner, sender_bare)

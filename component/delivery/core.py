@@ -187,16 +187,20 @@ class Core:
         kind: str = "",
         to: str = "",
         sends: list[Callable[[], None]] | None = None,
+        sent: bool = False,
     ) -> None:
         """Release hand-off *hid* (None: originate a message) once committed; kept in the
         outbox, in the same commit, until the server confirms it routed it (re-sent meanwhile,
         in full).  *by_reference*: the server's copy is released (it is *stanza* unchanged;
         toward a Courier peer, recipient *to*, with ``<tracked/>``).
         *kind*: ``own`` for a message from Courier's own JID (:meth:`Originate.originate_own`).
-        *sends*: the send is appended there instead (a flush's chunk, sent when the server is ready)."""
+        *sends*: the send is appended there instead (a flush's chunk, sent when the server is ready).
+        *sent*: released already (:meth:`_track`'s *early*): only the outbox entry."""
         token = hid or uuid.uuid4().hex
         kind = kind or ("release" if hid else "originate")
         self.store.queue_outbox(token, kind, sender, stanza, time.time())
+        if sent:
+            return
         if by_reference and hid is not None:
             send = lambda: self.transport.release_copy(hid, to)  # noqa: E731
         else:
@@ -223,6 +227,7 @@ class Core:
         now: float,
         note: str = "",
         by_reference: bool = False,  # released at once: the server's copy (the hand-off's, unchanged)
+        early: bool = False,  # ... and before the commit if the store is idle (Pipeline.tracked_by_peer)
     ) -> None:
         self.seq += 1
         seq = self.seq
@@ -248,6 +253,9 @@ class Core:
             else:
                 reason = "recipient-offline"
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
+        early = early and by_reference and hop.state is State.RELEASED and hid is not None and self.store.idle
+        if early:  # nothing else waits for a commit: it cannot overtake a release
+            self.transport.release_copy(hid, recipient_bare, now=True)  # type: ignore[arg-type]
         row = MessageRow(
             seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
             kind, stanzas.text(inner), stanzas.serialize(inner), hop.state, reason, release_at, now,
@@ -261,7 +269,7 @@ class Core:
         if hop.state is State.FAILED:
             pass  # the server did not wait for us: it bounces its own error to the sender
         elif hop.state is State.RELEASED:
-            self._send_after_commit(hid, row.stanza, sender, by_reference, to=recipient_bare)
+            self._send_after_commit(hid, row.stanza, sender, by_reference, to=recipient_bare, sent=early)
         else:
             self._index_open(row)
             if hid is not None:
@@ -363,16 +371,6 @@ class Core:
         self._record(m, hop)
         self.store.queue_update(m)
         self._send_after_commit(m.hid, m.stanza, m.sender, sends=sends)
-
-    async def resend_unconfirmed(self) -> None:
-        """Releases and originated messages the server never confirmed: send them again
-        (same hand-off id / token: the server drops what it already routed).  At each connect."""
-        await self.store.flush()
-        rows = await self.store.outbox.unconfirmed()
-        if rows:
-            log.info("Re-sending %d releases and messages the server did not confirm", len(rows))
-        for row in rows:
-            send_stored(self.transport, row.kind, row.token, row.stanza, row.sender)
 
     # -- time ------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ class Federation:
         self.remote = RemoteChanges(pipeline, self.plugin, self.peers)
         pipeline.remote = self.remote
         pipeline.hop_recorders.append(self.inbound.hop)  # durable reports: in the hop's commit
+        pipeline.tracked_by_peer = self.inbound.tracked_by_peer  # relayed before B's commit
         courier.add_event_handler("federation_hop", self.remote.on_hop)
         courier.add_event_handler("federation_acked", self.inbound.on_acked)
         courier.add_event_handler("session_start", self._connected)

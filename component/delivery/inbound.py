@@ -13,7 +13,10 @@ recipient sees the message).  Then:
   until *by* acknowledges it (``<acked/>``), for at most :data:`REPORT_TTL`;
 - *by*, and only *by*, may recall or edit the message while it is held here; the answer is
   certain: done (with the hop recorded, whose report follows too: *by* de-duplicates it), or
-  too late with the state it left in.
+  too late with the state it left in;
+- *by* stored it before releasing it, so released at once to an online recipient it is
+  relayed: released before the commit here (:meth:`Inbound.tracked_by_peer`, the pipeline's
+  ``tracked_by_peer``; courier-federation 0.5, "Relaying").
 
 A remote sender whose server runs no Courier and who asked for reports gets courier-hops
 reports from us directly (same privacy rule).  Rules: xeps/courier-federation.xml.
@@ -89,6 +92,14 @@ class Inbound:
             self._tracked[h.hid] = h.inner.find(TRACKED_TAG)
             if len(self._tracked) > TRACKED_MEMORY:
                 self._tracked.popitem(last=False)
+
+    def tracked_by_peer(self, h: Handoff) -> bool:
+        """Whether hand-off *h* (noted by :meth:`handoff`) is of a message its sender's Courier
+        stored and tracks: a ``<tracked/>`` from a JID that may speak for the sender's server."""
+        element = self._tracked.get(h.hid)
+        if element is None or not element.get("id"):
+            return False
+        return speaks_for(element.get("by", ""), h.inner.get("from", ""))
 
     def _tracking(self, m: MessageRow) -> tuple[str, str] | None:
         if m.hid is not None and m.hid in self._tracked:

@@ -7,6 +7,7 @@ such message is tracked, held, released and reported like one the user sent."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -16,8 +17,10 @@ from ..namespaces import NS_CLIENT, NS_RECEIPTS
 from ..store import MessageRow
 from . import stanzas
 from .core import Core
-from .ports import NotFound
+from .ports import NotFound, send_stored
 from .states import DELIVERED, Event, IllegalTransition, State, accept, apply
+
+log = logging.getLogger(__name__)
 
 
 class Originate(Core):
@@ -131,8 +134,28 @@ class Originate(Core):
         self, sender: str, recipient_bare: str, ref: str, is_retract: bool, now: float
     ) -> None:
         """A correction or retraction of an already delivered message was passed on."""
-        target = await self.store.find_message(sender, recipient_bare, ref)
+        target = await self.find_committed(sender, recipient_bare, ref)
         self.passed_on(target, Event.RETRACT if is_retract else Event.EDIT, "passed on", now)
+
+    async def find_committed(self, sender: str, recipient_bare: str, ref: str) -> MessageRow | None:
+        """The store's ``find_message``, after the commit that may still be under way for it (a
+        message released before its commit, :meth:`Core._track`'s *early*, may be followed by an
+        edit or receipt of it at once)."""
+        target = await self.store.find_message(sender, recipient_bare, ref)
+        if target is None and not self.store.idle:
+            await self.store.flush()
+            target = await self.store.find_message(sender, recipient_bare, ref)
+        return target
+
+    async def resend_unconfirmed(self) -> None:
+        """Releases and originated messages the server never confirmed: send them again
+        (same hand-off id / token: the server drops what it already routed).  At each connect."""
+        await self.store.flush()
+        rows = await self.store.outbox.unconfirmed()
+        if rows:
+            log.info("Re-sending %d releases and messages the server did not confirm", len(rows))
+        for row in rows:
+            send_stored(self.transport, row.kind, row.token, row.stanza, row.sender)
 
     async def confirm(self, user: str, ref: str, sender: str | None = None) -> MessageRow:
         """*user* confirms receiving message *ref* (manual receipt policy): Courier sends the

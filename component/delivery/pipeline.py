@@ -53,6 +53,10 @@ class Pipeline(Originate, SmsClaims):
     #: Called before a local user's receipt or marker to another server's user is passed on
     #: (federation sets it: the hop reports waiting for that server's Courier go first).
     before_acknowledgement: Callable[[], None] | None = None
+    #: Whether a hand-off is of a message its sender's Courier stored and tracks (federation sets
+    #: it: a ``<tracked/>`` that may be believed); released to an online recipient before its
+    #: commit here (:meth:`Core._track`'s *early*, xeps/courier-federation.xml, "Relaying").
+    tracked_by_peer: Callable[[Handoff], bool] | None = None
 
     # -- start-up ---------------------------------------------------------
 
@@ -151,8 +155,10 @@ class Pipeline(Originate, SmsClaims):
         # courier-federation may add <tracked/>) where the server adds the <tracked/> given
         outward = local_sender and stanzas.domain(recipient_bare) != self.domain
         by_reference = h.copy_kept and not changed and (h.adds_tracked or not outward)
+        early = by_reference and kind == "message" and not local_sender
+        early = early and self.tracked_by_peer is not None and self.tracked_by_peer(h)
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
-                    wants_reports, now, by_reference=by_reference)  # fmt: skip
+                    wants_reports, now, by_reference=by_reference, early=early)  # fmt: skip
         if kind == "message":
             for observer in self.message_observers:
                 observer(sender, recipient_bare)
@@ -259,7 +265,7 @@ class Pipeline(Originate, SmsClaims):
     ) -> None:
         turn = self.in_order.turn()  # (after a peer's report that came before it: its hops first)
         try:
-            target = await self.store.find_message(original_sender, recipient, ref)
+            target = await self.find_committed(original_sender, recipient, ref)
             await turn.wait()
             if target is None:
                 return

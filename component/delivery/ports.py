@@ -74,9 +74,10 @@ class Transport(Protocol):
 
     def release(self, hid: str, inner: ET.Element, sender_bare: str) -> None: ...
 
-    def release_copy(self, hid: str, to: str = "") -> None:
+    def release_copy(self, hid: str, to: str = "", now: bool = False) -> None:
         """Release hand-off *hid* by reference: the server routes the original it kept.  *to*:
-        the recipient of a tracked message (toward a Courier peer the release adds ``<tracked/>``)."""
+        the recipient of a tracked message (toward a Courier peer the release adds ``<tracked/>``).
+        *now*: written at once, not batched until the end of the event-loop turn."""
         ...
 
     def report(self, report: Report) -> None: ...

@@ -72,6 +72,7 @@ class Store(MessageReads):
         self._shared: SharedConnection | None = None  # small commits on the loop (store/shared.py)
         self.wal: WalKeeper | None = None  # SQLite's write-ahead log, a file store only (store/wal.py)
         self.commits = 0  # for tests and benchmarks: how many transactions
+        self._committing = False  # a commit (with its after-commit effects) is under way
         #: Run once after a commit's callbacks (the route's flush of batched acknowledgements:
         #: they go out in this turn of the loop instead of the next one).
         self.after_callbacks: Callable[[], None] | None = None
@@ -186,6 +187,12 @@ class Store(MessageReads):
         self._wake.set()
 
     @property
+    def idle(self) -> bool:
+        """Nothing waits for a commit: no write or effect queued, no commit under way (so an
+        effect run now cannot overtake one that waits for a commit)."""
+        return not self._committing and len(self._queue) == 1 and self._queue[0].empty
+
+    @property
     def failing(self) -> bool:
         """True while commits fail (until one succeeds again)."""
         return self.failing_since is not None
@@ -213,6 +220,13 @@ class Store(MessageReads):
 
     async def _commit_batch(self) -> bool:
         """Commit the first segment; False (everything put back, in order) when the store cannot."""
+        self._committing = True
+        try:
+            return await self._commit_first()
+        finally:
+            self._committing = False
+
+    async def _commit_first(self) -> bool:
         segment = self._queue.popleft()
         if not self._queue:
             self._queue.append(Segment())

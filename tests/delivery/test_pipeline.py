@@ -12,7 +12,9 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from component.delivery.inbound import Inbound
 from component.delivery.pipeline import Handoff, Pipeline
+from component.namespaces import TRACKED_TAG
 from component.store import Store
 from tests import pgserver
 
@@ -46,7 +48,7 @@ class Recorder:
         body = inner.find("{jabber:client}body")
         self.releases.append((hid, sender_bare, body.text if body is not None else None))
 
-    def release_copy(self, hid: str, to: str = "") -> None:
+    def release_copy(self, hid: str, to: str = "", now: bool = False) -> None:
         self.releases.append((hid, "by reference", None))
 
 
@@ -400,3 +402,74 @@ async def test_a_message_from_courier_itself_is_kept_until_the_server_routed_it(
     while await pipeline.store.outbox.unconfirmed() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert await pipeline.store.outbox.unconfirmed() == []
+
+
+REMOTE = "mercutio@verona.lit"
+
+
+def from_peer(msg_id: str, by: str | None = "courier.verona.lit") -> ET.Element:
+    """A chat message from another server's user to Romeo; with courier-federation's
+    ``<tracked/>`` of *by* (the sender's Courier) unless None."""
+    m = ET.Element("{jabber:client}message", {"from": f"{REMOTE}/home", "to": ROMEO, "type": "chat", "id": msg_id})
+    ET.SubElement(m, "{jabber:client}body").text = f"text of {msg_id}"
+    if by is not None:
+        ET.SubElement(m, TRACKED_TAG, by=by, id=f"token-{msg_id}")
+    return m
+
+
+@pytest.fixture
+def relaying(pipeline):
+    """The pipeline with courier-federation's recipient side (delivery/inbound.py) in front."""
+    inbound = Inbound(pipeline, None)
+    pipeline.tracked_by_peer = inbound.tracked_by_peer
+
+    def handoff(h: Handoff) -> None:
+        inbound.handoff(h)
+        pipeline.handoff(h)
+
+    pipeline.relay = handoff  # type: ignore[attr-defined]
+    return pipeline
+
+
+async def test_a_message_its_senders_courier_tracks_is_released_before_the_commit_here(relaying) -> None:
+    """courier-federation 0.5, relaying: the sender's Courier stored it; released to the online
+    recipient at once, recorded right after, and kept in the outbox until the server routed it."""
+    relaying.relay(Handoff("h1", "online", from_peer("m1"), time.time(), copy_kept=True))
+    assert relaying.recorder.releases == [("h1", "by reference", None)]  # before any commit
+    await relaying.drain()
+    (stored,) = await relaying.store.messages_between(REMOTE, ROMEO)
+    assert stored.state.value == "released" and stored.hid == "h1"
+    assert [h.label for h in await relaying.store.hops(stored.seq)] == ["accepted", "released"]
+    assert {r.token for r in await relaying.store.outbox.unconfirmed()} == {"h1"}
+
+    # the server's confirmation may come before the commit: the outbox entry still goes
+    relaying.relay(Handoff("h2", "online", from_peer("m2"), time.time(), copy_kept=True))
+    relaying.store.queue_routed(["h1", "h2"])
+    await relaying.drain()
+    deadline = time.monotonic() + 5
+    while await relaying.store.outbox.unconfirmed() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert await relaying.store.outbox.unconfirmed() == []
+    assert relaying.recorder.releases == [("h1", "by reference", None), ("h2", "by reference", None)]
+
+
+async def test_relaying_never_overtakes_and_needs_a_believable_tracked(relaying) -> None:
+    """Before the commit only when nothing waits for one (order kept), and only for a
+    ``<tracked/>`` of the sender's own server's Courier; everything else after its commit."""
+    now = time.time()
+    relaying.relay(Handoff("h1", "online", message("m1", "local"), now, copy_kept=True))
+    relaying.relay(Handoff("h2", "online", from_peer("m2"), now, copy_kept=True))
+    assert relaying.recorder.releases == []  # h1 waits for its commit, so h2 does too
+    await relaying.drain()
+    assert [r[0] for r in relaying.recorder.releases] == ["h1", "h2"]
+
+    for hid, by in (("h3", None), ("h4", "courier.montague.lit"), ("h5", "mercutio@verona.lit")):
+        before = list(relaying.recorder.releases)
+        relaying.relay(Handoff(hid, "online", from_peer(f"m-{hid}", by), now, copy_kept=True))
+        assert relaying.recorder.releases == before  # a stock server's, or a forged <tracked/>
+        await relaying.drain()
+    assert [r[0] for r in relaying.recorder.releases] == ["h1", "h2", "h3", "h4", "h5"]
+
+    relaying.relay(Handoff("h6", "offline", from_peer("m6"), now, copy_kept=True))
+    await relaying.drain()
+    assert relaying.recorder.acks == ["h6"]  # held for the offline recipient, stored first
