@@ -243,7 +243,7 @@ class XEP_CourierRoute(BasePlugin):
             if child is None:
                 items.append(f"{item} />")
             else:  # courier-federation's <tracked/>, in its own namespace
-                items.append(f"{item}>{tostring(child, xmlns=NS, stream=self.xmpp)}</item>")
+                items.append(f"{item}>{_empty(child) or tostring(child, xmlns=NS, stream=self.xmpp)}</item>")
         text = (
             f'<message to="{_attr(self.server)}" from="{_attr(self.xmpp.boundjid.bare)}" id="{self.xmpp.new_id()}">'
             f'<ack xmlns="{NS}">{"".join(items)}</ack></message>'
@@ -322,6 +322,19 @@ def _valid(handoff: Element | None, inner: Element | None) -> bool:
     if handoff is None or inner is None:
         return False
     return bool(handoff.get("id") and inner.get("from") and inner.get("to"))
+
+
+def _empty(element: Element) -> str:
+    """*element* as text when it is empty and its attributes have no namespace (courier-federation's
+    ``<tracked/>``: slixmpp's ``tostring`` was a visible part of a release toward a peer); else ""."""
+    tag = element.tag
+    if not isinstance(tag, str) or tag[:1] != "{" or len(element) or element.text:
+        return ""
+    if any(k[:1] == "{" for k in element.keys()):
+        return ""
+    ns, local = tag[1:].split("}", 1)
+    attrs = "".join(f' {k}="{_attr(v)}"' for k, v in element.items())
+    return f'<{local} xmlns="{_attr(ns)}"{attrs} />'
 
 
 def _attr(value: str) -> str:
