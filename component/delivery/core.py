@@ -253,9 +253,10 @@ class Core:
             else:
                 reason = "recipient-offline"
             hop = apply(State.ACCEPTED, Event.HOLD, now, self.domain, reason)
-        early = early and by_reference and hop.state is State.RELEASED and hid is not None and self.store.idle
-        if early:  # nothing else waits for a commit: it cannot overtake a release
-            self.transport.release_copy(hid, recipient_bare, now=True)  # type: ignore[arg-type]
+        if early and by_reference and hid is not None and hop.state is State.RELEASED and self.store.idle:
+            self.transport.release_copy(hid, recipient_bare, now=True)  # nothing waits for a commit
+        else:
+            early = False
         row = MessageRow(
             seq, hid, sender, sender_full.partition("/")[2], recipient, recipient_bare, msg_id, origin_id,
             kind, stanzas.text(inner), stanzas.serialize(inner), hop.state, reason, release_at, now,

@@ -155,8 +155,8 @@ class Pipeline(Originate, SmsClaims):
         # courier-federation may add <tracked/>) where the server adds the <tracked/> given
         outward = local_sender and stanzas.domain(recipient_bare) != self.domain
         by_reference = h.copy_kept and not changed and (h.adds_tracked or not outward)
-        early = by_reference and kind == "message" and not local_sender
-        early = early and self.tracked_by_peer is not None and self.tracked_by_peer(h)
+        relayed = self.tracked_by_peer  # (_track releases it early only by reference, at once)
+        early = kind == "message" and not local_sender and relayed is not None and relayed(h)
         self._track(h.hid, h.recipient, h.stamp, inner, kind, sender_full, sender, recipient, recipient_bare,
                     wants_reports, now, by_reference=by_reference, early=early)  # fmt: skip
         if kind == "message":
